@@ -1,0 +1,1 @@
+"""The ASGI bridge: protocol events in, ASGI messages out, and back."""

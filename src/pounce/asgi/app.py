@@ -1,0 +1,108 @@
+"""Import the user's ASGI application from a ``module:attr`` or ``module:factory()`` string."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from typing import Any, cast
+
+from pounce.errors import AppImportError
+from pounce.types import ASGIApp
+
+
+def import_app(spec: str, *, factory: bool = False, app_dir: str | None = ".") -> ASGIApp:
+    """Import ``spec`` and return an ASGI 3 callable.
+
+    ``spec`` is ``"package.module:attr.path"``; a trailing ``()`` (or ``factory=True``)
+    calls the attribute with no arguments and uses the result.  Every failure raises
+    :class:`AppImportError` with one line saying what is wrong.
+    """
+    if app_dir is not None:
+        import os
+
+        path = os.path.abspath(app_dir)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    module_name, sep, attr = spec.partition(":")
+    call = factory
+    if attr.endswith("()"):
+        attr, call = attr[:-2], True
+    if not sep or not module_name or not attr:
+        raise AppImportError(f'app "{spec}" must be in the form "module:attribute"')
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise AppImportError(f'could not import module "{module_name}"') from None
+        raise AppImportError(
+            f'importing "{module_name}" failed: {type(exc).__name__}: {exc}'
+        ) from exc
+    except Exception as exc:
+        raise AppImportError(
+            f'importing "{module_name}" failed: {type(exc).__name__}: {exc}'
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppImportError(
+                f'attribute "{attr}" not found in module "{module_name}"'
+            ) from None
+    if call:
+        if not callable(obj):
+            raise AppImportError(f'app factory "{spec}" is not callable')
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AppImportError(
+                f'app factory "{spec}" raised {type(exc).__name__}: {exc}'
+            ) from exc
+    check_asgi3(obj, spec)
+    return cast(ASGIApp, obj)
+
+
+def check_asgi3(obj: object, spec: str) -> None:
+    """Raise :class:`AppImportError` unless ``obj`` looks like an ASGI 3 callable."""
+    if not callable(obj):
+        raise AppImportError(f'"{spec}" is not callable (got {type(obj).__name__})')
+    if inspect.isclass(obj):
+        raise AppImportError(
+            f'"{spec}" is a class: ASGI 2 style apps are not supported, pass an ASGI 3 callable'
+        )
+    target = obj
+    if not (inspect.isfunction(obj) or inspect.ismethod(obj)):
+        call = getattr(obj, "__call__", None)  # noqa: B004
+        if call is not None and (inspect.ismethod(call) or inspect.isfunction(call)):
+            target = call
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    params = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+    if len(params) != 3 and not variadic:
+        if len(params) == 1:
+            raise AppImportError(
+                f'"{spec}" takes one argument: ASGI 2 style apps are not supported, '
+                "an ASGI 3 app takes (scope, receive, send)"
+            )
+        raise AppImportError(
+            f'"{spec}" is not an ASGI 3 app: it must take (scope, receive, send), '
+            f"not {len(params)} arguments"
+        )
+    if not variadic and not _is_async(obj, target):
+        raise AppImportError(f'"{spec}" is not an ASGI 3 app: it is not an async callable')
+
+
+def _is_async(obj: object, target: object) -> bool:
+    if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(target):
+        return True
+    # Wrapped/decorated callables (functools.partial, middleware objects) may return
+    # an awaitable without being coroutine functions: give them the benefit of the doubt.
+    return not (inspect.isfunction(target) or inspect.ismethod(target))

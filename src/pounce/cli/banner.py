@@ -1,0 +1,44 @@
+"""The start-up banner: version, Python build, listeners, workers."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import sysconfig
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from pounce import __version__
+from pounce.config import Config
+from pounce.net.listeners import Listener
+
+
+def python_build() -> str:
+    """``CPython 3.13.0 (free-threaded, GIL disabled)`` or ``CPython 3.11.7 (GIL)``."""
+    name = f"{platform.python_implementation()} {platform.python_version()}"
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return f"{name} (GIL)"
+    enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    return f"{name} (free-threaded, GIL {'enabled' if enabled else 'disabled'})"
+
+
+def banner_table(config: Config, listeners: Sequence[Listener]) -> Table:
+    """The banner as a rich Table, built from data so it can be tested by rendering."""
+    table = Table(title=f"Pounce {__version__}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("python", python_build())
+    table.add_row("app", config.app or "-")
+    table.add_row("workers", f"{config.server.workers} ({config.server.worker_mode.value} mode)")
+    for i, listener in enumerate(listeners):
+        table.add_row("listen" if i == 0 else "", listener.describe())
+    if config.source:
+        table.add_row("config", config.source)
+    return table
+
+
+def print_banner(config: Config, listeners: Sequence[Listener]) -> None:
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(banner_table(config, listeners))

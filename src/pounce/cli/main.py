@@ -1,0 +1,150 @@
+"""The ``pounce`` command.  The only module that reads argv or calls ``sys.exit``."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from pounce import __version__
+from pounce.config import Config, add_cli_flags, config_to_toml, load_config, overrides_from_args
+from pounce.errors import PounceError, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pounce",
+        description="Pounce: a pure-Python ASGI server run by a supervisor daemon.",
+    )
+    parser.add_argument("--version", action="version", version=f"pounce {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="serve an ASGI app")
+    serve.add_argument("app", nargs="?", help='the app, "module:attr" or "module:factory()"')
+    _add_config_arg(serve)
+    listen = serve.add_argument_group("listeners (replace the [[listen]] entries of the config)")
+    listen.add_argument("--host", action="append", help="bind to this host (repeatable)")
+    listen.add_argument("--port", action="append", type=_port, help="bind to this TCP port")
+    listen.add_argument("--uds", action="append", metavar="PATH", help="bind to a Unix socket")
+    listen.add_argument("--fd", action="append", type=_fd, metavar="N", help="use inherited fd N")
+    add_cli_flags(serve)
+
+    check = sub.add_parser("check", help="validate the config and import the app")
+    check.add_argument("app", nargs="?", help="the app, overriding the config's")
+    _add_config_arg(check)
+
+    config = sub.add_parser("config", help="inspect the configuration")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
+    config_sub.required = True
+    show = config_sub.add_parser("show", help="print the effective config as TOML")
+    _add_config_arg(show)
+    return parser
+
+
+def _add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE", help="the pounce.toml to read")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, got {text!r}")
+    return int(text)
+
+
+def _fd(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a file descriptor number, got {text!r}")
+    return int(text)
+
+
+def listen_overrides(ns: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """The ``listen`` override from --host/--port/--uds/--fd, or None when none was given."""
+    hosts: list[str] = ns.host or []
+    ports: list[int] = ns.port or []
+    entries: list[dict[str, Any]] = []
+    if hosts or ports:
+        if len(hosts) > 1 and len(ports) > 1 and len(hosts) != len(ports):
+            raise UsageError("give one --port for all --host flags, or one --port per --host")
+        hosts = hosts or ["127.0.0.1"]
+        ports = ports or [8000]
+        if len(hosts) == len(ports):
+            pairs = list(zip(hosts, ports, strict=True))
+        elif len(ports) == 1:
+            pairs = [(h, ports[0]) for h in hosts]
+        else:
+            pairs = [(hosts[0], p) for p in ports]
+        entries += [{"host": h, "port": p} for h, p in pairs]
+    entries += [{"path": p} for p in ns.uds or []]
+    entries += [{"fd": n} for n in ns.fd or []]
+    return entries or None
+
+
+def _load(ns: argparse.Namespace, *, with_flags: bool) -> Config:
+    overrides: dict[str, object] = {}
+    if with_flags:
+        overrides.update(overrides_from_args(ns))
+        listen = listen_overrides(ns)
+        if listen is not None:
+            overrides["listen"] = listen
+    if getattr(ns, "app", None):
+        overrides["app"] = ns.app
+    return load_config(ns.config, overrides=overrides)
+
+
+def _app_loader(config: Config) -> functools.partial[Any]:
+    from pounce.asgi.app import import_app
+
+    if not config.app:
+        raise UsageError("no app given: pass MODULE:APP or set app in the config file")
+    return functools.partial(import_app, config.app, factory=config.server.factory)
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from pounce.cli.banner import print_banner
+    from pounce.logs import configure_logging
+    from pounce.net.listeners import open_listeners
+    from pounce.supervisor import serve
+
+    config = _load(ns, with_flags=True)
+    load_app = _app_loader(config)
+    configure_logging(config.logging.level, config.logging.format)
+    listeners = open_listeners(config.listen, backlog=config.server.backlog)
+    try:
+        print_banner(config, listeners)
+        return serve(config, listeners, load_app)
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def cmd_check(ns: argparse.Namespace) -> int:
+    config = _load(ns, with_flags=False)
+    _app_loader(config)()
+    where = f"{config.source}: " if config.source else ""
+    print(f"{where}configuration is valid; app {config.app} imported")
+    return 0
+
+
+def cmd_config_show(ns: argparse.Namespace) -> int:
+    sys.stdout.write(config_to_toml(_load(ns, with_flags=False)))
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "config": cmd_config_show}
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the ``pounce`` console script."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        code = COMMANDS[ns.command](ns)
+    except PounceError as exc:
+        print(f"pounce: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code)

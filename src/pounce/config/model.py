@@ -1,0 +1,304 @@
+"""The configuration as data: one frozen dataclass per TOML table.
+
+Each setting is declared here, once, with :func:`~pounce.config.declare.setting`;
+the TOML key, environment variable, flag and docs row all come from that.
+Class docstrings are the docs' section introductions.  These classes do no
+I/O and open no sockets: the loader validates, the ``net`` layer binds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from pounce.config.declare import setting
+from pounce.config.values import quote
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "Config",
+    "HttpConfig",
+    "ListenConfig",
+    "LogFormat",
+    "LogLevel",
+    "LoggingConfig",
+    "ServerConfig",
+    "ShutdownConfig",
+    "WorkerMode",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+_IDENT_PATH = r"[^\W\d]\w*(?:\.[^\W\d]\w*)*"
+_APP_RE = re.compile(rf"{_IDENT_PATH}:{_IDENT_PATH}(?:\(\))?")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+class WorkerMode(enum.StrEnum):
+    """How workers run."""
+
+    AUTO = "auto"
+    PROCESS = "process"
+    THREAD = "thread"
+
+
+class LogFormat(enum.StrEnum):
+    """How log records are written."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class LogLevel(enum.StrEnum):
+    """Log verbosity, from quietest to loudest."""
+
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    DEBUG = "debug"
+    TRACE = "trace"
+
+
+def _check_app(value: str) -> str | None:
+    if _APP_RE.fullmatch(value):
+        return None
+    return f'must look like "module:attribute" or "module:factory()", got {quote(value)}'
+
+
+def _check_root_path(value: str) -> str | None:
+    if value == "" or (value.startswith("/") and not value.endswith("/")):
+        return None
+    return f'must be "" or start with "/" and not end with "/", got {quote(value)}'
+
+
+def _check_host(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        return None
+    if value.startswith("[") and value.endswith("]"):
+        return f"write IPv6 addresses without brackets: {quote(value[1:-1])}, got {quote(value)}"
+    name = value.removesuffix(".")
+    if 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(p) for p in name.split(".")):
+        return None
+    return f"must be an IP address or a hostname, got {quote(value)}"
+
+
+def _check_not_empty(value: str) -> str | None:
+    return None if value else 'must not be empty, got ""'
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """``[server]``: the processes and what they serve."""
+
+    workers: int = setting(1, doc="Number of workers serving requests.", minimum=1)
+    # setting() returns a dataclasses.field(), which ruff's RUF009 does not know.
+    worker_mode: WorkerMode = setting(  # noqa: RUF009
+        WorkerMode.AUTO,
+        doc=(
+            "How workers run: `process` (one process each), `thread` (threads in one "
+            "process, for free-threaded Python) or `auto` (threads when the GIL is disabled, "
+            "else processes)."
+        ),
+    )
+    root_path: str = setting(
+        "",
+        doc="ASGI `root_path`: the URL prefix the application is mounted under behind a proxy.",
+        check=_check_root_path,
+        rule='"" or "/prefix" (no trailing "/")',
+        metavar="PATH",
+    )
+    backlog: int = setting(
+        2048,
+        doc="Listen backlog (queued connections) for listeners that do not set their own.",
+        minimum=1,
+        maximum=65535,
+        metavar="N",
+    )
+    factory: bool = setting(
+        False,
+        doc="Treat `app` as a factory and call it with no arguments, even without `()`.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """``[[listen]]``: one socket to accept connections on; repeat the table for more.
+
+    Each entry is exactly one of: TCP (`host` and/or `port`; a `port` alone
+    means host `127.0.0.1`, a `host` alone means port 8000), a Unix socket
+    (`path`, optionally with `mode`, `owner` and `group`) or an inherited file
+    descriptor (`fd`).  `name` may label any entry, or stand alone for a
+    socket systemd passes by its `FileDescriptorName`.  Without any
+    `[[listen]]` Pounce listens on `127.0.0.1:8000`.
+    """
+
+    host: str | None = setting(
+        None,
+        doc="TCP host: an IPv4 or IPv6 address (`0.0.0.0`, `::1`) or a hostname (`localhost`).",
+        check=_check_host,
+        rule="IP address or hostname",
+    )
+    port: int | None = setting(None, doc="TCP port; 0 picks a free port.", minimum=0, maximum=65535)
+    path: str | None = setting(None, doc="Unix socket path.", check=_check_not_empty)
+    mode: int | None = setting(
+        None,
+        doc="File mode of the Unix socket, written in octal: `0o660`.",
+        minimum=0,
+        maximum=0o7777,
+        octal=True,
+    )
+    owner: str | None = setting(
+        None, doc="Owner of the Unix socket: a user name or a uid.", check=_check_not_empty
+    )
+    group: str | None = setting(
+        None, doc="Group of the Unix socket: a group name or a gid.", check=_check_not_empty
+    )
+    fd: int | None = setting(
+        None, doc="An inherited, already listening file descriptor.", minimum=0
+    )
+    name: str | None = setting(
+        None,
+        doc="systemd `FileDescriptorName` of a socket-activated listener (reserved).",
+        check=_check_not_empty,
+    )
+    backlog: int | None = setting(
+        None,
+        doc="Listen backlog for this socket; unset means `server.backlog`.",
+        minimum=1,
+        maximum=65535,
+    )
+
+    @property
+    def kind(self) -> str:
+        """``"tcp"``, ``"unix"``, ``"fd"`` or ``"named"`` (only a systemd name)."""
+        if self.host is not None or self.port is not None:
+            return "tcp"
+        if self.path is not None:
+            return "unix"
+        if self.fd is not None:
+            return "fd"
+        return "named"
+
+    def describe(self) -> str:
+        """A URL-like text for logs: ``http://[::1]:8000``, ``unix:/run/x.sock``, ``fd://3``."""
+        kind = self.kind
+        if kind == "tcp":
+            host = self.host if self.host is not None else DEFAULT_HOST
+            port = self.port if self.port is not None else DEFAULT_PORT
+            return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        if kind == "unix":
+            return f"unix:{self.path}"
+        if kind == "fd":
+            return f"fd://{self.fd}"
+        return f"systemd:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """``[http]``: limits and timeouts of HTTP connections."""
+
+    keep_alive_timeout: float = setting(
+        5.0,
+        doc="Close an idle keep-alive connection after this long.",
+        flags=("--keep-alive-timeout", "--timeout-keep-alive"),
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+    header_timeout: float = setting(
+        10.0,
+        doc="Close a connection whose request head has not arrived in full after this long.",
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+    max_header_size: int = setting(
+        65536,
+        doc="Largest request head (request line and headers) accepted; larger gets 431.",
+        minimum=1024,
+        maximum=16 * 1024 * 1024,
+        unit="bytes",
+    )
+    max_body_size: int = setting(
+        100 * 1024 * 1024,
+        doc="Largest request body accepted; larger gets 413. 0 means no limit.",
+        minimum=0,
+        unit="bytes",
+    )
+    max_requests_per_connection: int = setting(
+        0,
+        doc="Close a connection after serving this many requests. 0 means no limit.",
+        minimum=0,
+        metavar="N",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownConfig:
+    """``[shutdown]``: how workers stop."""
+
+    timeout: float = setting(
+        30.0,
+        doc="On shutdown or reload, wait this long for requests in flight before closing them.",
+        flags=("--shutdown-timeout", "--timeout-graceful-shutdown"),
+        minimum=0,
+        unit="seconds",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """``[logging]``: what is logged and how."""
+
+    level: LogLevel = setting(  # noqa: RUF009
+        LogLevel.INFO, doc="Least severe level logged.", flags=("--log-level",)
+    )
+    access_log: bool = setting(True, doc="Log one line per request.")
+    format: LogFormat = setting(  # noqa: RUF009
+        LogFormat.TEXT,
+        doc="`text` for people, `json` for one JSON object per line.",
+        flags=("--log-format",),
+    )
+
+
+DEFAULT_LISTEN: tuple[ListenConfig, ...] = (ListenConfig(host=DEFAULT_HOST, port=DEFAULT_PORT),)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration of one Pounce server.
+
+    ``source`` is the file it was read from; it is not a setting and does not
+    take part in comparisons.
+    """
+
+    app: str | None = setting(
+        None,
+        doc=(
+            "The ASGI application: `module:attribute`, or `module:factory()` to call a factory. "
+            "Usually given on the command line."
+        ),
+        flags=(),
+        check=_check_app,
+        rule='"module:attr" or "module:factory()"',
+    )
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    listen: tuple[ListenConfig, ...] = DEFAULT_LISTEN
+    http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
+    shutdown: ShutdownConfig = dataclasses.field(default_factory=ShutdownConfig)
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    source: str | None = dataclasses.field(default=None, compare=False)
+
+    def backlog_for(self, listen: ListenConfig) -> int:
+        """The backlog to listen with on ``listen``: its own, else ``server.backlog``."""
+        return listen.backlog if listen.backlog is not None else self.server.backlog

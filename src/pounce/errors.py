@@ -1,0 +1,75 @@
+"""Every error Pounce raises on purpose.
+
+Each error carries its own remedy: an exit code for the CLI and, where it
+applies, an HTTP status.  They are translated once, at a boundary (``cli`` for
+exit codes, the connection for statuses), never by isinstance ladders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PounceError(Exception):
+    """Base class.  ``exit_code`` is what ``pounce`` exits with when this escapes."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class UsageError(PounceError):
+    """Bad command-line usage or an unreadable config file."""
+
+    exit_code = 2
+
+
+class ConfigError(PounceError):
+    """The configuration is invalid.  ``errors`` lists every problem, each with its key path."""
+
+    exit_code = 2
+
+    def __init__(self, errors: Sequence[str], *, source: str | None = None) -> None:
+        self.errors = tuple(errors)
+        self.source = source
+        where = f"{source}: " if source else ""
+        if len(self.errors) == 1:
+            message = f"{where}invalid configuration: {self.errors[0]}"
+        else:
+            lines = "\n".join(f"  {e}" for e in self.errors)
+            message = f"{where}invalid configuration ({len(self.errors)} errors):\n{lines}"
+        super().__init__(message)
+
+
+class AppImportError(PounceError):
+    """The ASGI application could not be imported or is not an ASGI 3 callable."""
+
+    exit_code = 1
+
+
+class ListenerError(PounceError):
+    """A listening socket could not be opened or inherited."""
+
+    exit_code = 1
+
+
+class LifespanError(PounceError):
+    """The application's lifespan startup failed."""
+
+    exit_code = 3
+
+
+class ProtocolError(PounceError):
+    """The peer sent bytes that break the protocol; ``status`` is what to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,453 @@
+"""A strict, sans-I/O HTTP/1.1 request parser and response serializer.
+
+Bytes go in with :meth:`RequestParser.feed`; events come out of
+:meth:`RequestParser.next_event`.  No sockets, no clocks, no asyncio: the
+connection that owns a parser decides about time.
+
+The parser is strict where leniency lets a request be read two ways by two
+servers (request smuggling, RFC 9112 §11.2): every such case raises
+:class:`~pounce.errors.ProtocolError` with the status to answer, and the
+connection is closed after that answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from pounce.errors import ProtocolError
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 §5.6.2: token = 1*tchar
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A header line: field-name ":" OWS field-value OWS (RFC 9112 §5); no space before ":".
+_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*")
+# Control characters other than HTAB (CR and LF are checked separately).
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# RFC 3986 host: IP-literal / IPv4address / reg-name, then an optional port.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+(?:%25[0-9A-Za-z._~-]+)?\]|[0-9A-Za-z\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
+)
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
+_MAX_CHUNK_LINE: Final = 4096
+
+
+@dataclass(slots=True)
+class Request:
+    """A complete request head."""
+
+    method: bytes
+    target: bytes
+    http_version: str
+    headers: Headers
+    keep_alive: bool
+    expect_continue: bool
+    content_length: int | None
+    chunked: bool
+
+
+@dataclass(slots=True)
+class Data:
+    """A piece of the request body."""
+
+    data: bytes
+
+
+class EndOfMessage:
+    """The request body is complete."""
+
+    __slots__ = ()
+
+
+class NeedData:
+    """More bytes are needed before another event can be produced."""
+
+    __slots__ = ()
+
+
+class Paused:
+    """The current request is complete; call :meth:`RequestParser.start_next_cycle`."""
+
+    __slots__ = ()
+
+
+END_OF_MESSAGE: Final = EndOfMessage()
+NEED_DATA: Final = NeedData()
+PAUSED: Final = Paused()
+
+Event = Request | Data | EndOfMessage | NeedData | Paused
+
+
+class _State(Enum):
+    HEAD = "head"
+    BODY_LENGTH = "body-length"
+    CHUNK_SIZE = "chunk-size"
+    CHUNK_DATA = "chunk-data"
+    CHUNK_CRLF = "chunk-crlf"
+    TRAILERS = "trailers"
+    DONE = "done"
+
+
+class RequestParser:
+    """Parses one connection's stream of requests, one request at a time."""
+
+    __slots__ = (
+        "_body_seen",
+        "_buf",
+        "_chunk_left",
+        "_length_left",
+        "_state",
+        "max_body_size",
+        "max_header_size",
+    )
+
+    def __init__(self, *, max_header_size: int = 65536, max_body_size: int = 0) -> None:
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size  # 0: no limit
+        self._buf = bytearray()
+        self._state = _State.HEAD
+        self._length_left = 0
+        self._chunk_left = 0
+        self._body_seen = 0
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet turned into events."""
+        return len(self._buf)
+
+    @property
+    def waiting_for_head(self) -> bool:
+        return self._state is _State.HEAD
+
+    @property
+    def in_body(self) -> bool:
+        """A request head was parsed and its body is not complete yet."""
+        return self._state not in (_State.HEAD, _State.DONE)
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def start_next_cycle(self) -> None:
+        """After a response is complete: go on to the next (maybe pipelined) request."""
+        if self._state is not _State.DONE:
+            raise RuntimeError("the current request is not complete")
+        self._state = _State.HEAD
+
+    def next_event(self) -> Event:
+        """Return the next event, :data:`NEED_DATA` or :data:`PAUSED`.
+
+        Raises :class:`ProtocolError` for a malformed request.
+        """
+        state = self._state
+        if state is _State.HEAD:
+            return self._parse_head()
+        if state is _State.BODY_LENGTH:
+            return self._read_length_body()
+        if state is _State.DONE:
+            return PAUSED
+        return self._read_chunked()
+
+    # -- head -----------------------------------------------------------------
+
+    def _parse_head(self) -> Event:
+        buf = self._buf
+        # RFC 9112 §2.2: a server SHOULD ignore empty lines before the request-line.
+        while buf[:2] == b"\r\n":
+            del buf[:2]
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > self.max_header_size:
+                raise ProtocolError("request header section too large", 431)
+            if b"\n\n" in buf or b"\r\r" in buf:
+                raise ProtocolError("bare CR or LF in the request head")
+            return NEED_DATA
+        if end + 4 > self.max_header_size:
+            raise ProtocolError("request header section too large", 431)
+        head = bytes(buf[:end])
+        del buf[: end + 4]
+        request = parse_head(head)
+        self._begin_body(request)
+        return request
+
+    def _begin_body(self, request: Request) -> None:
+        self._body_seen = 0
+        if request.chunked:
+            self._state = _State.CHUNK_SIZE
+        elif request.content_length:
+            if self.max_body_size and request.content_length > self.max_body_size:
+                raise ProtocolError("request body larger than max_body_size", 413)
+            self._length_left = request.content_length
+            self._state = _State.BODY_LENGTH
+        else:
+            self._length_left = 0
+            self._state = _State.BODY_LENGTH
+
+    # -- bodies ---------------------------------------------------------------
+
+    def _read_length_body(self) -> Event:
+        left = self._length_left
+        if left == 0:
+            self._state = _State.DONE
+            return END_OF_MESSAGE
+        buf = self._buf
+        if not buf:
+            return NEED_DATA
+        if len(buf) <= left:
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:left])
+            del buf[:left]
+        self._length_left = left - len(data)
+        return Data(data)
+
+    def _read_chunked(self) -> Event:
+        buf = self._buf
+        state = self._state
+        if state is _State.CHUNK_SIZE:
+            end = buf.find(b"\r\n")
+            if end < 0:
+                if len(buf) > _MAX_CHUNK_LINE:
+                    raise ProtocolError("chunk size line too long")
+                return NEED_DATA
+            line = bytes(buf[:end])
+            del buf[: end + 2]
+            match = _CHUNK_SIZE.fullmatch(line)
+            if match is None or _CTL.search(line):
+                raise ProtocolError("invalid chunk size")
+            size = int(match.group(1), 16)
+            if size == 0:
+                self._state = _State.TRAILERS
+                return self._read_chunked()
+            self._body_seen += size
+            if self.max_body_size and self._body_seen > self.max_body_size:
+                raise ProtocolError("request body larger than max_body_size", 413)
+            self._chunk_left = size
+            self._state = _State.CHUNK_DATA
+            return self._read_chunked()
+        if state is _State.CHUNK_DATA:
+            if not buf:
+                return NEED_DATA
+            left = self._chunk_left
+            data = bytes(buf[:left])
+            del buf[:left]
+            self._chunk_left = left - len(data)
+            if self._chunk_left == 0:
+                self._state = _State.CHUNK_CRLF
+            return Data(data)
+        if state is _State.CHUNK_CRLF:
+            if len(buf) < 2:
+                return NEED_DATA
+            if buf[:2] != b"\r\n":
+                raise ProtocolError("chunk data not followed by CRLF")
+            del buf[:2]
+            self._state = _State.CHUNK_SIZE
+            return self._read_chunked()
+        return self._read_trailers()
+
+    def _read_trailers(self) -> Event:
+        buf = self._buf
+        if buf[:2] == b"\r\n":
+            del buf[:2]
+            self._state = _State.DONE
+            return END_OF_MESSAGE
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > self.max_header_size:
+                raise ProtocolError("trailer section too large", 431)
+            return NEED_DATA
+        block = bytes(buf[:end])
+        del buf[: end + 4]
+        _parse_fields(block.split(b"\r\n"), block)
+        self._state = _State.DONE
+        return END_OF_MESSAGE
+
+
+def _check_block(block: bytes) -> None:
+    if _CTL.search(block):
+        raise ProtocolError("control character in request head")
+    crlf = block.count(b"\r\n")
+    if block.count(b"\r") != crlf or block.count(b"\n") != crlf:
+        raise ProtocolError("bare CR or LF in request head")
+
+
+def _parse_fields(lines: list[bytes], block: bytes) -> Headers:
+    _check_block(block)
+    headers: Headers = []
+    append = headers.append
+    match = _HEADER_LINE.fullmatch
+    for line in lines:
+        m = match(line)
+        if m is None:
+            if line[:1] in (b" ", b"\t"):
+                raise ProtocolError("obsolete line folding is not accepted")
+            raise ProtocolError("malformed header line")
+        append((m.group(1).lower(), m.group(2)))
+    return headers
+
+
+def parse_head(head: bytes) -> Request:
+    """Parse a request head (without its final blank line) into a :class:`Request`."""
+    lines = head.split(b"\r\n")
+    request_line = lines[0]
+    parts = request_line.split(b" ")
+    if len(parts) != 3:
+        raise ProtocolError("malformed request line")
+    method, target, version = parts
+    if _TOKEN.fullmatch(method) is None:
+        raise ProtocolError("invalid method")
+    if version == b"HTTP/1.1":
+        http_version = "1.1"
+    elif version == b"HTTP/1.0":
+        http_version = "1.0"
+    elif re.fullmatch(rb"HTTP/[0-9]\.[0-9]", version):
+        raise ProtocolError("HTTP version not supported", 505)
+    else:
+        raise ProtocolError("malformed HTTP version")
+    _check_target(method, target)
+    headers = _parse_fields(lines[1:], head) if len(lines) > 1 else []
+    _check_block(request_line)
+    return _interpret(method, target, http_version, headers)
+
+
+def _check_target(method: bytes, target: bytes) -> None:
+    if not target or _CTL.search(target) or b"\t" in target:
+        raise ProtocolError("invalid request target")
+    first = target[:1]
+    if first == b"/":
+        return
+    if target == b"*" and method == b"OPTIONS":
+        return
+    if method == b"CONNECT" or b"://" in target:
+        return
+    raise ProtocolError("invalid request target")
+
+
+def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers) -> Request:
+    """Apply the framing and semantic rules of RFC 9112 §6 and RFC 9110 §7.2."""
+    content_length: int | None = None
+    transfer_codings: list[bytes] = []
+    hosts = 0
+    connection: list[bytes] = []
+    expect_continue = False
+    for name, value in headers:
+        if name == b"content-length":
+            for item in value.split(b","):
+                item = item.strip(b" \t")
+                if not item.isdigit() or len(item) > 18:
+                    raise ProtocolError("invalid Content-Length")
+                length = int(item)
+                if content_length is not None and content_length != length:
+                    raise ProtocolError("conflicting Content-Length headers")
+                content_length = length
+        elif name == b"transfer-encoding":
+            transfer_codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
+        elif name == b"host":
+            hosts += 1
+            if _HOST.fullmatch(value) is None:
+                raise ProtocolError("malformed Host header")
+        elif name == b"connection":
+            connection.extend(c.strip(b" \t").lower() for c in value.split(b","))
+        elif name == b"expect":
+            expect_continue = value.lower() == b"100-continue"
+    if hosts > 1:
+        raise ProtocolError("more than one Host header")
+    if hosts == 0 and http_version == "1.1":
+        raise ProtocolError("missing Host header")
+    chunked = False
+    if transfer_codings:
+        if content_length is not None:
+            raise ProtocolError("both Content-Length and Transfer-Encoding")
+        if http_version == "1.0":
+            raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
+        if transfer_codings[-1] != b"chunked" or transfer_codings.count(b"chunked") != 1:
+            raise ProtocolError("Transfer-Encoding must end with a single chunked")
+        if len(transfer_codings) > 1:
+            raise ProtocolError("unsupported transfer coding", 501)
+        chunked = True
+    if http_version == "1.1":
+        keep_alive = b"close" not in connection
+    else:
+        keep_alive = b"keep-alive" in connection and b"close" not in connection
+    return Request(
+        method=method,
+        target=target,
+        http_version=http_version,
+        headers=headers,
+        keep_alive=keep_alive,
+        expect_continue=expect_continue and http_version == "1.1",
+        content_length=content_length,
+        chunked=chunked,
+    )
+
+
+# -- responses -------------------------------------------------------------------
+
+STATUS_PHRASES: Final[dict[int, bytes]] = {}
+
+
+def _phrases() -> None:
+    from http import HTTPStatus
+
+    for status in HTTPStatus:
+        STATUS_PHRASES[status.value] = status.phrase.encode("ascii")
+
+
+_phrases()
+_STATUS_LINES: Final[dict[int, bytes]] = {
+    code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in STATUS_PHRASES.items()
+}
+
+
+def status_line(status: int) -> bytes:
+    """The pre-encoded status line for ``status``."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, STATUS_PHRASES.get(status, b""))
+    return line
+
+
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+
+
+def check_response_headers(headers: Headers) -> str | None:
+    """Return why ``headers`` can't be written, or None when they are fine."""
+    for name, value in headers:
+        if _TOKEN.fullmatch(name) is None:
+            return f"invalid response header name {name!r}"
+        if _BAD_VALUE.search(value):
+            return f"response header {name.decode('latin-1')!r} contains CR, LF or NUL"
+    return None
+
+
+def serialize_head(status: int, headers: Headers) -> bytes:
+    """Status line and header section, ending with the blank line."""
+    parts = [status_line(status)]
+    parts.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def error_response(status: int, message: str = "") -> bytes:
+    """A complete close-delimited error response with a short text body."""
+    body = (message or STATUS_PHRASES.get(status, b"Error").decode()).encode() + b"\n"
+    return serialize_head(
+        status,
+        [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ],
+    ) + body
+
+
+def chunk(data: bytes) -> bytes:
+    """Frame ``data`` as one chunk (RFC 9112 §7.1)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK: Final = b"0\r\n\r\n"
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -1,0 +1,293 @@
+"""One HTTP/1.1 connection: an ``asyncio.Protocol`` feeding the sans-I/O parser.
+
+Owns the socket-facing concerns (timeouts, flow control, pipelining order) and
+hands each request to an :class:`~pounce.asgi.http.HTTPCycle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from pounce.asgi.http import BODY_HIGH_WATER, HTTPCycle
+from pounce.errors import ProtocolError
+from pounce.protocols import http11
+
+if TYPE_CHECKING:
+    from pounce.worker.server import ServerState
+
+error_log = logging.getLogger("pounce.error")
+
+# Stop reading when this many bytes of later (pipelined) requests are waiting.
+PIPELINE_HIGH_WATER = 64 * 1024
+
+
+class HTTPConnection(asyncio.Protocol):
+    """HTTP/1.1 over one transport."""
+
+    def __init__(self, state: ServerState, listener: Any) -> None:
+        self.state = state
+        self.listener = listener
+        http = state.config.http
+        self.parser = http11.RequestParser(
+            max_header_size=http.max_header_size, max_body_size=http.max_body_size
+        )
+        self.transport: asyncio.Transport | None = None
+        self.cycle: HTTPCycle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.client: tuple[str, int] | None = None
+        self.requests = 0
+        self.closing = False
+        self._reading_paused = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_is_header = False
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.server, self.client = _addresses(transport)
+        self.state.connections.add(self)
+        self._set_timer(self.state.config.http.header_timeout, header=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self._cancel_timer()
+        self.closing = True
+        if self.cycle is not None:
+            self.cycle.disconnect()
+        self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed(data)
+        if self.cycle is None and not self._timer_is_header:
+            # The first bytes of a request after an idle keep-alive wait: from now on
+            # the whole head must arrive within header_timeout (slowloris).
+            self._set_timer(self.state.config.http.header_timeout, header=True)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        if self.cycle is not None:
+            self.cycle.disconnect()
+        return None
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- parsing ----------------------------------------------------------------
+
+    def _process(self) -> None:
+        parser = self.parser
+        while not self.closing:
+            cycle = self.cycle
+            if cycle is not None and cycle.body_complete:
+                if parser.buffered > PIPELINE_HIGH_WATER:
+                    self._pause_reading()
+                return
+            try:
+                event = parser.next_event()
+            except ProtocolError as exc:
+                self._reject(exc)
+                return
+            if event is http11.NEED_DATA or event is http11.PAUSED:
+                return
+            if isinstance(event, http11.Data):
+                assert cycle is not None
+                cycle.feed_body(event.data)
+                if cycle.buffered > BODY_HIGH_WATER:
+                    self._pause_reading()
+                    return
+            elif event is http11.END_OF_MESSAGE:
+                assert cycle is not None
+                cycle.end_body()
+            else:
+                assert isinstance(event, http11.Request)
+                self._start_cycle(event)
+
+    def _start_cycle(self, request: http11.Request) -> None:
+        self._cancel_timer()
+        state = self.state
+        self.requests += 1
+        keep_alive = request.keep_alive and not state.draining
+        limit = state.config.http.max_requests_per_connection
+        if limit and self.requests >= limit:
+            keep_alive = False
+        scope = self._scope(request)
+        cycle = HTTPCycle(
+            self,
+            scope,
+            keep_alive=keep_alive,
+            expect_continue=request.expect_continue,
+            access_log=state.config.logging.access_log,
+        )
+        self.cycle = cycle
+        self.task = state.loop.create_task(cycle.run(state.app))
+        state.tasks.add(self.task)
+        self.task.add_done_callback(state.tasks.discard)
+
+    def _scope(self, request: http11.Request) -> dict[str, Any]:
+        target = request.target
+        if target[:1] != b"/" and b"://" in target:
+            # absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
+            rest = target.split(b"://", 1)[1]
+            slash = rest.find(b"/")
+            target = rest[slash:] if slash >= 0 else b"/"
+        raw_path, _, query = target.partition(b"?")
+        raw_path = raw_path.partition(b"#")[0]
+        root_path = self.state.root_path
+        path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        if root_path:
+            path = root_path + path
+            raw_path = root_path.encode() + raw_path
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": request.http_version,
+            "method": request.method.decode("ascii"),
+            "scheme": "http",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": root_path,
+            "headers": request.headers,
+            "client": self.client,
+            "server": self.server,
+            "state": self.state.lifespan_state.copy(),
+            "extensions": {},
+        }
+
+    def _reject(self, exc: ProtocolError) -> None:
+        """Answer a malformed request with its status and close (RFC 9112 §11.2)."""
+        error_log.info("invalid HTTP request from %s: %s", _peer(self.client), exc.message)
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnect()
+            if cycle.head_written:
+                self.abort()
+                return
+            cycle.response_complete = True
+        self.closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(http11.error_response(exc.status, exc.message))
+            self.transport.close()
+
+    # -- Sink interface for HTTPCycle -------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if not self._writable.is_set():
+            await self._writable.wait()
+
+    @property
+    def request_body_pending(self) -> bool:
+        return self.parser.in_body
+
+    def date_header(self) -> bytes:
+        return self.state.date_header()
+
+    def abort(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def response_done(self, keep_alive: bool) -> None:
+        """The cycle finished its response: close, or go on to the next request."""
+        self.cycle = None
+        self.task = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not keep_alive or self.closing or self.state.draining:
+            self.closing = True
+            transport.close()
+            return
+        self.parser.start_next_cycle()
+        self.resume_reading()
+        self._set_timer(self.state.config.http.keep_alive_timeout, header=False)
+        if self.parser.buffered:
+            self._set_timer(self.state.config.http.header_timeout, header=True)
+            self._process()
+
+    # -- timers and shutdown -------------------------------------------------------
+
+    def _set_timer(self, delay: float, *, header: bool) -> None:
+        self._cancel_timer()
+        self._timer_is_header = header
+        self._timer = self.state.loop.call_later(delay, self._timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_is_header = False
+
+    def _timeout(self) -> None:
+        self._timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.cycle is not None:
+            return
+        self.closing = True
+        if self.parser.buffered:
+            # A partial request head after header_timeout: RFC 9110 §15.5.9.
+            transport.write(http11.error_response(408, "Request Timeout"))
+        transport.close()
+
+    def shutdown(self) -> None:
+        """Stop after the current response; close now if idle."""
+        if self.cycle is None:
+            self.closing = True
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.close()
+        else:
+            self.cycle.keep_alive = False
+
+
+def _addresses(
+    transport: asyncio.BaseTransport,
+) -> tuple[tuple[str, int | None] | None, tuple[str, int] | None]:
+    sock = transport.get_extra_info("socket")
+    family = sock.family if sock is not None else None
+    if family == socket.AF_UNIX:
+        path = transport.get_extra_info("sockname")
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "replace")
+        return (str(path or ""), None), None
+    server = transport.get_extra_info("sockname")
+    client = transport.get_extra_info("peername")
+    return (
+        (str(server[0]), int(server[1])) if server else None,
+        (str(client[0]), int(client[1])) if client else None,
+    )
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "unix socket"

@@ -1,0 +1,86 @@
+"""The ASGI lifespan protocol, end to end through ``pounce serve``."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from apps.asgi_support import Launcher, launcher, wait_exit
+from conftest import free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def launch() -> Iterator[Launcher]:
+    with launcher() as l:
+        yield l
+
+
+def test_startup_and_shutdown_run(launch: Launcher) -> None:
+    server = launch.fd("apps.asgi_lifespan:app")
+    assert server.wait_output("LIFESPAN-STARTUP-OK"), server.output
+    with httpx.Client(timeout=10) as client:
+        r = client.get(server.url + "/")
+    assert r.status_code == 200
+    assert r.json()["text"] == "lifespan-app"
+    assert "LIFESPAN-SHUTDOWN-OK" not in server.output
+    server.signal(signal.SIGTERM)
+    code = wait_exit(server, 15)
+    assert code == 0, server.output
+    out = server.output
+    assert "LIFESPAN-SHUTDOWN-OK" in out, out
+    assert out.index("LIFESPAN-STARTUP-OK") < out.index("LIFESPAN-SHUTDOWN-OK")
+
+
+def test_state_set_in_startup_reaches_every_request(launch: Launcher) -> None:
+    server = launch.fd("apps.asgi_lifespan:app")
+    states = []
+    for _ in range(3):
+        with httpx.Client(timeout=10) as client:
+            states.append(client.get(server.url + "/a").json()["state"])
+    with httpx.Client(timeout=10) as client:
+        for path in ("/b", "/c", "/d"):
+            states.append(client.get(server.url + path).json()["state"])
+    for state in states:
+        assert state is not None
+        assert state["db"] == "connected-db-token"
+        assert state["counter"] == 7
+
+
+def _serve_and_expect_failure(launch: Launcher, app: str, needle: str) -> None:
+    port = free_port()
+    server = launch.spawn("serve", app, "--host", "127.0.0.1", "--port", str(port))
+    code = wait_exit(server, 20)
+    assert code is not None, f"server kept running after a failed startup:\n{server.output}"
+    assert code != 0, server.output
+    assert needle in server.output, server.output
+
+
+def test_startup_failed_message_exits_nonzero(launch: Launcher) -> None:
+    _serve_and_expect_failure(launch, "apps.asgi_lifespan:startup_failed", "database-unreachable-5150")
+
+
+def test_exception_in_startup_exits_nonzero(launch: Launcher) -> None:
+    _serve_and_expect_failure(launch, "apps.asgi_lifespan:startup_raises", "startup-exploded-6021")
+
+
+def test_startup_failure_with_inherited_fd_exits_nonzero(launch: Launcher) -> None:
+    server = launch.fd("apps.asgi_lifespan:startup_failed", ready=False)
+    code = wait_exit(server, 20)
+    assert code is not None, server.output
+    assert code != 0
+    assert "database-unreachable-5150" in server.output
+
+
+def test_app_without_lifespan_support_still_serves(launch: Launcher) -> None:
+    server = launch.fd("apps.asgi_lifespan:no_lifespan")
+    with httpx.Client(timeout=10) as client:
+        for _ in range(2):
+            r = client.get(server.url + "/x")
+            assert r.status_code == 200
+            assert r.json()["text"] == "no-lifespan-app"
+    server.signal(signal.SIGTERM)
+    assert wait_exit(server, 15) == 0, server.output
