@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from apps.http_wire import Wire, chunked, request
 from conftest import Server, start_server, wait_for
 
@@ -88,7 +89,9 @@ def test_keep_alive_several_requests_on_one_connection(server: Server) -> None:
 
 
 def test_keep_alive_with_httpx_reuses_the_connection(server: Server, client: httpx.Client) -> None:
-    ports = {client.get(f"{server.url}/echo", params={"i": i}).headers["x-client-port"] for i in range(4)}
+    ports = {
+        client.get(f"{server.url}/echo", params={"i": i}).headers["x-client-port"] for i in range(4)
+    }
     assert len(ports) == 1
 
 
@@ -110,7 +113,9 @@ def test_pipelined_requests_answered_in_order(server: Server) -> None:
         request("GET", "/echo?n=1")
         + request("POST", "/echo?n=2", body=b"second body")
         + request("GET", "/fixed")
-        + request("POST", "/echo?n=4", headers=[("Transfer-Encoding", "chunked")], content_length=False)
+        + request(
+            "POST", "/echo?n=4", headers=[("Transfer-Encoding", "chunked")], content_length=False
+        )
         + chunked(b"fourth", b" body")
         + request("GET", "/stream?n=2")
         + request("GET", "/echo?n=6")
@@ -160,7 +165,9 @@ def test_pipelined_slow_first_request_keeps_response_order(server: Server) -> No
 def test_chunked_request_body(server: Server) -> None:
     with wire_to(server) as wire:
         wire.send(
-            request("POST", "/echo", headers=[("Transfer-Encoding", "chunked")], content_length=False)
+            request(
+                "POST", "/echo", headers=[("Transfer-Encoding", "chunked")], content_length=False
+            )
             + chunked(b"hello", b", ", b"world" * 100)
         )
         response = wire.read_response()
@@ -172,7 +179,11 @@ def test_chunked_request_body(server: Server) -> None:
 def test_chunked_request_body_sent_in_pieces(server: Server) -> None:
     body = chunked(b"a" * 10, b"b" * 300, b"c")
     with wire_to(server) as wire:
-        wire.send(request("POST", "/echo", headers=[("Transfer-Encoding", "chunked")], content_length=False))
+        wire.send(
+            request(
+                "POST", "/echo", headers=[("Transfer-Encoding", "chunked")], content_length=False
+            )
+        )
         for i in range(0, len(body), 7):
             wire.send(body[i : i + 7])
         response = wire.read_response()
@@ -181,10 +192,12 @@ def test_chunked_request_body_sent_in_pieces(server: Server) -> None:
 
 
 def test_chunked_request_with_extensions_and_trailers(server: Server) -> None:
-    body = b"5;name=value\r\nhello\r\n6;a;b=\"q\"\r\n world\r\n0;last\r\nX-Trailer: yes\r\n\r\n"
+    body = b'5;name=value\r\nhello\r\n6;a;b="q"\r\n world\r\n0;last\r\nX-Trailer: yes\r\n\r\n'
     with wire_to(server) as wire:
         wire.send(
-            request("POST", "/echo", headers=[("Transfer-Encoding", "chunked")], content_length=False)
+            request(
+                "POST", "/echo", headers=[("Transfer-Encoding", "chunked")], content_length=False
+            )
             + body
         )
         response = wire.read_response()
@@ -198,9 +211,16 @@ def test_chunked_request_with_extensions_and_trailers(server: Server) -> None:
 def test_chunked_request_uppercase_hex_and_empty_body(server: Server) -> None:
     with wire_to(server) as wire:
         wire.send(
-            request("POST", "/echo", headers=[("Transfer-Encoding", "chunked")], content_length=False)
+            request(
+                "POST", "/echo", headers=[("Transfer-Encoding", "chunked")], content_length=False
+            )
             + b"A\r\n0123456789\r\n0\r\n\r\n"
-            + request("POST", "/echo?empty", headers=[("Transfer-Encoding", "chunked")], content_length=False)
+            + request(
+                "POST",
+                "/echo?empty",
+                headers=[("Transfer-Encoding", "chunked")],
+                content_length=False,
+            )
             + b"0\r\n\r\n"
         )
         first = wire.read_response()
@@ -381,14 +401,28 @@ def test_http10_post_with_content_length(server: Server) -> None:
 def test_http10_keep_alive_requested(server: Server) -> None:
     with wire_to(server) as wire:
         wire.send(
-            request("GET", "/fixed", host=None, version="HTTP/1.0", headers=[("Connection", "keep-alive")])
+            request(
+                "GET",
+                "/fixed",
+                host=None,
+                version="HTTP/1.0",
+                headers=[("Connection", "keep-alive")],
+            )
         )
         first = wire.read_response()
         assert first.status == 200
         assert first.body == b"hello world"
         assert first.header("content-length") == "11"
         assert "close" not in first.connection_tokens()
-        wire.send(request("GET", "/echo?second", host=None, version="HTTP/1.0", headers=[("Connection", "keep-alive")]))
+        wire.send(
+            request(
+                "GET",
+                "/echo?second",
+                host=None,
+                version="HTTP/1.0",
+                headers=[("Connection", "keep-alive")],
+            )
+        )
         second = wire.read_response()
         assert second.status == 200
         assert second.header("x-query") == "second"
@@ -408,7 +442,13 @@ def test_http10_streaming_body_is_delimited_by_close(server: Server) -> None:
 def test_http10_keep_alive_streaming_without_length_still_closes(server: Server) -> None:
     with wire_to(server) as wire:
         wire.send(
-            request("GET", "/stream?n=3", host=None, version="HTTP/1.0", headers=[("Connection", "keep-alive")])
+            request(
+                "GET",
+                "/stream?n=3",
+                host=None,
+                version="HTTP/1.0",
+                headers=[("Connection", "keep-alive")],
+            )
         )
         response = wire.read_response()
     assert response.status == 200

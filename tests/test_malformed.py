@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from apps.http_wire import Wire, request
 from conftest import Server, start_server, wait_for
 
@@ -86,7 +87,11 @@ CASES: list[tuple[str, bytes, set[int]]] = [
     # -- message framing (RFC 9112 §6) -------------------------------------------------
     ("cl-and-te", head(H, "Content-Length: 5", TE) + b"0\r\n\r\n", BAD_400),
     ("te-and-cl", head(H, TE, "Content-Length: 5") + b"0\r\n\r\n", BAD_400),
-    ("cl-differing-duplicates", head(H, "Content-Length: 5", "Content-Length: 6") + b"hello", BAD_400),
+    (
+        "cl-differing-duplicates",
+        head(H, "Content-Length: 5", "Content-Length: 6") + b"hello",
+        BAD_400,
+    ),
     ("cl-differing-list", head(H, "Content-Length: 5, 6") + b"hello", BAD_400),
     ("cl-non-numeric", head(H, "Content-Length: abc") + b"hello", BAD_400),
     ("cl-negative", head(H, "Content-Length: -1") + b"hello", BAD_400),
@@ -169,7 +174,9 @@ CASES: list[tuple[str, bytes, set[int]]] = [
 
 
 @pytest.mark.parametrize(("raw", "allowed"), [pytest.param(r, a, id=i) for i, r, a in CASES])
-def test_malformed_request_rejected_and_closed(server: Server, raw: bytes, allowed: set[int]) -> None:
+def test_malformed_request_rejected_and_closed(
+    server: Server, raw: bytes, allowed: set[int]
+) -> None:
     with Wire.open(server.host, server.port) as wire:
         wire.try_send(raw)
         response = wire.read_response()
@@ -235,7 +242,9 @@ LOGGED = re.compile(r"error|exception|invalid|illegal|refus|reject|forbidden|tra
 
 
 @pytest.mark.parametrize("query", INJECTIONS)
-def test_response_header_injection_gives_500_and_is_logged(quiet_server: Server, query: str) -> None:
+def test_response_header_injection_gives_500_and_is_logged(
+    quiet_server: Server, query: str
+) -> None:
     server = quiet_server
     with Wire.open(server.host, server.port) as wire:
         before = len(server.output)

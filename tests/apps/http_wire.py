@@ -130,7 +130,9 @@ class Wire:
             while self._fill(deadline):
                 pass
         except TimeoutError:
-            raise self._fail("timed out waiting for the server to close (close-delimited body)")
+            raise self._fail(
+                "timed out waiting for the server to close (close-delimited body)"
+            ) from None
         data, self.buf = self.buf, b""
         return data
 
@@ -190,7 +192,9 @@ class Wire:
                 try:
                     size = int(size_text, 16)
                 except ValueError:
-                    raise AssertionError(f"bad chunk size line {size_line!r} after {raw!r}") from None
+                    raise AssertionError(
+                        f"bad chunk size line {size_line!r} after {raw!r}"
+                    ) from None
                 if size == 0:
                     # trailer section up to the empty line
                     while True:
@@ -240,7 +244,7 @@ class Wire:
         """Bytes already delivered by the kernel, without waiting (MSG_DONTWAIT)."""
         try:
             chunk = self.sock.recv(65536, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, TimeoutError):
             return self.buf
         except ConnectionResetError:
             self.eof = True

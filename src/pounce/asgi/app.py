@@ -71,7 +71,7 @@ def check_asgi3(obj: object, spec: str) -> None:
         raise AppImportError(
             f'"{spec}" is a class: ASGI 2 style apps are not supported, pass an ASGI 3 callable'
         )
-    target = obj
+    target: Any = obj
     if not (inspect.isfunction(obj) or inspect.ismethod(obj)):
         call = getattr(obj, "__call__", None)  # noqa: B004
         if call is not None and (inspect.ismethod(call) or inspect.isfunction(call)):

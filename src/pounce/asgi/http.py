@@ -272,7 +272,9 @@ class HTTPCycle:
         return http11.serialize_head(status, headers)
 
     def _fail_framing(self, why: str) -> None:
-        error_log.error("%s %s: %s; closing the connection", self.scope["method"], self.scope["path"], why)
+        error_log.error(
+            "%s %s: %s; closing the connection", self.scope["method"], self.scope["path"], why
+        )
         self.response_complete = True
         self.keep_alive = False
         self.conn.abort()
@@ -336,7 +338,9 @@ class HTTPCycle:
         client = scope.get("client")
         client_str = f"{client[0]}:{client[1]}" if client else "-"
         query = scope["query_string"]
-        path = scope["raw_path"].decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        path = scope["raw_path"].decode("latin-1") + (
+            "?" + query.decode("latin-1") if query else ""
+        )
         duration = time.perf_counter() - self.start_time
         access_log.info(
             '%s - "%s %s HTTP/%s" %d %d %.1fms',

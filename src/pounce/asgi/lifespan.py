@@ -88,7 +88,9 @@ class Lifespan:
             if not self._received_any and not self._sent_any:
                 # An app that does not do lifespan raises on the unknown scope type
                 # before it ever asks for a message.
-                logger.info("ASGI lifespan not supported by the app (%s: %s)", type(exc).__name__, exc)
+                logger.info(
+                    "ASGI lifespan not supported by the app (%s: %s)", type(exc).__name__, exc
+                )
                 self.supported = False
                 return
             self._failure = LifespanError(

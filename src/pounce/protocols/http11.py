@@ -434,14 +434,17 @@ def serialize_head(status: int, headers: Headers) -> bytes:
 def error_response(status: int, message: str = "") -> bytes:
     """A complete close-delimited error response with a short text body."""
     body = (message or STATUS_PHRASES.get(status, b"Error").decode()).encode() + b"\n"
-    return serialize_head(
-        status,
-        [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body)),
-            (b"connection", b"close"),
-        ],
-    ) + body
+    return (
+        serialize_head(
+            status,
+            [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ],
+        )
+        + body
+    )
 
 
 def chunk(data: bytes) -> bytes:

@@ -113,7 +113,5 @@ def _reap(children: dict[int, int]) -> list[tuple[int, int]]:
 
 
 def _kill(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass

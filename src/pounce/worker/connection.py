@@ -7,6 +7,7 @@ hands each request to an :class:`~pounce.asgi.http.HTTPCycle`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from typing import TYPE_CHECKING, Any
@@ -55,10 +56,8 @@ class HTTPConnection(asyncio.Protocol):
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self.server, self.client = _addresses(transport)
         self.state.connections.add(self)
         self._set_timer(self.state.config.http.header_timeout, header=True)

@@ -120,7 +120,8 @@ class Worker:
                     conn.shutdown()
         if state.tasks or state.connections:
             log.warning(
-                "shutdown.timeout (%.1fs) reached: cancelling %d request(s), closing %d connection(s)",
+                "shutdown.timeout (%.1fs) reached: cancelling %d request(s), "
+                "closing %d connection(s)",
                 self.config.shutdown.timeout,
                 len(state.tasks),
                 len(state.connections),

@@ -1,0 +1,251 @@
+"""The command line: app loading errors, factories, banner, ``check``, ``config show``."""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pounce
+import pytest
+from apps.asgi_support import Launcher, launcher, output_lines, wait_exit, wait_tcp
+from conftest import ROOT, free_port, run_pounce
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def launch() -> Iterator[Launcher]:
+    with launcher() as l:
+        yield l
+
+
+def combined(result: object) -> str:
+    return (result.stdout or "") + (result.stderr or "")  # type: ignore[attr-defined]
+
+
+def minimal_config(path: Path, port: int, app: str = "apps.asgi_scope:app") -> Path:
+    path.write_text(f'app = "{app}"\n\n[[listen]]\nhost = "127.0.0.1"\nport = {port}\n')
+    return path
+
+
+# -- loading the app ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "needle"),
+    [
+        ("no_such_module_q9:app", "no_such_module_q9"),
+        ("apps.asgi_scope:no_such_attr", "no_such_attr"),
+        ("apps.asgi_bad:not_callable", "not_callable"),
+        ("apps.asgi_bad:Asgi2App", "Asgi2App"),
+        ("apps.asgi_bad:single_arg", "single_arg"),
+        ("apps.asgi_broken_import:app", "definitely_missing_dep_77"),
+    ],
+    ids=["missing-module", "missing-attr", "not-callable", "asgi2-class", "one-arg", "inner-import"],
+)
+def test_bad_app_gives_one_clear_line(launch: Launcher, target: str, needle: str) -> None:
+    port = free_port()
+    server = launch.spawn("serve", target, "--host", "127.0.0.1", "--port", str(port))
+    code = wait_exit(server, 20)
+    assert code is not None, f"server kept running with a bad app:\n{server.output}"
+    assert code != 0
+    out = server.output
+    assert "Traceback" not in out, out
+    assert any(needle in line for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("apps.asgi_factory:create_app()",), ("--factory", "apps.asgi_factory:create_app")],
+    ids=["call-syntax", "factory-flag"],
+)
+def test_app_factory(launch: Launcher, args: tuple[str, ...]) -> None:
+    port = free_port()
+    server = launch.spawn("serve", *args, "--host", "127.0.0.1", "--port", str(port))
+    wait_tcp(server, "127.0.0.1", port)
+    with httpx.Client(timeout=10) as client:
+        r = client.get(f"http://127.0.0.1:{port}/")
+    assert r.status_code == 200
+    assert r.text == "made-by-factory"
+
+
+# -- startup banner -----------------------------------------------------------------------
+
+
+def test_banner_mentions_version_build_listeners_and_workers(launch: Launcher) -> None:
+    port = free_port()
+    server = launch.spawn(
+        "serve", "apps.asgi_scope:app", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "2",
+    )
+    wait_tcp(server, "127.0.0.1", port)
+    out = server.output
+    assert pounce.__version__ in out, out
+    gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    if gil_enabled:
+        assert re.search(r"\bGIL\b", out), out
+    else:
+        assert "free-threaded" in out.lower(), out
+    assert f"127.0.0.1:{port}" in out, out
+    assert re.search(r"(?i)\b2\s+(?:worker|process)|workers?\W{0,3}2\b", out), out
+
+
+def test_version_flag() -> None:
+    result = run_pounce("--version")
+    assert result.returncode == 0, combined(result)
+    assert pounce.__version__ in result.stdout
+    assert "Traceback" not in combined(result)
+
+
+# -- every documented flag is accepted ----------------------------------------------------
+
+
+def test_all_serve_flags_are_accepted(launch: Launcher) -> None:
+    port = free_port()
+    server = launch.spawn(
+        "serve", "apps.asgi_scope:app",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1",
+        "--log-level", "info",
+        "--root-path", "/rooted",
+        "--keep-alive-timeout", "3",
+        "--header-timeout", "5",
+        "--max-header-size", "16384",
+        "--max-body-size", "1000",
+        "--max-requests-per-connection", "100",
+        "--shutdown-timeout", "2",
+        "--access-log",
+        "--log-format", "text",
+    )  # fmt: skip
+    wait_tcp(server, "127.0.0.1", port)
+    with httpx.Client(timeout=10) as client:
+        r = client.get(f"http://127.0.0.1:{port}/rooted/x")
+        assert r.status_code == 200
+        assert r.json()["scope"]["root_path"] == "/rooted"
+        big = client.post(f"http://127.0.0.1:{port}/rooted/x", content=b"b" * 5000)
+        assert big.status_code == 413
+
+
+# -- pounce check -------------------------------------------------------------------------
+
+
+def test_check_valid_config_exits_zero(tmp_path: Path) -> None:
+    cfg = minimal_config(tmp_path / "pounce.toml", free_port())
+    result = run_pounce("check", "-c", str(cfg))
+    assert result.returncode == 0, combined(result)
+    assert "Traceback" not in combined(result)
+
+
+def test_check_example_config_exits_zero() -> None:
+    result = run_pounce("check", "-c", "examples/pounce.toml", cwd=ROOT)
+    assert result.returncode == 0, combined(result)
+
+
+def test_check_reports_unimportable_app(tmp_path: Path) -> None:
+    cfg = minimal_config(tmp_path / "pounce.toml", free_port(), app="no_such_module_w3:app")
+    result = run_pounce("check", "-c", str(cfg))
+    assert result.returncode != 0
+    out = combined(result)
+    assert "no_such_module_w3" in out
+    assert "Traceback" not in out
+
+
+def test_check_reports_non_asgi3_app(tmp_path: Path) -> None:
+    cfg = minimal_config(tmp_path / "pounce.toml", free_port(), app="apps.asgi_bad:single_arg")
+    result = run_pounce("check", "-c", str(cfg))
+    assert result.returncode != 0
+    assert "single_arg" in combined(result)
+    assert "Traceback" not in combined(result)
+
+
+def test_check_reports_invalid_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "pounce.toml"
+    cfg.write_text(
+        'app = "apps.asgi_scope:app"\n\n[http]\nkeep_alive_timeout = "soon"\n'
+    )
+    result = run_pounce("check", "-c", str(cfg))
+    assert result.returncode != 0
+    assert "keep_alive_timeout" in combined(result)
+    assert "Traceback" not in combined(result)
+
+
+# -- pounce config show -------------------------------------------------------------------
+
+
+def test_config_show_prints_toml_with_defaults(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = minimal_config(tmp_path / "pounce.toml", port)
+    result = run_pounce("config", "show", "-c", str(cfg))
+    assert result.returncode == 0, combined(result)
+    data = tomllib.loads(result.stdout)
+    assert data["app"] == "apps.asgi_scope:app"
+    assert data["listen"][0]["host"] == "127.0.0.1"
+    assert data["listen"][0]["port"] == port
+    assert data["http"]["keep_alive_timeout"] == 5.0
+    assert re.search(r"(?m)^keep_alive_timeout = 5\.0$", result.stdout), result.stdout
+    for section in ("server", "http", "shutdown", "logging"):
+        assert isinstance(data[section], dict), section
+    for key in ("header_timeout", "max_header_size", "max_body_size", "max_requests_per_connection"):
+        assert key in data["http"], key
+    assert "timeout" in data["shutdown"]
+    assert {"level", "access_log", "format"} <= set(data["logging"])
+    assert "workers" in data["server"]
+
+
+def test_config_show_round_trips(tmp_path: Path) -> None:
+    cfg = minimal_config(tmp_path / "pounce.toml", free_port())
+    first = run_pounce("config", "show", "-c", str(cfg))
+    assert first.returncode == 0, combined(first)
+    shown = tmp_path / "shown.toml"
+    shown.write_text(first.stdout)
+    again = run_pounce("config", "show", "-c", str(shown))
+    assert again.returncode == 0, combined(again)
+    assert tomllib.loads(again.stdout) == tomllib.loads(first.stdout)
+    checked = run_pounce("check", "-c", str(shown))
+    assert checked.returncode == 0, combined(checked)
+
+
+def test_config_show_reflects_given_values(tmp_path: Path) -> None:
+    cfg = tmp_path / "pounce.toml"
+    cfg.write_text(
+        'app = "apps.asgi_scope:app"\n\n[http]\nkeep_alive_timeout = 12.5\n\n'
+        "[shutdown]\ntimeout = 3.0\n\n[[listen]]\nport = 8123\n"
+    )
+    result = run_pounce("config", "show", "-c", str(cfg))
+    assert result.returncode == 0, combined(result)
+    data = tomllib.loads(result.stdout)
+    assert data["http"]["keep_alive_timeout"] == 12.5
+    assert data["shutdown"]["timeout"] == 3.0
+    assert data["listen"][0]["port"] == 8123
+
+
+# -- unreadable config files ----------------------------------------------------------------
+
+
+COMMANDS = [("serve", "-c"), ("check", "-c"), ("config", "show", "-c")]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:-1]))
+def test_missing_config_file(tmp_path: Path, command: tuple[str, ...]) -> None:
+    missing = tmp_path / "nope.toml"
+    result = run_pounce(*command, str(missing))
+    out = combined(result)
+    assert result.returncode == 2, out
+    assert "Traceback" not in out
+    assert len(output_lines(out)) == 1, out
+    assert "nope.toml" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:-1]))
+def test_toml_syntax_error(tmp_path: Path, command: tuple[str, ...]) -> None:
+    cfg = tmp_path / "broken.toml"
+    cfg.write_text('app = "apps.asgi_scope:app"\n[http\nkeep_alive_timeout = 5\n')
+    result = run_pounce(*command, str(cfg))
+    out = combined(result)
+    assert result.returncode == 2, out
+    assert "Traceback" not in out
+    assert len(output_lines(out)) == 1, out

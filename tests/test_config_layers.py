@@ -1,0 +1,254 @@
+"""pounce.config: precedence of defaults < TOML < environment < overrides, and env conversion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pounce.config import (
+    ListenConfig,
+    LogLevel,
+    WorkerMode,
+    env_var_name,
+    load_config,
+)
+from pounce.config.declare import SettingSpec
+from pounce.config.schema import by_dotted_key, table
+from pounce.config.values import Invalid, parse_text
+from pounce.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pounce.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_errors(**kwargs: object) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(**kwargs)  # type: ignore[arg-type]
+    return list(info.value.errors)
+
+
+# --- precedence -----------------------------------------------------------------------------
+
+
+def test_precedence_defaults_toml_env_overrides(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[server]\nworkers = 2\nbacklog = 100\n[http]\nheader_timeout = 3\n"
+        "[logging]\nlevel = 'warning'\n",
+    )
+    env = {"POUNCE_SERVER_WORKERS": "3", "POUNCE_SERVER_BACKLOG": "200"}
+    config = load_config(path, env=env, overrides={"server.workers": 4})
+    assert config.server.workers == 4  # overrides beat env and TOML
+    assert config.server.backlog == 200  # env beats TOML
+    assert config.http.header_timeout == 3.0  # TOML beats defaults
+    assert config.logging.level is LogLevel.WARNING
+    assert config.http.keep_alive_timeout == 5.0  # default
+    assert load_config(path, env=env).server.workers == 3
+    assert load_config(path, env={}).server.workers == 2
+
+
+def test_env_none_means_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POUNCE_SERVER_WORKERS", "5")
+    assert load_config().server.workers == 5
+
+
+def test_override_listen_replaces_toml_listeners(tmp_path: Path) -> None:
+    path = write(tmp_path, "[[listen]]\nport = 1\n[[listen]]\nport = 2\n")
+    config = load_config(
+        path, env={}, overrides={"listen": [{"host": "::1", "port": 9000}, {"fd": 3}]}
+    )
+    assert config.listen == (ListenConfig(host="::1", port=9000), ListenConfig(fd=3))
+
+
+def test_override_listen_accepts_listen_config_objects() -> None:
+    config = load_config(env={}, overrides={"listen": [ListenConfig(port=9000)]})
+    assert config.listen == (ListenConfig(host="127.0.0.1", port=9000),)
+
+
+def test_overrides_example_from_spec() -> None:
+    config = load_config(
+        env={},
+        overrides={
+            "app": "x:app",
+            "server.workers": 2,
+            "logging.level": "debug",
+            "listen": [{"host": "::1", "port": 9000}, {"fd": 3}],
+        },
+    )
+    assert config.app == "x:app"
+    assert config.server.workers == 2
+    assert config.logging.level is LogLevel.DEBUG
+    assert [entry.describe() for entry in config.listen] == ["http://[::1]:9000", "fd://3"]
+
+
+def test_override_none_means_not_given() -> None:
+    config = load_config(env={"POUNCE_APP": "a:b"}, overrides={"app": None})
+    assert config.app == "a:b"
+
+
+def test_bad_overrides_are_reported() -> None:
+    errors = config_errors(
+        env={},
+        overrides={
+            "server.workers": 0,
+            "server.wokers": 1,
+            "logging.level": "loud",
+            "listen": [{"port": 70000}],
+        },
+    )
+    assert errors == [
+        "server.workers: must be >= 1, got 0",
+        "server.wokers: unknown key, did you mean server.workers?",
+        'logging.level: must be one of critical, error, warning, info, debug, trace, got "loud"',
+        "listen[0].port: must be 0-65535, got 70000",
+    ]
+
+
+def test_override_listen_must_be_a_list() -> None:
+    assert config_errors(env={}, overrides={"listen": 3}) == [
+        "listen: expected an array of tables ([[listen]]), got integer 3"
+    ]
+
+
+# --- environment ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("app", "POUNCE_APP"),
+        ("server.workers", "POUNCE_SERVER_WORKERS"),
+        ("http.keep_alive_timeout", "POUNCE_HTTP_KEEP_ALIVE_TIMEOUT"),
+        ("logging.access_log", "POUNCE_LOGGING_ACCESS_LOG"),
+    ],
+)
+def test_env_var_name(key: str, name: str) -> None:
+    assert env_var_name(key) == name
+    assert by_dotted_key()[key].env_var == name
+
+
+def test_every_setting_can_be_set_from_env() -> None:
+    env = {
+        "POUNCE_APP": "pkg.mod:factory()",
+        "POUNCE_SERVER_WORKERS": "8",
+        "POUNCE_SERVER_WORKER_MODE": "THREAD",
+        "POUNCE_SERVER_ROOT_PATH": "/api",
+        "POUNCE_SERVER_BACKLOG": "512",
+        "POUNCE_SERVER_FACTORY": "yes",
+        "POUNCE_HTTP_KEEP_ALIVE_TIMEOUT": "2.5",
+        "POUNCE_HTTP_HEADER_TIMEOUT": "7",
+        "POUNCE_HTTP_MAX_HEADER_SIZE": "2048",
+        "POUNCE_HTTP_MAX_BODY_SIZE": "0",
+        "POUNCE_HTTP_MAX_REQUESTS_PER_CONNECTION": "100",
+        "POUNCE_SHUTDOWN_TIMEOUT": "1.5",
+        "POUNCE_LOGGING_LEVEL": "trace",
+        "POUNCE_LOGGING_ACCESS_LOG": "off",
+        "POUNCE_LOGGING_FORMAT": "json",
+    }
+    assert set(env) == {s.env_var for s in by_dotted_key().values()}
+    config = load_config(env=env)
+    assert config.app == "pkg.mod:factory()"
+    assert config.server.workers == 8
+    assert config.server.worker_mode is WorkerMode.THREAD
+    assert config.server.root_path == "/api"
+    assert config.server.backlog == 512
+    assert config.server.factory is True
+    assert config.http.keep_alive_timeout == 2.5
+    assert config.http.header_timeout == 7.0
+    assert isinstance(config.http.header_timeout, float)
+    assert config.http.max_header_size == 2048
+    assert config.http.max_body_size == 0
+    assert config.http.max_requests_per_connection == 100
+    assert config.shutdown.timeout == 1.5
+    assert config.logging.level is LogLevel.TRACE
+    assert config.logging.access_log is False
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+    ],
+)
+def test_env_booleans(text: str, value: bool) -> None:
+    config = load_config(env={"POUNCE_LOGGING_ACCESS_LOG": text})
+    assert config.logging.access_log is value
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "error"),
+    [
+        ("POUNCE_SERVER_WORKERS", "two", 'expected an integer, got "two"'),
+        ("POUNCE_SERVER_WORKERS", "2.5", 'expected an integer, got "2.5"'),
+        ("POUNCE_SERVER_WORKERS", "0", "must be >= 1, got 0"),
+        ("POUNCE_HTTP_KEEP_ALIVE_TIMEOUT", "soon", 'expected a number, got "soon"'),
+        ("POUNCE_HTTP_KEEP_ALIVE_TIMEOUT", "inf", "expected a finite number, got float inf"),
+        (
+            "POUNCE_SERVER_FACTORY",
+            "maybe",
+            'expected a boolean (true/false, yes/no, on/off, 1/0), got "maybe"',
+        ),
+        (
+            "POUNCE_SERVER_WORKER_MODE",
+            "proces",
+            'must be one of auto, process, thread, got "proces"',
+        ),
+        (
+            "POUNCE_APP",
+            "main",
+            'must look like "module:attribute" or "module:factory()", got "main"',
+        ),
+    ],
+)
+def test_bad_env_values_are_named_by_variable(name: str, text: str, error: str) -> None:
+    assert config_errors(env={name: text}) == [f"{name}: {error}"]
+
+
+def test_unknown_env_variable_in_a_table_namespace() -> None:
+    assert config_errors(env={"POUNCE_HTTP_KEEPALIVE_TIMEOUT": "3"}) == [
+        "POUNCE_HTTP_KEEPALIVE_TIMEOUT: unknown variable, did you mean "
+        "POUNCE_HTTP_KEEP_ALIVE_TIMEOUT?"
+    ]
+
+
+def test_other_pounce_variables_are_left_alone() -> None:
+    assert load_config(env={"POUNCE_CONFIG": "x", "POUNCE_WORKER_ID": "1", "HOME": "/"})
+
+
+def test_env_and_toml_errors_reported_together(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nworkers = 0\n")
+    errors = config_errors(path=path, env={"POUNCE_SERVER_BACKLOG": "x"})
+    assert errors == [
+        "server.workers: must be >= 1, got 0",
+        'POUNCE_SERVER_BACKLOG: expected an integer, got "x"',
+    ]
+
+
+def _mode_spec() -> SettingSpec:
+    listen = table("listen")
+    assert listen is not None
+    spec = listen.setting("mode")
+    assert spec is not None
+    return spec
+
+
+@pytest.mark.parametrize("text", ["0o660", "660", "0660"])
+def test_octal_text_for_modes(text: str) -> None:
+    assert parse_text(_mode_spec(), text) == 0o660
+
+
+def test_octal_text_out_of_range() -> None:
+    with pytest.raises(Invalid, match=r"must be 0o0-0o7777, got 0o10000"):
+        parse_text(_mode_spec(), "10000")
