@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from pounce.config import reference_markdown
+from pounce.config.schema import tables
 
 DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 
@@ -43,7 +45,9 @@ Listeners given on the command line replace all the `[[listen]]` entries of the 
 Settings live in tables; unset settings keep their defaults.  Unknown keys are
 errors (with a "did you mean" suggestion), and every problem in the file is
 reported at once, each with its key path (`listen[1].port: must be 0-65535,
-got 70000`).  Durations are numbers of seconds, sizes are numbers of bytes.
+got 70000`).  Some settings depend on each other: those rules are listed under
+"Between settings" in their table.  Durations are numbers of seconds, sizes are
+numbers of bytes.
 
 ```toml
 app = "myproject.asgi:application"
@@ -67,10 +71,28 @@ max_body_size = 10_485_760
 
 [shutdown]
 timeout = 20
+drain_delay = 5
 
 [logging]
 level = "info"
 format = "json"
+file = "/var/log/pounce/pounce.log"
+
+[workers]
+max_restarts = 10
+timeout = 60
+
+[reload]
+max_surge = 1
+
+[control]
+socket = "/run/pounce/control.sock"
+
+[admin]
+port = 9100
+
+[metrics]
+public = false
 ```
 
 ## Environment variables
@@ -79,14 +101,21 @@ Every setting except the `[[listen]]` keys has a variable, `POUNCE_<TABLE>_<KEY>
 in capitals (`POUNCE_APP` for the top-level `app`).  Values are converted by the
 setting's type: booleans accept `1`/`0`, `true`/`false`, `yes`/`no` and
 `on`/`off`; choices are case-insensitive.  A bad value is an error named by its
-variable, and so is an unknown `POUNCE_SERVER_*`, `POUNCE_HTTP_*`,
-`POUNCE_SHUTDOWN_*` or `POUNCE_LOGGING_*` variable.
+variable, and so is an unknown variable in the namespace of a table:
+{namespaces}.
 """
+
+
+def _namespaces() -> str:
+    """The ``POUNCE_<TABLE>_*`` namespaces of every plain table, as Markdown."""
+    names = [f"`POUNCE_{t.name.upper()}_*`" for t in tables() if not t.array]
+    return textwrap.fill(", ".join(names[:-1]) + " or " + names[-1], width=84)
 
 
 def render() -> str:
     """The whole of docs/config.md."""
-    return f"{INTRO}\n{reference_markdown()}"
+    intro = INTRO.replace("{namespaces}", _namespaces())
+    return f"{intro}\n{reference_markdown()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +16,13 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+
 from apps.asgi_support import (
     Launcher,
     exchange,
     launcher,
     process_tree,
+    read_response,
     read_until_close,
     rss_kib,
     scope_of,
@@ -38,8 +41,8 @@ def mod_launch() -> Iterator[Launcher]:
 
 @pytest.fixture
 def launch() -> Iterator[Launcher]:
-    with launcher() as l:
-        yield l
+    with launcher() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +206,7 @@ def test_receive_streams_chunked_body(behave: Server) -> None:
         s.sendall(b"6\r\n world\r\n")
         assert wait_for(lambda: "-11\n" in behave.output.split("CHUNK-T1-", 1)[1], 10)
         s.sendall(b"0\r\n\r\n")
-        data, closed = read_until_close(s)
+        data, _ = read_until_close(s)
     status, _, body = split_response(data)
     assert status == 200, data
     result = json.loads(body)
@@ -242,6 +245,21 @@ def test_receive_returns_http_disconnect_when_client_leaves(behave: Server, tmp_
     finally:
         s.close()
     assert wait_for(marker.exists, 10), behave.output
+    assert marker.read_text() == "http.disconnect"
+
+
+def test_receive_after_response_returns_http_disconnect(behave: Server, tmp_path: Path) -> None:
+    """ASGI HTTP spec: http.disconnect is sent "if receive is called after a response has
+    been sent or after the HTTP connection has been closed"."""
+    marker = tmp_path / "marker"
+    with behave.connect() as s:
+        s.sendall(
+            f"GET /receive-after-response?marker={q(marker)} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        status, _, body = read_response(s)
+        assert (status, body) == (200, b"done")
+        # The keep-alive connection is still open, yet the app is not left hanging.
+        assert wait_for(marker.exists, 10), behave.output
     assert marker.read_text() == "http.disconnect"
 
 
@@ -324,7 +342,9 @@ def _since(server: Server, start: int) -> str:
 
 def test_exception_before_response_start_gives_500_and_traceback(behave: Server) -> None:
     start = len(behave.output)
-    data, _ = exchange(behave, b"GET /raise-before HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data, _ = exchange(
+        behave, b"GET /raise-before HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     status, _, _ = split_response(data)
     assert status == 500, data
     assert wait_for(lambda: "boom-before-start-7431" in _since(behave, start), 10), behave.output
@@ -346,17 +366,34 @@ def test_exception_after_response_start_closes_connection(behave: Server) -> Non
     assert wait_for(lambda: "Traceback" in _since(behave, start), 10), behave.output
 
 
+def test_exception_after_chunked_start_closes_connection(behave: Server) -> None:
+    start = len(behave.output)
+    data, closed = exchange(behave, b"GET /raise-after-chunked HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert closed, "connection left open after the app crashed mid-response"
+    status, headers, body = split_response(data)
+    assert status == 200
+    assert b"yyyyyyyyyy" in body
+    assert headers.get("transfer-encoding") == "chunked"
+    assert not body.endswith(b"0\r\n\r\n")  # no last chunk: the client sees it incomplete
+    assert wait_for(lambda: "boom-after-start-chunked-7433" in _since(behave, start), 10)
+    assert wait_for(lambda: "Traceback" in _since(behave, start), 10), behave.output
+
+
+def error_logged(server: Server, start: int, path: str) -> bool:
+    """An ERROR-level line about ``path`` appeared after offset ``start``."""
+    return any(
+        re.search(r"\bERROR\b", line) and path in line
+        for line in _since(server, start).splitlines()
+    )
+
+
 def test_app_returning_without_response_gives_500(behave: Server) -> None:
     start = len(behave.output)
     data, _ = exchange(behave, b"GET /no-response HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     status, _, _ = split_response(data)
     assert status == 500, data
 
-    def logged() -> bool:
-        text = _since(behave, start).lower()
-        return "error" in text or "traceback" in text
-
-    assert wait_for(logged, 10), behave.output
+    assert wait_for(lambda: error_logged(behave, start, "/no-response"), 10), behave.output
 
 
 def test_app_returning_mid_body_closes_connection(behave: Server) -> None:
@@ -372,8 +409,4 @@ def test_app_returning_mid_body_closes_connection(behave: Server) -> None:
     else:
         assert "content-length" not in headers or int(headers["content-length"]) > len(body)
 
-    def logged() -> bool:
-        text = _since(behave, start).lower()
-        return "error" in text or "traceback" in text
-
-    assert wait_for(logged, 10), behave.output
+    assert wait_for(lambda: error_logged(behave, start, "/partial-return"), 10), behave.output

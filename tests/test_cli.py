@@ -9,18 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pounce
 import pytest
-from apps.asgi_support import Launcher, launcher, output_lines, wait_exit, wait_tcp
-from conftest import ROOT, free_port, run_pounce
+
+import pounce
+from apps.asgi_support import Launcher, json_lines, launcher, output_lines, wait_exit, wait_tcp
+from conftest import ROOT, free_port, run_pounce, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 def launch() -> Iterator[Launcher]:
-    with launcher() as l:
-        yield l
+    with launcher() as launched:
+        yield launched
 
 
 def combined(result: object) -> str:
@@ -45,7 +46,14 @@ def minimal_config(path: Path, port: int, app: str = "apps.asgi_scope:app") -> P
         ("apps.asgi_bad:single_arg", "single_arg"),
         ("apps.asgi_broken_import:app", "definitely_missing_dep_77"),
     ],
-    ids=["missing-module", "missing-attr", "not-callable", "asgi2-class", "one-arg", "inner-import"],
+    ids=[
+        "missing-module",
+        "missing-attr",
+        "not-callable",
+        "asgi2-class",
+        "one-arg",
+        "inner-import",
+    ],
 )
 def test_bad_app_gives_one_clear_line(launch: Launcher, target: str, needle: str) -> None:
     port = free_port()
@@ -55,7 +63,10 @@ def test_bad_app_gives_one_clear_line(launch: Launcher, target: str, needle: str
     assert code != 0
     out = server.output
     assert "Traceback" not in out, out
-    assert any(needle in line for line in out.splitlines()), out
+    # One line tells what is wrong (a startup banner may come before it).
+    errors = [line for line in out.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, out
+    assert needle in errors[0], out
 
 
 @pytest.mark.parametrize(
@@ -73,14 +84,62 @@ def test_app_factory(launch: Launcher, args: tuple[str, ...]) -> None:
     assert r.text == "made-by-factory"
 
 
+def test_serve_applies_settings_from_config_file(launch: Launcher, tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "pounce.toml"
+    cfg.write_text(
+        'app = "apps.asgi_scope:app"\n\n'
+        '[server]\nworkers = 1\nroot_path = "/from-config"\n\n'
+        f'[[listen]]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        "[http]\nmax_body_size = 1000\n\n"
+        "[shutdown]\ntimeout = 2.0\n\n"
+        '[logging]\nlevel = "info"\naccess_log = true\nformat = "json"\n'
+    )
+    server = launch.spawn("serve", "-c", str(cfg))
+    wait_tcp(server, "127.0.0.1", port)
+    with httpx.Client(timeout=10) as client:
+        r = client.get(f"http://127.0.0.1:{port}/from-config/cfg-probe")
+        assert r.status_code == 200
+        assert r.json()["scope"]["root_path"] == "/from-config"
+        assert client.post(f"http://127.0.0.1:{port}/x", content=b"b" * 5000).status_code == 413
+
+    def access_entry() -> bool:
+        return any("cfg-probe" in str(o.get("path", "")) for o in json_lines(server.output))
+
+    assert wait_for(access_entry, 10), server.output
+
+
+def test_cli_flags_override_config_file(launch: Launcher, tmp_path: Path) -> None:
+    cfg = tmp_path / "pounce.toml"
+    cfg.write_text(
+        'app = "apps.asgi_scope:app"\n\n[server]\nroot_path = "/from-config"\n\n'
+        f'[[listen]]\nhost = "127.0.0.1"\nport = {free_port()}\n'
+    )
+    port = free_port()
+    server = launch.spawn(
+        "serve", "-c", str(cfg), "--host", "127.0.0.1", "--port", str(port),
+        "--root-path", "/from-cli",
+    )  # fmt: skip
+    wait_tcp(server, "127.0.0.1", port)
+    with httpx.Client(timeout=10) as client:
+        r = client.get(f"http://127.0.0.1:{port}/from-cli/x")
+    assert r.json()["scope"]["root_path"] == "/from-cli"
+
+
 # -- startup banner -----------------------------------------------------------------------
 
 
 def test_banner_mentions_version_build_listeners_and_workers(launch: Launcher) -> None:
     port = free_port()
     server = launch.spawn(
-        "serve", "apps.asgi_scope:app", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "2",
+        "serve",
+        "apps.asgi_scope:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
     )
     wait_tcp(server, "127.0.0.1", port)
     out = server.output
@@ -164,9 +223,7 @@ def test_check_reports_non_asgi3_app(tmp_path: Path) -> None:
 
 def test_check_reports_invalid_config(tmp_path: Path) -> None:
     cfg = tmp_path / "pounce.toml"
-    cfg.write_text(
-        'app = "apps.asgi_scope:app"\n\n[http]\nkeep_alive_timeout = "soon"\n'
-    )
+    cfg.write_text('app = "apps.asgi_scope:app"\n\n[http]\nkeep_alive_timeout = "soon"\n')
     result = run_pounce("check", "-c", str(cfg))
     assert result.returncode != 0
     assert "keep_alive_timeout" in combined(result)
@@ -189,7 +246,13 @@ def test_config_show_prints_toml_with_defaults(tmp_path: Path) -> None:
     assert re.search(r"(?m)^keep_alive_timeout = 5\.0$", result.stdout), result.stdout
     for section in ("server", "http", "shutdown", "logging"):
         assert isinstance(data[section], dict), section
-    for key in ("header_timeout", "max_header_size", "max_body_size", "max_requests_per_connection"):
+    http_keys = (
+        "header_timeout",
+        "max_header_size",
+        "max_body_size",
+        "max_requests_per_connection",
+    )
+    for key in http_keys:
         assert key in data["http"], key
     assert "timeout" in data["shutdown"]
     assert {"level", "access_log", "format"} <= set(data["logging"])

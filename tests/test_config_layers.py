@@ -7,9 +7,14 @@ from pathlib import Path
 import pytest
 
 from pounce.config import (
+    AdminConfig,
+    HealthConfig,
     ListenConfig,
     LogLevel,
+    MetricsConfig,
+    ReloadConfig,
     WorkerMode,
+    WorkersConfig,
     env_var_name,
     load_config,
 )
@@ -124,6 +129,14 @@ def test_override_listen_must_be_a_list() -> None:
         ("server.workers", "POUNCE_SERVER_WORKERS"),
         ("http.keep_alive_timeout", "POUNCE_HTTP_KEEP_ALIVE_TIMEOUT"),
         ("logging.access_log", "POUNCE_LOGGING_ACCESS_LOG"),
+        ("workers.max_restarts", "POUNCE_WORKERS_MAX_RESTARTS"),
+        ("reload.max_surge", "POUNCE_RELOAD_MAX_SURGE"),
+        ("shutdown.drain_delay", "POUNCE_SHUTDOWN_DRAIN_DELAY"),
+        ("control.socket", "POUNCE_CONTROL_SOCKET"),
+        ("admin.port", "POUNCE_ADMIN_PORT"),
+        ("health.live_path", "POUNCE_HEALTH_LIVE_PATH"),
+        ("metrics.enabled", "POUNCE_METRICS_ENABLED"),
+        ("logging.file", "POUNCE_LOGGING_FILE"),
     ],
 )
 def test_env_var_name(key: str, name: str) -> None:
@@ -148,6 +161,23 @@ def test_every_setting_can_be_set_from_env() -> None:
         "POUNCE_LOGGING_LEVEL": "trace",
         "POUNCE_LOGGING_ACCESS_LOG": "off",
         "POUNCE_LOGGING_FORMAT": "json",
+        "POUNCE_LOGGING_FILE": "/tmp/pounce.log",
+        "POUNCE_SHUTDOWN_DRAIN_DELAY": "3",
+        "POUNCE_WORKERS_MAX_RESTARTS": "7",
+        "POUNCE_WORKERS_RESTART_WINDOW": "30",
+        "POUNCE_WORKERS_TIMEOUT": "12.5",
+        "POUNCE_WORKERS_HEARTBEAT_INTERVAL": "0.5",
+        "POUNCE_RELOAD_MAX_SURGE": "1",
+        "POUNCE_RELOAD_TIMEOUT": "45",
+        "POUNCE_CONTROL_SOCKET": "/run/ctl.sock",
+        "POUNCE_ADMIN_HOST": "::1",
+        "POUNCE_ADMIN_PORT": "9100",
+        "POUNCE_HEALTH_LIVE_PATH": "/livez",
+        "POUNCE_HEALTH_READY_PATH": "/readyz",
+        "POUNCE_HEALTH_PUBLIC": "no",
+        "POUNCE_METRICS_ENABLED": "off",
+        "POUNCE_METRICS_PATH": "/m",
+        "POUNCE_METRICS_PUBLIC": "0",
     }
     assert set(env) == {s.env_var for s in by_dotted_key().values()}
     config = load_config(env=env)
@@ -166,6 +196,27 @@ def test_every_setting_can_be_set_from_env() -> None:
     assert config.shutdown.timeout == 1.5
     assert config.logging.level is LogLevel.TRACE
     assert config.logging.access_log is False
+    assert config.logging.file == "/tmp/pounce.log"
+    assert config.shutdown.drain_delay == 3.0
+    assert config.workers == WorkersConfig(7, 30.0, 12.5, 0.5)
+    assert config.reload == ReloadConfig(max_surge=1, timeout=45.0)
+    assert config.control.socket == "/run/ctl.sock"
+    assert config.admin == AdminConfig(host="::1", port=9100)
+    assert config.health == HealthConfig("/livez", "/readyz", public=False)
+    assert config.metrics == MetricsConfig(enabled=False, path="/m", public=False)
+
+
+def test_env_sets_a_supervisor_table(tmp_path: Path) -> None:
+    path = write(tmp_path, "[workers]\nmax_restarts = 3\n")
+    config = load_config(path, env={"POUNCE_WORKERS_MAX_RESTARTS": "7"})
+    assert config.workers.max_restarts == 7
+    assert config.workers.timeout == 30.0
+
+
+def test_env_sets_optional_strings() -> None:
+    config = load_config(env={"POUNCE_CONTROL_SOCKET": "ctl.sock"})
+    assert config.control.socket == "ctl.sock"
+    assert config.logging.file is None
 
 
 @pytest.mark.parametrize(
@@ -210,6 +261,24 @@ def test_env_booleans(text: str, value: bool) -> None:
             "main",
             'must look like "module:attribute" or "module:factory()", got "main"',
         ),
+        ("POUNCE_WORKERS_MAX_RESTARTS", "-1", "must be >= 0, got -1"),
+        ("POUNCE_WORKERS_MAX_RESTARTS", "many", 'expected an integer, got "many"'),
+        ("POUNCE_WORKERS_RESTART_WINDOW", "0", "must be > 0, got 0.0"),
+        ("POUNCE_RELOAD_TIMEOUT", "1m", 'expected a number, got "1m"'),
+        ("POUNCE_ADMIN_PORT", "99999", "must be 0-65535, got 99999"),
+        ("POUNCE_ADMIN_HOST", "[::1]", 'write IPv6 addresses without brackets: "::1", got "[::1]"'),
+        (
+            "POUNCE_METRICS_ENABLED",
+            "sure",
+            'expected a boolean (true/false, yes/no, on/off, 1/0), got "sure"',
+        ),
+        (
+            "POUNCE_HEALTH_LIVE_PATH",
+            "live",
+            'must start with "/" and have no "?", "#" or spaces, got "live"',
+        ),
+        ("POUNCE_CONTROL_SOCKET", "", 'must not be empty, got ""'),
+        ("POUNCE_LOGGING_FILE", "", 'must not be empty, got ""'),
     ],
 )
 def test_bad_env_values_are_named_by_variable(name: str, text: str, error: str) -> None:
@@ -223,8 +292,78 @@ def test_unknown_env_variable_in_a_table_namespace() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        (
+            "POUNCE_WORKERS_MAX_RESTART",
+            "POUNCE_WORKERS_MAX_RESTART: unknown variable, did you mean "
+            "POUNCE_WORKERS_MAX_RESTARTS?",
+        ),
+        (
+            "POUNCE_RELOAD_SURGE",
+            "POUNCE_RELOAD_SURGE: unknown variable, did you mean POUNCE_RELOAD_MAX_SURGE?",
+        ),
+        (
+            "POUNCE_CONTROL_PATH",
+            "POUNCE_CONTROL_PATH: unknown variable, did you mean POUNCE_CONTROL_SOCKET?",
+        ),
+        (
+            "POUNCE_ADMIN_PROT",
+            "POUNCE_ADMIN_PROT: unknown variable, did you mean POUNCE_ADMIN_PORT?",
+        ),
+        (
+            "POUNCE_HEALTH_PUBLIK",
+            "POUNCE_HEALTH_PUBLIK: unknown variable, did you mean POUNCE_HEALTH_PUBLIC?",
+        ),
+        (
+            "POUNCE_METRICS_ENABLE",
+            "POUNCE_METRICS_ENABLE: unknown variable, did you mean POUNCE_METRICS_ENABLED?",
+        ),
+        (
+            "POUNCE_SHUTDOWN_DRAIN",
+            "POUNCE_SHUTDOWN_DRAIN: unknown variable, did you mean POUNCE_SHUTDOWN_DRAIN_DELAY?",
+        ),
+    ],
+)
+def test_unknown_env_variable_in_a_new_table_namespace(name: str, error: str) -> None:
+    assert config_errors(env={name: "1"}) == [error]
+
+
 def test_other_pounce_variables_are_left_alone() -> None:
     assert load_config(env={"POUNCE_CONFIG": "x", "POUNCE_WORKER_ID": "1", "HOME": "/"})
+    assert load_config(env={"POUNCE_WORKERS": "4", "POUNCE_HEALTHY": "1"})
+
+
+def test_rules_see_every_layer(tmp_path: Path) -> None:
+    path = write(tmp_path, "[workers]\nheartbeat_interval = 10\n")
+    assert config_errors(path=path, env={"POUNCE_WORKERS_TIMEOUT": "5"}) == [
+        "workers.heartbeat_interval: must be less than workers.timeout (5.0), got 10.0"
+    ]
+    config = load_config(
+        path, env={"POUNCE_WORKERS_TIMEOUT": "5"}, overrides={"workers.timeout": 20.0}
+    )
+    assert (config.workers.heartbeat_interval, config.workers.timeout) == (10.0, 20.0)
+    assert config_errors(env={}, overrides={"metrics.path": "/health/live"}) == [
+        'metrics.path: must differ from health.live_path, got "/health/live" for both'
+    ]
+
+
+def test_rule_is_skipped_when_a_layer_gave_a_bad_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "[workers]\nheartbeat_interval = 40\n")
+    assert config_errors(path=path, env={"POUNCE_WORKERS_TIMEOUT": "soon"}) == [
+        'POUNCE_WORKERS_TIMEOUT: expected a number, got "soon"'
+    ]
+    assert config_errors(env={}, overrides={"admin.port": 8000, "listen": [{"port": -1}]}) == [
+        "listen[0].port: must be 0-65535, got -1"
+    ]
+
+
+def test_admin_rule_sees_listen_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "[admin]\nport = 9000\n")
+    assert config_errors(path=path, env={}, overrides={"listen": [{"port": 9000}]}) == [
+        "admin.port: same socket as listen[0] (http://127.0.0.1:9000)"
+    ]
 
 
 def test_env_and_toml_errors_reported_together(tmp_path: Path) -> None:

@@ -8,15 +8,21 @@ from pathlib import Path
 import pytest
 
 from pounce.config import (
+    AdminConfig,
     Config,
+    ControlConfig,
+    HealthConfig,
     HttpConfig,
     ListenConfig,
     LogFormat,
     LoggingConfig,
     LogLevel,
+    MetricsConfig,
+    ReloadConfig,
     ServerConfig,
     ShutdownConfig,
     WorkerMode,
+    WorkersConfig,
     load_config,
 )
 from pounce.errors import ConfigError, UsageError
@@ -63,11 +69,40 @@ max_requests_per_connection = 1000
 
 [shutdown]
 timeout = 0
+drain_delay = 2.5
 
 [logging]
 level = "debug"
 access_log = false
 format = "json"
+file = "/var/log/pounce.log"
+
+[workers]
+max_restarts = 0
+restart_window = 120
+timeout = 10.5
+heartbeat_interval = 0.25
+
+[reload]
+max_surge = 2
+timeout = 90
+
+[control]
+socket = "/run/pounce/ctl.sock"
+
+[admin]
+host = "::"
+port = 9100
+
+[health]
+live_path = "/livez"
+ready_path = "/readyz"
+public = false
+
+[metrics]
+enabled = false
+path = "/_/metrics"
+public = false
 """
 
 
@@ -109,10 +144,20 @@ def test_defaults() -> None:
         max_body_size=104857600,
         max_requests_per_connection=0,
     )
-    assert config.shutdown == ShutdownConfig(timeout=30.0)
+    assert config.shutdown == ShutdownConfig(timeout=30.0, drain_delay=0.0)
     assert config.logging == LoggingConfig(
-        level=LogLevel.INFO, access_log=True, format=LogFormat.TEXT
+        level=LogLevel.INFO, access_log=True, format=LogFormat.TEXT, file=None
     )
+    assert config.workers == WorkersConfig(
+        max_restarts=5, restart_window=60.0, timeout=30.0, heartbeat_interval=1.0
+    )
+    assert config.reload == ReloadConfig(max_surge=0, timeout=60.0)
+    assert config.control == ControlConfig(socket=None)
+    assert config.admin == AdminConfig(host="127.0.0.1", port=0)
+    assert config.health == HealthConfig(
+        live_path="/health/live", ready_path="/health/ready", public=True
+    )
+    assert config.metrics == MetricsConfig(enabled=True, path="/metrics", public=True)
 
 
 def test_empty_file_is_defaults(tmp_path: Path) -> None:
@@ -153,11 +198,21 @@ def test_full_example(tmp_path: Path) -> None:
         max_requests_per_connection=1000,
     )
     assert isinstance(config.http.keep_alive_timeout, float)
-    assert config.shutdown.timeout == 0.0
+    assert config.shutdown == ShutdownConfig(timeout=0.0, drain_delay=2.5)
     assert config.logging == LoggingConfig(
-        level=LogLevel.DEBUG, access_log=False, format=LogFormat.JSON
+        level=LogLevel.DEBUG, access_log=False, format=LogFormat.JSON, file="/var/log/pounce.log"
     )
     assert type(config.logging.level) is LogLevel
+    assert config.workers == WorkersConfig(
+        max_restarts=0, restart_window=120.0, timeout=10.5, heartbeat_interval=0.25
+    )
+    assert isinstance(config.workers.restart_window, float)
+    assert config.reload == ReloadConfig(max_surge=2, timeout=90.0)
+    assert isinstance(config.reload.timeout, float)
+    assert config.control == ControlConfig(socket="/run/pounce/ctl.sock")
+    assert config.admin == AdminConfig(host="::", port=9100)
+    assert config.health == HealthConfig(live_path="/livez", ready_path="/readyz", public=False)
+    assert config.metrics == MetricsConfig(enabled=False, path="/_/metrics", public=False)
 
 
 def test_accepts_path_objects_and_strings(tmp_path: Path) -> None:
@@ -191,8 +246,12 @@ def test_frozen_dataclasses() -> None:
         config.server.workers = 2  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.listen[0].port = 1  # type: ignore[misc]
-    for obj in (config, config.server, config.listen[0], config.http, config.logging):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.workers.timeout = 1.0  # type: ignore[misc]
+    tables = (config.workers, config.reload, config.control, config.admin, config.health)
+    for obj in (config, config.server, config.listen[0], config.http, config.logging, *tables):
         assert not hasattr(obj, "__dict__")  # slotted
+    assert not hasattr(config.metrics, "__dict__")
 
 
 def test_source_does_not_affect_equality() -> None:
@@ -254,7 +313,34 @@ def test_config_error_carries_source_and_exit_code(tmp_path: Path) -> None:
     [
         ("htp = {}\n", "htp: unknown key, did you mean http?"),
         ("zzz = 1\n", "zzz: unknown key"),
-        ("workers = 2\n", "workers: unknown key, did you mean server.workers?"),
+        ("worker_mode = 2\n", "worker_mode: unknown key, did you mean server.worker_mode?"),
+        (
+            "timeout = 2\n",
+            "timeout: unknown key, did you mean shutdown.timeout, workers.timeout or "
+            "reload.timeout?",
+        ),
+        (
+            "[workers]\nmax_restart = 1\n",
+            "workers.max_restart: unknown key, did you mean max_restarts?",
+        ),
+        (
+            "[workers]\ndrain_delay = 1\n",
+            "workers.drain_delay: unknown key, did you mean shutdown.drain_delay?",
+        ),
+        ("[reload]\nsurge = 1\n", "reload.surge: unknown key, did you mean max_surge?"),
+        ("[shutdown]\ndrain = 1\n", "shutdown.drain: unknown key, did you mean drain_delay?"),
+        ("[control]\nsockets = 'x'\n", "control.sockets: unknown key, did you mean socket?"),
+        ("[admin]\nprot = 1\n", "admin.prot: unknown key, did you mean port?"),
+        (
+            "[http]\ntimeout = 1\n",
+            "http.timeout: unknown key, did you mean shutdown.timeout, workers.timeout or "
+            "reload.timeout?",
+        ),
+        ("[health]\nlive = '/x'\n", "health.live: unknown key, did you mean live_path?"),
+        ("[metrics]\nenable = false\n", "metrics.enable: unknown key, did you mean enabled?"),
+        ("[logging]\nlog_file = 'x'\n", "logging.log_file: unknown key, did you mean file?"),
+        ("[metrcs]\n", "metrcs: unknown key, did you mean metrics?"),
+        ("[healthz]\n", "healthz: unknown key, did you mean health?"),
         (
             "[http]\nkeepalive_timeout = 1\n",
             "http.keepalive_timeout: unknown key, did you mean keep_alive_timeout?",
@@ -287,6 +373,33 @@ def test_unknown_keys(tmp_path: Path, text: str, error: str) -> None:
         ("app = 1979-05-27\n", "app: expected a string, got date-time 1979-05-27"),
         ("server = 3\n", "server: expected a table ([server]), got integer 3"),
         ("[[server]]\n", "server: expected a table ([server]), got an array of tables"),
+        (
+            "workers = 2\n",
+            "workers: expected a table ([workers]), got integer 2; did you mean server.workers?",
+        ),
+        ("[[admin]]\n", "admin: expected a table ([admin]), got an array of tables"),
+        (
+            "[workers]\nmax_restarts = 1.5\n",
+            "workers.max_restarts: expected an integer, got float 1.5",
+        ),
+        (
+            "[workers]\nheartbeat_interval = '1s'\n",
+            'workers.heartbeat_interval: expected a number, got string "1s"',
+        ),
+        ("[reload]\nmax_surge = true\n", "reload.max_surge: expected an integer, got boolean true"),
+        ("[reload]\ntimeout = inf\n", "reload.timeout: expected a finite number, got float inf"),
+        (
+            "[shutdown]\ndrain_delay = '5'\n",
+            'shutdown.drain_delay: expected a number, got string "5"',
+        ),
+        ("[control]\nsocket = 1\n", "control.socket: expected a string, got integer 1"),
+        ("[admin]\nport = '9100'\n", 'admin.port: expected an integer, got string "9100"'),
+        ("[admin]\nhost = 127\n", "admin.host: expected a string, got integer 127"),
+        ("[health]\npublic = 'yes'\n", 'health.public: expected a boolean, got string "yes"'),
+        ("[health]\nlive_path = ['/a']\n", "health.live_path: expected a string, got an array"),
+        ("[metrics]\nenabled = 0\n", "metrics.enabled: expected a boolean, got integer 0"),
+        ("[metrics]\npublic = 1\n", "metrics.public: expected a boolean, got integer 1"),
+        ("[logging]\nfile = false\n", "logging.file: expected a string, got boolean false"),
     ],
 )
 def test_wrong_types(tmp_path: Path, text: str, error: str) -> None:
@@ -302,6 +415,18 @@ def test_wrong_types(tmp_path: Path, text: str, error: str) -> None:
         ("[http]\nmax_header_size = 100\n", "http.max_header_size: must be 1024-16777216, got 100"),
         ("[http]\nmax_body_size = -1\n", "http.max_body_size: must be >= 0, got -1"),
         ("[shutdown]\ntimeout = -0.5\n", "shutdown.timeout: must be >= 0, got -0.5"),
+        ("[shutdown]\ndrain_delay = -1\n", "shutdown.drain_delay: must be >= 0, got -1"),
+        ("[workers]\nmax_restarts = -1\n", "workers.max_restarts: must be >= 0, got -1"),
+        ("[workers]\nrestart_window = 0\n", "workers.restart_window: must be > 0, got 0"),
+        ("[workers]\ntimeout = -3\n", "workers.timeout: must be > 0, got -3"),
+        (
+            "[workers]\nheartbeat_interval = 0.0\n",
+            "workers.heartbeat_interval: must be > 0, got 0.0",
+        ),
+        ("[reload]\nmax_surge = -1\n", "reload.max_surge: must be >= 0, got -1"),
+        ("[reload]\ntimeout = 0\n", "reload.timeout: must be > 0, got 0"),
+        ("[admin]\nport = 65536\n", "admin.port: must be 0-65535, got 65536"),
+        ("[admin]\nport = -1\n", "admin.port: must be 0-65535, got -1"),
         ("[[listen]]\nport = 70000\n", "listen[0].port: must be 0-65535, got 70000"),
         ("[[listen]]\nfd = -1\n", "listen[0].fd: must be >= 0, got -1"),
         (
@@ -374,6 +499,33 @@ def test_enums(tmp_path: Path, text: str, error: str) -> None:
             'listen[0].host: write IPv6 addresses without brackets: "::1", got "[::1]"',
         ),
         ('[[listen]]\npath = ""\n', 'listen[0].path: must not be empty, got ""'),
+        (
+            '[[listen]]\nhost = "256.1.1.1"\n',
+            'listen[0].host: must be an IP address or a hostname, got "256.1.1.1"',
+        ),
+        (
+            '[admin]\nhost = "bad host"\n',
+            'admin.host: must be an IP address or a hostname, got "bad host"',
+        ),
+        ('[control]\nsocket = ""\n', 'control.socket: must not be empty, got ""'),
+        ('[logging]\nfile = ""\n', 'logging.file: must not be empty, got ""'),
+        (
+            '[health]\nlive_path = "health/live"\n',
+            'health.live_path: must start with "/" and have no "?", "#" or spaces, '
+            'got "health/live"',
+        ),
+        (
+            '[health]\nready_path = ""\n',
+            'health.ready_path: must start with "/" and have no "?", "#" or spaces, got ""',
+        ),
+        (
+            '[metrics]\npath = "/metrics?x=1"\n',
+            'metrics.path: must start with "/" and have no "?", "#" or spaces, got "/metrics?x=1"',
+        ),
+        (
+            '[metrics]\npath = "/my metrics"\n',
+            'metrics.path: must start with "/" and have no "?", "#" or spaces, got "/my metrics"',
+        ),
     ],
 )
 def test_string_shapes(tmp_path: Path, text: str, error: str) -> None:
@@ -456,3 +608,95 @@ keepalive_timeout = 3
     ]
     with pytest.raises(ConfigError, match=r"invalid configuration \(7 errors\)"):
         load_config(write(tmp_path, text), env={})
+
+
+# --- rules between settings -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "[workers]\nheartbeat_interval = 40\n",
+            "workers.heartbeat_interval: must be less than workers.timeout (30.0), got 40.0",
+        ),
+        (
+            "[workers]\ntimeout = 2\nheartbeat_interval = 2\n",
+            "workers.heartbeat_interval: must be less than workers.timeout (2.0), got 2.0",
+        ),
+        (
+            "[workers]\ntimeout = 0.5\n",
+            "workers.heartbeat_interval: must be less than workers.timeout (0.5), got 1.0",
+        ),
+        (
+            '[health]\nready_path = "/health/live"\n',
+            'health.ready_path: must differ from health.live_path, got "/health/live" for both',
+        ),
+        (
+            '[metrics]\npath = "/health/ready"\n',
+            'metrics.path: must differ from health.ready_path, got "/health/ready" for both',
+        ),
+        (
+            '[health]\nlive_path = "/metrics"\n',
+            'metrics.path: must differ from health.live_path, got "/metrics" for both',
+        ),
+        (
+            "[admin]\nport = 8000\n",
+            "admin.port: same socket as listen[0] (http://127.0.0.1:8000)",
+        ),
+        (
+            '[admin]\nhost = "::1"\nport = 9100\n[[listen]]\nport = 80\n[[listen]]\n'
+            'host = "::1"\nport = 9100\n',
+            "admin.port: same socket as listen[1] (http://[::1]:9100)",
+        ),
+    ],
+)
+def test_rules_between_settings(tmp_path: Path, text: str, error: str) -> None:
+    assert only_error(tmp_path, text) == error
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[workers]\ntimeout = 2\nheartbeat_interval = 1.99\n",
+        '[health]\nlive_path = "/a"\nready_path = "/b"\n[metrics]\npath = "/c"\n',
+        "[admin]\nport = 9100\n",
+        '[admin]\nhost = "0.0.0.0"\nport = 8000\n',  # not the same address as 127.0.0.1
+        "[admin]\nport = 0\n[[listen]]\nport = 0\n",  # port 0 is "no admin listener"
+        "[metrics]\nenabled = false\n",
+    ],
+)
+def test_rules_between_settings_allow(tmp_path: Path, text: str) -> None:
+    load_config(write(tmp_path, text), env={})
+
+
+def test_rule_is_skipped_when_a_key_it_reads_is_invalid(tmp_path: Path) -> None:
+    text = "[workers]\ntimeout = 0\nheartbeat_interval = 40\n"
+    assert errors_of(tmp_path, text) == ["workers.timeout: must be > 0, got 0"]
+    text = '[health]\nlive_path = "x"\nready_path = "x"\n'
+    assert errors_of(tmp_path, text) == [
+        'health.live_path: must start with "/" and have no "?", "#" or spaces, got "x"',
+        'health.ready_path: must start with "/" and have no "?", "#" or spaces, got "x"',
+    ]
+    text = "[admin]\nport = 8000\n[[listen]]\nport = 8000\nfd = 3\n"
+    assert errors_of(tmp_path, text) == [
+        "listen[0]: give exactly one of host/port, path or fd, got port and fd"
+    ]
+
+
+def test_rule_errors_come_after_the_others(tmp_path: Path) -> None:
+    text = """\
+[workers]
+heartbeat_interval = 31
+
+[health]
+ready_path = "/health/live"
+
+[metrics]
+enabled = "no"
+"""
+    assert errors_of(tmp_path, text) == [
+        'metrics.enabled: expected a boolean, got string "no"',
+        "workers.heartbeat_interval: must be less than workers.timeout (30.0), got 31.0",
+        'health.ready_path: must differ from health.live_path, got "/health/live" for both',
+    ]

@@ -15,21 +15,28 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pounce.config import (
+    AdminConfig,
     Config,
+    ControlConfig,
+    HealthConfig,
     HttpConfig,
     ListenConfig,
     LogFormat,
     LoggingConfig,
     LogLevel,
+    MetricsConfig,
+    ReloadConfig,
     ServerConfig,
     ShutdownConfig,
     WorkerMode,
+    WorkersConfig,
     add_cli_flags,
     config_to_toml,
     load_config,
     overrides_from_args,
     reference_markdown,
 )
+from pounce.config.rules import RULES, check_rules
 from pounce.config.schema import single_settings, tables
 from test_config_load import FULL_EXAMPLE
 
@@ -57,9 +64,37 @@ def test_dump_defaults_has_every_setting() -> None:
     }
     assert document["listen"] == [{"host": "127.0.0.1", "port": 8000}]
     assert document["logging"] == {"level": "info", "access_log": True, "format": "text"}
+    assert document["shutdown"] == {"timeout": 30.0, "drain_delay": 0.0}
+    assert document["workers"] == {
+        "max_restarts": 5,
+        "restart_window": 60.0,
+        "timeout": 30.0,
+        "heartbeat_interval": 1.0,
+    }
+    assert document["reload"] == {"max_surge": 0, "timeout": 60.0}
+    assert document["control"] == {}  # socket is not set
+    assert document["admin"] == {"host": "127.0.0.1", "port": 0}
+    assert document["health"] == {
+        "live_path": "/health/live",
+        "ready_path": "/health/ready",
+        "public": True,
+    }
+    assert document["metrics"] == {"enabled": True, "path": "/metrics", "public": True}
     for found in tables():
         if not found.array:
-            assert set(document[found.name]) == {s.key for s in found.settings}
+            assert set(document[found.name]) == {
+                s.key for s in found.settings if s.default is not None
+            }
+
+
+def test_dump_writes_optional_strings_when_set() -> None:
+    config = Config(
+        control=ControlConfig(socket="/run/p.sock"),
+        logging=LoggingConfig(file="/var/log/p.log"),
+    )
+    document = tomllib.loads(config_to_toml(config))
+    assert document["control"] == {"socket": "/run/p.sock"}
+    assert document["logging"]["file"] == "/var/log/p.log"
 
 
 def test_dump_writes_mode_with_octal_comment() -> None:
@@ -125,12 +160,43 @@ _configs = st.builds(
         max_body_size=st.integers(0, 2**40),
         max_requests_per_connection=st.integers(0, 10**6),
     ),
-    shutdown=st.builds(ShutdownConfig, timeout=st.floats(0, 1e6)),
+    shutdown=st.builds(ShutdownConfig, timeout=st.floats(0, 1e6), drain_delay=st.floats(0, 1e6)),
     logging=st.builds(
         LoggingConfig,
         level=st.sampled_from(LogLevel),
         access_log=st.booleans(),
         format=st.sampled_from(LogFormat),
+        file=st.none() | st.text(min_size=1, max_size=20),
+    ),
+    workers=st.builds(
+        lambda restarts, window, timeout, fraction: WorkersConfig(
+            restarts, window, timeout, heartbeat_interval=timeout * fraction
+        ),
+        st.integers(0, 1000),
+        st.floats(0.001, 1e6),
+        st.floats(0.001, 1e6),
+        st.floats(0.01, 0.99),
+    ),
+    reload=st.builds(ReloadConfig, max_surge=st.integers(0, 64), timeout=st.floats(0.001, 1e6)),
+    control=st.builds(ControlConfig, socket=st.none() | st.text(min_size=1, max_size=20)),
+    admin=st.one_of(
+        st.builds(AdminConfig, host=st.sampled_from(["127.0.0.1", "::1"]), port=st.just(0)),
+        # Hosts no listener uses, so that it is never "the same socket as listen[0]".
+        st.builds(
+            AdminConfig, host=st.sampled_from(["::", "admin.internal"]), port=st.integers(0, 65535)
+        ),
+    ),
+    health=st.builds(
+        HealthConfig,
+        live_path=st.sampled_from(["/health/live", "/livez", "/ü/ok"]),
+        ready_path=st.sampled_from(["/health/ready", "/readyz"]),
+        public=st.booleans(),
+    ),
+    metrics=st.builds(
+        MetricsConfig,
+        enabled=st.booleans(),
+        path=st.sampled_from(["/metrics", "/_/metrics"]),
+        public=st.booleans(),
     ),
 )
 
@@ -177,7 +243,29 @@ def test_flag_names() -> None:
         "--access-log",
         "--no-access-log",
         "--log-format",
+        "--log-file",
+        "--drain-delay",
+        "--max-restarts",
+        "--restart-window",
+        "--worker-timeout",
+        "--heartbeat-interval",
+        "--reload-max-surge",
+        "--reload-timeout",
+        "--control-socket",
+        "--admin-host",
+        "--admin-port",
+        "--health-live-path",
+        "--health-ready-path",
+        "--health-public",
+        "--no-health-public",
+        "--metrics",
+        "--no-metrics",
+        "--metrics-path",
+        "--metrics-public",
+        "--no-metrics-public",
     }
+    # Flags of the CLI's own that generic setting keys must not take.
+    assert not options & {"--host", "--port", "--timeout", "--path", "--public", "--socket"}
     assert "--no-factory" not in options
     assert any(group.title == "settings" for group in parser._action_groups)
 
@@ -234,6 +322,78 @@ def test_flags_round_trip_into_config() -> None:
     assert config.logging == LoggingConfig(LogLevel.DEBUG, False, LogFormat.JSON)
 
 
+def test_supervisor_flags_round_trip_into_config() -> None:
+    argv = [
+        "--log-file",
+        "/var/log/p.log",
+        "--drain-delay",
+        "5",
+        "--max-restarts",
+        "0",
+        "--restart-window=10",
+        "--worker-timeout",
+        "3",
+        "--heartbeat-interval",
+        "0.5",
+        "--reload-max-surge",
+        "2",
+        "--reload-timeout",
+        "15",
+        "--control-socket",
+        "/run/p.sock",
+        "--admin-host",
+        "::1",
+        "--admin-port",
+        "9100",
+        "--health-live-path",
+        "/livez",
+        "--health-ready-path",
+        "/readyz",
+        "--no-health-public",
+        "--no-metrics",
+        "--metrics-path",
+        "/m",
+        "--no-metrics-public",
+    ]
+    overrides = overrides_from_args(make_parser().parse_args(argv))
+    assert overrides == {
+        "shutdown.drain_delay": 5.0,
+        "logging.file": "/var/log/p.log",
+        "workers.max_restarts": 0,
+        "workers.restart_window": 10.0,
+        "workers.timeout": 3.0,
+        "workers.heartbeat_interval": 0.5,
+        "reload.max_surge": 2,
+        "reload.timeout": 15.0,
+        "control.socket": "/run/p.sock",
+        "admin.host": "::1",
+        "admin.port": 9100,
+        "health.live_path": "/livez",
+        "health.ready_path": "/readyz",
+        "health.public": False,
+        "metrics.enabled": False,
+        "metrics.path": "/m",
+        "metrics.public": False,
+    }
+    config = load_config(env={"POUNCE_WORKERS_MAX_RESTARTS": "7"}, overrides=overrides)
+    assert config.shutdown == ShutdownConfig(timeout=30.0, drain_delay=5.0)
+    assert config.logging.file == "/var/log/p.log"
+    assert config.workers == WorkersConfig(0, 10.0, 3.0, 0.5)
+    assert config.reload == ReloadConfig(2, 15.0)
+    assert config.control == ControlConfig("/run/p.sock")
+    assert config.admin == AdminConfig("::1", 9100)
+    assert config.health == HealthConfig("/livez", "/readyz", False)
+    assert config.metrics == MetricsConfig(False, "/m", False)
+
+
+def test_metrics_flags_turn_it_back_on() -> None:
+    ns = make_parser().parse_args(["--metrics", "--health-public"])
+    env = {"POUNCE_METRICS_ENABLED": "0", "POUNCE_HEALTH_PUBLIC": "off"}
+    config = load_config(env=env, overrides=overrides_from_args(ns))
+    assert config.metrics.enabled is True
+    assert config.health.public is True
+
+
 def test_access_log_flag_turns_it_back_on() -> None:
     ns = make_parser().parse_args(["--access-log"])
     config = load_config(env={"POUNCE_LOGGING_ACCESS_LOG": "0"}, overrides=overrides_from_args(ns))
@@ -249,6 +409,16 @@ def test_access_log_flag_turns_it_back_on() -> None:
             ["--worker-mode", "proces"],
             'argument --worker-mode: must be one of auto, process, thread, got "proces"',
         ),
+        (["--max-restarts", "-1"], "argument --max-restarts: must be >= 0, got -1"),
+        (["--worker-timeout", "0"], "argument --worker-timeout: must be > 0, got 0.0"),
+        (["--reload-max-surge", "x"], 'argument --reload-max-surge: expected an integer, got "x"'),
+        (["--admin-port", "70000"], "argument --admin-port: must be 0-65535, got 70000"),
+        (["--control-socket", ""], 'argument --control-socket: must not be empty, got ""'),
+        (
+            ["--metrics-path", "metrics"],
+            'argument --metrics-path: must start with "/" and have no "?", "#" or spaces, '
+            'got "metrics"',
+        ),
     ],
 )
 def test_bad_flag_values(argv: list[str], message: str) -> None:
@@ -261,6 +431,10 @@ def test_help_renders() -> None:
     text = make_parser().format_help()
     assert "--keep-alive-timeout SECONDS, --timeout-keep-alive SECONDS" in text
     assert "POUNCE_HTTP_KEEP_ALIVE_TIMEOUT" in text
+    assert "--log-file PATH" in text
+    assert "--admin-host HOST" in text
+    assert "--heartbeat-interval SECONDS" in text
+    assert "--metrics, --no-metrics" in text
 
 
 # --- declarations and docs ------------------------------------------------------------------
@@ -284,6 +458,27 @@ def test_every_setting_is_documented() -> None:
         assert f"`{spec.env_var}`" in reference
         for flag in spec.flags:
             assert f"`{flag}`" in reference
+
+
+def test_every_rule_is_documented_and_holds_for_defaults() -> None:
+    reference = reference_markdown()
+    for rule in RULES:
+        assert rule.doc
+        assert f"- {rule.doc}" in reference
+        assert rule.key in {s.dotted for s in single_settings()}
+    assert check_rules(Config()) == []
+
+
+def test_rules_on_a_built_config() -> None:
+    config = Config(
+        workers=WorkersConfig(heartbeat_interval=40.0),
+        metrics=MetricsConfig(path="/health/ready"),
+    )
+    assert check_rules(config) == [
+        "workers.heartbeat_interval: must be less than workers.timeout (30.0), got 40.0",
+        'metrics.path: must differ from health.ready_path, got "/health/ready" for both',
+    ]
+    assert check_rules(config, {"workers.timeout"}) == check_rules(config)[1:]
 
 
 def _gen_docs_script() -> ModuleType:

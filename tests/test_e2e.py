@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from apps.asgi_support import (
     Launcher,
     json_lines,
@@ -28,8 +30,8 @@ LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
 
 @pytest.fixture
 def launch() -> Iterator[Launcher]:
-    with launcher() as l:
-        yield l
+    with launcher() as launched:
+        yield launched
 
 
 def get(url: str) -> httpx.Response:
@@ -38,9 +40,7 @@ def get(url: str) -> httpx.Response:
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [CURL, "-sS", "--max-time", "10", *args], capture_output=True, timeout=30
-    )
+    return subprocess.run([CURL, "-sS", "--max-time", "10", *args], capture_output=True, timeout=30)
 
 
 # -- the console script serving examples/hello.py -------------------------------------------
@@ -182,9 +182,7 @@ def _level(obj: dict) -> str | None:
 
 
 def test_log_level_warning_suppresses_info(launch: Launcher) -> None:
-    server = launch.fd(
-        "apps.asgi_behave:app", "--log-format", "json", "--log-level", "warning"
-    )
+    server = launch.fd("apps.asgi_behave:app", "--log-format", "json", "--log-level", "warning")
     assert get(server.url + "/quiet-probe").status_code == 200
     _error_request(server)  # an error is still logged, and marks the point we read up to
 
@@ -206,6 +204,22 @@ def test_log_level_info_shows_info(launch: Launcher) -> None:
         return "info" in [_level(o) for o in json_lines(server.output)]
 
     assert wait_for(has_info, 10), server.output
+
+
+def test_log_level_warning_text_format(launch: Launcher) -> None:
+    server = launch.fd("apps.asgi_behave:app", "--log-level", "warning")
+    assert get(server.url + "/quiet-text-probe").status_code == 200
+    _error_request(server)
+    assert server.wait_output("boom-before-start-7431"), server.output
+    assert server.wait_output("Traceback"), server.output
+    assert "/quiet-text-probe" not in server.output  # access lines are info lines
+    assert not re.search(r"\bINFO\b", server.output), server.output
+
+
+def test_log_level_info_text_format(launch: Launcher) -> None:
+    server = launch.fd("apps.asgi_behave:app", "--log-level", "info")
+    assert get(server.url + "/loud-text-probe").status_code == 200
+    assert wait_for(lambda: bool(re.search(r"\bINFO\b", server.output)), 10), server.output
 
 
 def test_no_access_log(launch: Launcher) -> None:

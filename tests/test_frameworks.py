@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from apps.asgi_support import Launcher, launcher
 from conftest import Server
 
@@ -14,8 +15,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def launch() -> Iterator[Launcher]:
-    with launcher() as l:
-        yield l
+    with launcher() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,8 @@ class _Shared:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+            if self.server.proc.stdout is not None:
+                self.server.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")

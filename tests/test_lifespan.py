@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from apps.asgi_support import Launcher, launcher, wait_exit
 from conftest import free_port
 
@@ -15,8 +16,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def launch() -> Iterator[Launcher]:
-    with launcher() as l:
-        yield l
+    with launcher() as launched:
+        yield launched
 
 
 def test_startup_and_shutdown_run(launch: Launcher) -> None:
@@ -60,11 +61,21 @@ def _serve_and_expect_failure(launch: Launcher, app: str, needle: str) -> None:
 
 
 def test_startup_failed_message_exits_nonzero(launch: Launcher) -> None:
-    _serve_and_expect_failure(launch, "apps.asgi_lifespan:startup_failed", "database-unreachable-5150")
+    _serve_and_expect_failure(
+        launch, "apps.asgi_lifespan:startup_failed", "database-unreachable-5150"
+    )
 
 
 def test_exception_in_startup_exits_nonzero(launch: Launcher) -> None:
     _serve_and_expect_failure(launch, "apps.asgi_lifespan:startup_raises", "startup-exploded-6021")
+
+
+def test_startup_failure_with_two_workers_exits_nonzero(launch: Launcher) -> None:
+    server = launch.fd("apps.asgi_lifespan:startup_raises", "--workers", "2", ready=False)
+    code = wait_exit(server, 20)
+    assert code is not None, f"server kept running (restarting workers?):\n{server.output}"
+    assert code != 0
+    assert "startup-exploded-6021" in server.output
 
 
 def test_startup_failure_with_inherited_fd_exits_nonzero(launch: Launcher) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import select
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -37,6 +37,8 @@ class _Shared:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+            if self.server.proc.stdout is not None:
+                self.server.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,24 @@ def _shared() -> Iterator[_Shared]:
 @pytest.fixture
 def server(_shared: _Shared) -> Server:
     return _shared.get()
+
+
+@pytest.fixture
+def launch() -> Iterator[Callable[..., Server]]:
+    """Like conftest's ``serve``, but also closes the captured stdout pipe at teardown
+    (otherwise its ResourceWarning turns into an error under ``filterwarnings=error``)."""
+    started: list[Server] = []
+
+    def _launch(*args: str) -> Server:
+        server = start_server(APP, *args)
+        started.append(server)
+        return server
+
+    yield _launch
+    for server in started:
+        server.stop()
+        if server.proc.stdout is not None:
+            server.proc.stdout.close()
 
 
 def wire_to(server: Server) -> Wire:
@@ -202,8 +222,8 @@ def test_chunked_body_over_limit_gives_413_and_close(server: Server, body: bytes
 # -- header_timeout -> 408 ----------------------------------------------------------------
 
 
-def test_partial_header_then_silence_gives_408_and_close(serve) -> None:  # type: ignore[no-untyped-def]
-    server = serve(APP, "--header-timeout", "0.5")
+def test_partial_header_then_silence_gives_408_and_close(launch: Callable[..., Server]) -> None:
+    server = launch("--header-timeout", "0.5")
     with wire_to(server) as wire:
         wire.send(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Partial: ")
         response = wire.read_response()
@@ -212,10 +232,10 @@ def test_partial_header_then_silence_gives_408_and_close(serve) -> None:  # type
     assert_serving(server)
 
 
-def test_slowloris_trickled_header_gives_408_and_close(serve) -> None:  # type: ignore[no-untyped-def]
+def test_slowloris_trickled_header_gives_408_and_close(launch: Callable[..., Server]) -> None:
     """Bytes keep arriving, but the header section never completes: the header timeout
     counts from the start of the request, not from the last byte."""
-    server = serve(APP, "--header-timeout", "0.5", "--keep-alive-timeout", "0.5")
+    server = launch("--header-timeout", "0.5", "--keep-alive-timeout", "0.5")
     with wire_to(server) as wire:
         wire.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
         trickle = itertools.cycle(b"X-Slow: a\r\n")
@@ -237,15 +257,15 @@ def test_slowloris_trickled_header_gives_408_and_close(serve) -> None:  # type: 
     assert_serving(server)
 
 
-def test_connection_that_sends_nothing_is_closed(serve) -> None:  # type: ignore[no-untyped-def]
-    server = serve(APP, "--header-timeout", "0.5", "--keep-alive-timeout", "0.5")
+def test_connection_that_sends_nothing_is_closed(launch: Callable[..., Server]) -> None:
+    server = launch("--header-timeout", "0.5", "--keep-alive-timeout", "0.5")
     with wire_to(server) as wire:
         if not wire.wait_closed(timeout=10):
             pytest.fail("a connection that never sent a byte is still open after 10 s")
 
 
-def test_header_timeout_does_not_hit_complete_requests(serve) -> None:  # type: ignore[no-untyped-def]
-    server = serve(APP, "--header-timeout", "0.5")
+def test_header_timeout_does_not_hit_complete_requests(launch: Callable[..., Server]) -> None:
+    server = launch("--header-timeout", "0.5")
     with wire_to(server) as wire:
         for i in range(3):
             wire.send(request("GET", f"/echo?i={i}"))
@@ -255,8 +275,8 @@ def test_header_timeout_does_not_hit_complete_requests(serve) -> None:  # type: 
 # -- keep_alive_timeout -------------------------------------------------------------------
 
 
-def test_idle_keep_alive_connection_is_closed(serve) -> None:  # type: ignore[no-untyped-def]
-    server = serve(APP, "--keep-alive-timeout", "0.5")
+def test_idle_keep_alive_connection_is_closed(launch: Callable[..., Server]) -> None:
+    server = launch("--keep-alive-timeout", "0.5")
     with wire_to(server) as wire:
         wire.send(request("GET", "/fixed"))
         response = wire.read_response()
@@ -269,8 +289,8 @@ def test_idle_keep_alive_connection_is_closed(serve) -> None:  # type: ignore[no
 # -- max_requests_per_connection ----------------------------------------------------------
 
 
-def test_max_requests_per_connection(serve) -> None:  # type: ignore[no-untyped-def]
-    server = serve(APP, "--max-requests-per-connection", "3")
+def test_max_requests_per_connection(launch: Callable[..., Server]) -> None:
+    server = launch("--max-requests-per-connection", "3")
     for _ in range(2):  # the count is per connection: a new connection starts again
         with wire_to(server) as wire:
             for i in range(1, 4):

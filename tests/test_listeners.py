@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from apps.asgi_support import (
     Launcher,
     launcher,
@@ -30,8 +31,8 @@ APP = "apps.asgi_scope:app"
 
 @pytest.fixture
 def launch() -> Iterator[Launcher]:
-    with launcher() as l:
-        yield l
+    with launcher() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -90,7 +91,8 @@ def test_two_listen_entries_in_config(launch: Launcher, tmp_path: Path) -> None:
     p1, p2 = free_port(), free_port()
     cfg = write_config(
         tmp_path / "pounce.toml",
-        f'[[listen]]\nhost = "127.0.0.1"\nport = {p1}\n\n[[listen]]\nhost = "127.0.0.1"\nport = {p2}\n',
+        f'[[listen]]\nhost = "127.0.0.1"\nport = {p1}\n\n'
+        f'[[listen]]\nhost = "127.0.0.1"\nport = {p2}\n',
     )
     server = launch.spawn("serve", "-c", str(cfg))
     wait_tcp(server, "127.0.0.1", p1)
@@ -208,9 +210,7 @@ def test_two_inherited_fds_tcp_and_unix(launch: Launcher, sockdir: Path) -> None
         tcp.listen(16)
         port = tcp.getsockname()[1]
         fds = [unix.fileno(), tcp.fileno()]
-        server = launch.spawn(
-            "serve", APP, "--fd", str(fds[0]), "--fd", str(fds[1]), pass_fds=fds
-        )
+        server = launch.spawn("serve", APP, "--fd", str(fds[0]), "--fd", str(fds[1]), pass_fds=fds)
     finally:
         unix.close()
         tcp.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
 from apps.asgi_support import (
     Launcher,
     launcher,
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture
 def launch() -> Iterator[Launcher]:
-    with launcher() as l:
-        yield l
+    with launcher() as launched:
+        yield launched
 
 
 def start_slow(server: Server, release: Path, ident: str, limit: float = 60) -> socket.socket:
@@ -80,7 +81,7 @@ def test_graceful_shutdown(launch: Launcher, tmp_path: Path, sig: signal.Signals
         assert "BEHAVE-SHUTDOWN" not in server.output
         release.write_text("go")
         data, _ = read_until_close(slow, timeout=15)
-        status, headers, body = split_response(data)
+        status, _, body = split_response(data)
         assert status == 200, data
         assert body == b"slow-done-" + b"s" * 1000
     finally:
@@ -89,6 +90,25 @@ def test_graceful_shutdown(launch: Launcher, tmp_path: Path, sig: signal.Signals
             slow.close()
     assert wait_exit(server, 15) == 0, server.output
     assert "BEHAVE-SHUTDOWN" in server.output
+
+
+def test_graceful_shutdown_with_two_workers(launch: Launcher, tmp_path: Path) -> None:
+    server = launch.fd("apps.asgi_behave:app", "--workers", "2", "--shutdown-timeout", "20")
+    release = tmp_path / "release"
+    slow = start_slow(server, release, "w2")
+    try:
+        server.signal(signal.SIGTERM)
+        assert wait_for(lambda: stopped_accepting(server), 15), server.output
+        assert server.proc.poll() is None
+        release.write_text("go")
+        data, _ = read_until_close(slow, timeout=15)
+        status, _, body = split_response(data)
+        assert status == 200, data
+        assert body.startswith(b"slow-done-")
+    finally:
+        slow.close()
+    assert wait_exit(server, 15) == 0, server.output
+    assert server.output.count("BEHAVE-SHUTDOWN") >= 1
 
 
 def test_second_sigint_exits_at_once(launch: Launcher, tmp_path: Path) -> None:

@@ -73,3 +73,41 @@ class ProtocolError(PounceError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ControlError(PounceError):
+    """The control socket could not be served or reached, or a peer broke its protocol."""
+
+    exit_code = 1
+
+
+class DaemonNotRunning(ControlError):
+    """No daemon answers on the control socket: the socket is missing or refuses connections."""
+
+    exit_code = 3
+
+
+class ControlProtocolError(ControlError):
+    """A control message is malformed.  ``fatal`` when the framing itself is broken,
+    so the connection cannot be read any further and must be closed."""
+
+    def __init__(self, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+class ControlCommandError(ControlError):
+    """Raised by a control handler when a command fails; the message and ``details``
+    (e.g. one line per config error) are sent back to the client."""
+
+    def __init__(self, message: str, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.details = tuple(details)
+
+
+class ControlCommandFailed(ControlError):
+    """The daemon answered a control command with an error (``ok: false``)."""
+
+    def __init__(self, message: str, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.details = tuple(details)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import sys
 import time
 from typing import Any, TextIO
@@ -59,10 +60,18 @@ class JSONFormatter(logging.Formatter):
 
 
 def configure_logging(
-    level: str = "info", fmt: str = "text", *, stream: TextIO | None = None
+    level: str = "info",
+    fmt: str = "text",
+    *,
+    stream: TextIO | None = None,
+    file: str | None = None,
 ) -> None:
-    """Route every ``pounce.*`` logger to ``stream`` (stderr) at ``level``."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """Route every ``pounce.*`` logger to ``file`` (appended) or ``stream`` (stderr)."""
+    handler: logging.Handler
+    if file:
+        handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("pounce")
     for old in list(root.handlers):
@@ -70,3 +79,15 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(LEVELS.get(str(level).lower(), logging.INFO))
     root.propagate = False
+
+
+def reopen_log_files() -> None:
+    """SIGUSR1: reopen log files (after logrotate moved them)."""
+    for handler in logging.getLogger("pounce").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                handler.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()

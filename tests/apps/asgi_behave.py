@@ -153,6 +153,21 @@ async def raise_after(scope: Any, receive: Any, send: Any, q: dict[str, str]) ->
     raise RuntimeError("boom-after-start-7432")
 
 
+async def raise_after_chunked(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
+    await _read_body(receive)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"y" * 10, "more_body": True})
+    raise RuntimeError("boom-after-start-chunked-7433")
+
+
+async def receive_after_response(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
+    """ASGI: receive() after the response was sent returns http.disconnect."""
+    await _read_body(receive)
+    await _respond(send, 200, b"done")
+    message = await receive()
+    _write(q["marker"], message["type"])
+
+
 async def no_response(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
     await _read_body(receive)
 
@@ -177,6 +192,8 @@ ROUTES = {
     "/flood": flood,
     "/raise-before": raise_before,
     "/raise-after": raise_after,
+    "/raise-after-chunked": raise_after_chunked,
+    "/receive-after-response": receive_after_response,
     "/no-response": no_response,
     "/partial-return": partial_return,
     "/slow": slow,

@@ -52,9 +52,7 @@ async def startup_failed(scope: dict[str, Any], receive: Any, send: Any) -> None
     if scope["type"] == "lifespan":
         message = await receive()
         assert message["type"] == "lifespan.startup"
-        await send(
-            {"type": "lifespan.startup.failed", "message": "database-unreachable-5150"}
-        )
+        await send({"type": "lifespan.startup.failed", "message": "database-unreachable-5150"})
         return
     await _http(scope, receive, send, b"should-not-serve")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from conftest import ROOT, Server, _pump, child_env, pounce_cmd, start_server, wait_for
 
 
@@ -214,7 +215,7 @@ def read_until_close(sock: socket.socket, timeout: float = 10.0) -> tuple[bytes,
             chunk = sock.recv(65536)
         except (ConnectionResetError, BrokenPipeError):
             return data, True
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return data, False
         if not chunk:
             return data, True

@@ -241,14 +241,18 @@ class Wire:
         return True
 
     def pending(self) -> bytes:
-        """Bytes already delivered by the kernel, without waiting (MSG_DONTWAIT)."""
+        """Bytes already delivered by the kernel, without waiting at all."""
+        timeout = self.sock.gettimeout()
+        self.sock.setblocking(False)
         try:
-            chunk = self.sock.recv(65536, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError, TimeoutError):
+            chunk = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
             return self.buf
         except ConnectionResetError:
             self.eof = True
             return self.buf
+        finally:
+            self.sock.settimeout(timeout)
         if not chunk:
             self.eof = True
         self.buf += chunk

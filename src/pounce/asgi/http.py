@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from pounce.metrics import Collector
 from pounce.protocols import http11
 from pounce.types import ASGIApp, Message, Scope
 
@@ -62,6 +63,8 @@ class HTTPCycle:
         "head_written",
         "is_head",
         "keep_alive",
+        "metrics",
+        "recorded",
         "response_complete",
         "response_started",
         "scope",
@@ -76,8 +79,11 @@ class HTTPCycle:
         keep_alive: bool,
         expect_continue: bool,
         access_log: bool,
+        metrics: Collector | None = None,
     ) -> None:
         self.conn = conn
+        self.metrics = metrics
+        self.recorded = False
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
@@ -272,6 +278,7 @@ class HTTPCycle:
         return http11.serialize_head(status, headers)
 
     def _fail_framing(self, why: str) -> None:
+        self._record(self._status)
         error_log.error(
             "%s %s: %s; closing the connection", self.scope["method"], self.scope["path"], why
         )
@@ -283,7 +290,7 @@ class HTTPCycle:
         if self._expected_length is not None and self._sent < self._expected_length:
             self._fail_framing("the app sent fewer bytes than its Content-Length")
             return
-        self._log_access(self._status)
+        self._record(self._status)
         self.conn.response_done(self.keep_alive)
 
     # -- running the app ---------------------------------------------------------
@@ -323,15 +330,23 @@ class HTTPCycle:
         if self.disconnected:
             return
         if self.head_written:
+            self._record(self._status)
             self.conn.abort()
             return
         response = http11.error_response(500, "Internal Server Error")
         self.conn.write(response)
         self.bytes_sent += len(response)
-        self._log_access(500)
+        self._record(500)
         self.conn.response_done(False)
 
-    def _log_access(self, status: int) -> None:
+    def _record(self, status: int) -> None:
+        """Count the finished request and write its access-log line (once)."""
+        if self.recorded:
+            return
+        self.recorded = True
+        duration = time.perf_counter() - self.start_time
+        if self.metrics is not None:
+            self.metrics.observe(self.scope["method"], status, duration, self.bytes_sent)
         if not self.access_log or not access_log.isEnabledFor(logging.INFO):
             return
         scope = self.scope
@@ -341,7 +356,6 @@ class HTTPCycle:
         path = scope["raw_path"].decode("latin-1") + (
             "?" + query.decode("latin-1") if query else ""
         )
-        duration = time.perf_counter() - self.start_time
         access_log.info(
             '%s - "%s %s HTTP/%s" %d %d %.1fms',
             client_str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -24,7 +24,9 @@ def python_build() -> str:
     return f"{name} (free-threaded, GIL {'enabled' if enabled else 'disabled'})"
 
 
-def banner_table(config: Config, listeners: Sequence[Listener]) -> Table:
+def banner_table(
+    config: Config, listeners: Sequence[Listener], extras: Mapping[str, str] | None = None
+) -> Table:
     """The banner as a rich Table, built from data so it can be tested by rendering."""
     table = Table(title=f"Pounce {__version__}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -34,11 +36,15 @@ def banner_table(config: Config, listeners: Sequence[Listener]) -> Table:
     table.add_row("workers", f"{config.server.workers} ({config.server.worker_mode.value} mode)")
     for i, listener in enumerate(listeners):
         table.add_row("listen" if i == 0 else "", listener.describe())
+    for key, value in (extras or {}).items():
+        table.add_row(key, value)
     if config.source:
         table.add_row("config", config.source)
     return table
 
 
-def print_banner(config: Config, listeners: Sequence[Listener]) -> None:
+def print_banner(
+    config: Config, listeners: Sequence[Listener], extras: Mapping[str, str] | None = None
+) -> None:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(banner_table(config, listeners))
+    console.print(banner_table(config, listeners, extras))

@@ -105,16 +105,32 @@ def _app_loader(config: Config) -> functools.partial[Any]:
 def cmd_serve(ns: argparse.Namespace) -> int:
     from pounce.cli.banner import print_banner
     from pounce.logs import configure_logging
-    from pounce.net.listeners import open_listeners
-    from pounce.supervisor import serve
+    from pounce.net.activation import take_activated_sockets
+    from pounce.net.listeners import open_with_activation
+    from pounce.supervisor import run_daemon
+    from pounce.supervisor.systemd import Notifier
 
     config = _load(ns, with_flags=True)
-    load_app = _app_loader(config)
-    configure_logging(config.logging.level, config.logging.format)
-    listeners = open_listeners(config.listen, backlog=config.server.backlog)
+    _app_loader(config)  # fail early, before any socket, when no app is given
+    configure_logging(config.logging.level, config.logging.format, file=config.logging.file or None)
+    notifier = Notifier()  # takes NOTIFY_SOCKET and WATCHDOG_* out of the environment
+    activated = take_activated_sockets()  # likewise LISTEN_*
+    listeners = open_with_activation(
+        config.listen, backlog=config.server.backlog, activated=activated
+    )
+
+    def reload_config() -> Config:
+        return _load(ns, with_flags=True)
+
     try:
-        print_banner(config, listeners)
-        return serve(config, listeners, load_app)
+        return run_daemon(
+            config,
+            listeners,
+            load_app=_app_loader,
+            reload_config=reload_config,
+            notifier=notifier,
+            on_banner=lambda extras: print_banner(config, listeners, extras),
+        )
     finally:
         for listener in listeners:
             listener.close()

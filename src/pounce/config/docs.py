@@ -10,6 +10,7 @@ import re
 
 from pounce.config import schema
 from pounce.config.declare import SettingSpec
+from pounce.config.rules import RULES
 from pounce.config.values import range_rule, toml_literal
 
 _KIND_NAMES: dict[type, str] = {bool: "boolean", int: "integer", float: "number", str: "string"}
@@ -79,15 +80,23 @@ def _rows(specs: tuple[SettingSpec, ...], *, single: bool) -> list[str]:
     return lines
 
 
+def _rules(table: str) -> list[str]:
+    """The rules between settings that blame a key of ``table``, as a list."""
+    docs = [r.doc for r in RULES if r.key.partition(".")[0] == table]
+    return ["", "Between settings:", "", *(f"- {doc}" for doc in docs)] if docs else []
+
+
 def reference_markdown() -> str:
     """The settings reference in Markdown.
 
     One section per table, one row per setting: key, type (with its allowed
-    range), default, environment variable, flag and description.
+    range), default, environment variable, flag and description; then the
+    rules between settings, if the table has any.
     """
     lines = ["## Top level", "", *_rows(schema.top_settings(), single=True)]
     for table in schema.tables():
         header = f"[[{table.name}]]" if table.array else f"[{table.name}]"
         lines += ["", f"## `{header}`", "", _table_doc(table.doc), ""]
         lines += _rows(table.settings, single=not table.array)
+        lines += _rules(table.name)
     return "\n".join(lines) + "\n"

@@ -3,7 +3,8 @@
 Each layer is checked on its own, so an error names where the bad value came
 from (``server.workers`` in the file, ``POUNCE_SERVER_WORKERS`` in the
 environment).  Every problem of every layer is collected and raised together
-in one :class:`~pounce.errors.ConfigError`.
+in one :class:`~pounce.errors.ConfigError`, together with the rules between
+settings (:mod:`pounce.config.rules`) that the merged values break.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pounce.config import schema
 from pounce.config.declare import ENV_PREFIX
 from pounce.config.listen import read_listeners
 from pounce.config.model import Config, ListenConfig
+from pounce.config.rules import check_rules
 from pounce.config.values import Invalid, describe, parse_text, unknown_key, validate
 from pounce.errors import ConfigError, UsageError
 
@@ -63,13 +65,20 @@ def read_toml(path: str) -> dict[str, Any]:
 
 
 def _unknown(path: str, key: str, candidates: Iterable[str]) -> str:
-    """An unknown-key error; a key that belongs to another table is pointed there."""
-    message = unknown_key(path, key, candidates)
-    if "did you mean" not in message:
-        elsewhere = [s.dotted for s in schema.single_settings() if s.key == key]
-        if elsewhere:
-            return f"{path}: unknown key, did you mean {elsewhere[0]}?"
-    return message
+    """An unknown-key error; a key that belongs to another table is pointed there.
+
+    That beats a close spelling here: top-level ``worker_mode`` is
+    ``server.worker_mode``, not the ``[workers]`` table.
+    """
+    elsewhere = [s.dotted for s in schema.single_settings() if s.key == key]
+    if elsewhere:
+        return f"{path}: unknown key, did you mean {_either(elsewhere)}?"
+    return unknown_key(path, key, candidates)
+
+
+def _either(words: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 class _Layers:
@@ -79,6 +88,8 @@ class _Layers:
         self.values: dict[str, object] = {}
         self.listen: tuple[ListenConfig, ...] | None = None
         self.errors: list[str] = []
+        #: Dotted keys (and ``listen``) given an invalid value in some layer.
+        self.invalid: set[str] = set()
 
     def put(self, key: str, where: str, value: object, *, text: bool = False) -> None:
         """Check ``value`` for setting ``key`` and keep it; ``where`` names it in errors."""
@@ -87,6 +98,15 @@ class _Layers:
             self.values[key] = parse_text(spec, str(value)) if text else validate(spec, value)
         except Invalid as exc:
             self.errors.append(f"{where}: {exc.message}")
+            self.invalid.add(key)
+
+    def put_listen(self, key: str, value: object) -> None:
+        """Check an array of ``[[listen]]`` tables and keep it."""
+        listen = read_listeners(value, key, self.errors)
+        if listen is None:
+            self.invalid.add(key)
+        else:
+            self.listen = listen
 
     def read_document(self, document: Mapping[str, object]) -> None:
         """The TOML layer: every key of the file, in file order."""
@@ -95,7 +115,7 @@ class _Layers:
             if key in (s.key for s in schema.top_settings()):
                 self.put(key, key, value)
             elif found is not None and found.array:
-                self.listen = read_listeners(value, key, self.errors)
+                self.put_listen(key, value)
             elif found is not None:
                 self._read_table(found, value)
             else:
@@ -104,7 +124,12 @@ class _Layers:
     def _read_table(self, found: schema.TableSpec, value: object) -> None:
         if not isinstance(value, Mapping):
             got = "an array of tables" if isinstance(value, list) else describe(value)
-            self.errors.append(f"{found.name}: expected a table ([{found.name}]), got {got}")
+            message = f"{found.name}: expected a table ([{found.name}]), got {got}"
+            # `workers = 4` at the top is [server] workers, not the [workers] table.
+            elsewhere = [s.dotted for s in schema.single_settings() if s.key == found.name]
+            if elsewhere and not isinstance(value, list):
+                message += f"; did you mean {_either(elsewhere)}?"
+            self.errors.append(message)
             return
         for key, item in value.items():
             spec = found.setting(key)
@@ -135,7 +160,7 @@ class _Layers:
                 continue
             found = schema.table(key)
             if found is not None and found.array:
-                self.listen = read_listeners(value, key, self.errors)
+                self.put_listen(key, value)
             elif key in schema.by_dotted_key():
                 self.put(key, key, value)
             else:
@@ -143,7 +168,7 @@ class _Layers:
                 self.errors.append(unknown_key(key, key, keys))
 
     def build(self, source: str | None) -> Config:
-        """The :class:`Config` of everything gathered (call only without errors)."""
+        """The :class:`Config` of the valid values gathered, defaults for the rest."""
         kwargs: dict[str, Any] = {
             s.key: self.values[s.dotted] for s in schema.top_settings() if s.dotted in self.values
         }
@@ -183,6 +208,8 @@ def load_config(
     layers.read_env(typing.cast(Mapping[str, str], os.environ) if env is None else env)
     if overrides:
         layers.read_overrides(overrides)
-    if layers.errors:
-        raise ConfigError(layers.errors, source=source)
-    return layers.build(source)
+    config = layers.build(source)
+    errors = [*layers.errors, *check_rules(config, layers.invalid)]
+    if errors:
+        raise ConfigError(errors, source=source)
+    return config

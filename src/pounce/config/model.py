@@ -20,15 +20,21 @@ from pounce.config.values import quote
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "AdminConfig",
     "Config",
+    "ControlConfig",
+    "HealthConfig",
     "HttpConfig",
     "ListenConfig",
     "LogFormat",
     "LogLevel",
     "LoggingConfig",
+    "MetricsConfig",
+    "ReloadConfig",
     "ServerConfig",
     "ShutdownConfig",
     "WorkerMode",
+    "WorkersConfig",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -87,13 +93,26 @@ def _check_host(value: str) -> str | None:
     if value.startswith("[") and value.endswith("]"):
         return f"write IPv6 addresses without brackets: {quote(value[1:-1])}, got {quote(value)}"
     name = value.removesuffix(".")
-    if 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(p) for p in name.split(".")):
+    labels = name.split(".")
+    numeric = all(label.isdigit() for label in labels)  # "256.1.1.1" is a bad address
+    if 0 < len(name) <= 253 and not numeric and all(_HOST_LABEL.fullmatch(p) for p in labels):
         return None
     return f"must be an IP address or a hostname, got {quote(value)}"
 
 
 def _check_not_empty(value: str) -> str | None:
     return None if value else 'must not be empty, got ""'
+
+
+def _check_url_path(value: str) -> str | None:
+    # Matched against the request target's path, which never holds a query,
+    # a fragment or whitespace (RFC 9112 section 3.2).
+    if value.startswith("/") and not any(c in value for c in "?# \t\r\n"):
+        return None
+    return f'must start with "/" and have no "?", "#" or spaces, got {quote(value)}'
+
+
+_URL_PATH_RULE = 'starts with "/"; no "?", "#" or spaces'
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,12 +264,21 @@ class HttpConfig:
 
 @dataclass(frozen=True, slots=True)
 class ShutdownConfig:
-    """``[shutdown]``: how workers stop."""
+    """``[shutdown]``: how the server drains and how workers stop."""
 
     timeout: float = setting(
         30.0,
         doc="On shutdown or reload, wait this long for requests in flight before closing them.",
         flags=("--shutdown-timeout", "--timeout-graceful-shutdown"),
+        minimum=0,
+        unit="seconds",
+    )
+    drain_delay: float = setting(
+        0.0,
+        doc=(
+            "On `pounce ctl drain`, keep serving this long, with the readiness path answering "
+            "503, before no longer accepting connections, so load balancers notice first."
+        ),
         minimum=0,
         unit="seconds",
     )
@@ -268,6 +296,165 @@ class LoggingConfig:
         LogFormat.TEXT,
         doc="`text` for people, `json` for one JSON object per line.",
         flags=("--log-format",),
+    )
+    file: str | None = setting(
+        None,
+        doc=(
+            "Append log lines to this file instead of writing them to stderr; it is reopened "
+            "on SIGUSR1, after log rotation. Unset means stderr."
+        ),
+        flags=("--log-file",),
+        check=_check_not_empty,
+        metavar="PATH",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersConfig:
+    """``[workers]``: how the supervisor keeps workers alive: crash budget and heartbeats."""
+
+    max_restarts: int = setting(
+        5,
+        doc=(
+            "Crash budget: more worker restarts than this within `restart_window` stops the "
+            "supervisor; 0 stops it at the first restart."
+        ),
+        minimum=0,
+        metavar="N",
+    )
+    restart_window: float = setting(
+        60.0,
+        doc="The sliding window `max_restarts` is counted over.",
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+    timeout: float = setting(
+        30.0,
+        doc=(
+            "A worker whose event loop has not sent a heartbeat for this long is hung: "
+            "its stacks are dumped, it is killed and replaced."
+        ),
+        flags=("--worker-timeout",),
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+    heartbeat_interval: float = setting(
+        1.0,
+        doc="How often each worker's event loop sends a heartbeat; less than `timeout`.",
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadConfig:
+    """``[reload]``: replacing every worker by a new generation (SIGHUP, `pounce ctl reload`)."""
+
+    max_surge: int = setting(
+        0,
+        doc="How many workers of the new generation start at once; 0 means all of them.",
+        flags=("--reload-max-surge",),
+        minimum=0,
+        metavar="N",
+    )
+    timeout: float = setting(
+        60.0,
+        doc="The new generation must be ready within this long, else the reload fails.",
+        flags=("--reload-timeout",),
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """``[control]``: the control socket that `pounce ctl` talks to."""
+
+    socket: str | None = setting(
+        None,
+        doc="Path of the control socket (a Unix socket); unset means the default location.",
+        flags=("--control-socket",),
+        check=_check_not_empty,
+        metavar="PATH",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """``[admin]``: an optional listener of its own, served by the supervisor.
+
+    It answers the health and metrics paths, whatever the workers are doing,
+    for probes and scrapes that should not reach the public listeners.
+    """
+
+    host: str = setting(
+        DEFAULT_HOST,
+        doc="Host of the admin listener: an IP address or a hostname.",
+        flags=("--admin-host",),
+        check=_check_host,
+        rule="IP address or hostname",
+        metavar="HOST",
+    )
+    port: int = setting(
+        0,
+        doc="TCP port of the admin listener; 0 means no admin listener.",
+        flags=("--admin-port",),
+        minimum=0,
+        maximum=65535,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """``[health]``: the liveness and readiness paths, for probes and load balancers."""
+
+    live_path: str = setting(
+        "/health/live",
+        doc="Liveness path: answers 200 while the server runs.",
+        flags=("--health-live-path",),
+        check=_check_url_path,
+        rule=_URL_PATH_RULE,
+        metavar="PATH",
+    )
+    ready_path: str = setting(
+        "/health/ready",
+        doc=(
+            "Readiness path: answers 200 while workers take requests, "
+            "else 503 (starting, draining)."
+        ),
+        flags=("--health-ready-path",),
+        check=_check_url_path,
+        rule=_URL_PATH_RULE,
+        metavar="PATH",
+    )
+    public: bool = setting(
+        True,
+        doc="Also answer these paths on the public listeners; the application never sees them.",
+        flags=("--health-public",),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``[metrics]``: request metrics of all workers added up, in the Prometheus text format."""
+
+    enabled: bool = setting(True, doc="Serve metrics.", flags=("--metrics",))
+    path: str = setting(
+        "/metrics",
+        doc="Path the metrics are served at.",
+        flags=("--metrics-path",),
+        check=_check_url_path,
+        rule=_URL_PATH_RULE,
+        metavar="PATH",
+    )
+    public: bool = setting(
+        True,
+        doc="Also answer the path on the public listeners; the application never sees it.",
+        flags=("--metrics-public",),
     )
 
 
@@ -297,6 +484,12 @@ class Config:
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     shutdown: ShutdownConfig = dataclasses.field(default_factory=ShutdownConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    workers: WorkersConfig = dataclasses.field(default_factory=WorkersConfig)
+    reload: ReloadConfig = dataclasses.field(default_factory=ReloadConfig)
+    control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
+    admin: AdminConfig = dataclasses.field(default_factory=AdminConfig)
+    health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
+    metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def backlog_for(self, listen: ListenConfig) -> int:

@@ -15,8 +15,13 @@ import socket
 import stat
 from dataclasses import dataclass
 
+import logging
+
 from pounce.config import ListenConfig
 from pounce.errors import ListenerError
+from pounce.net.activation import Activated
+
+log = logging.getLogger("pounce.error")
 
 DEFAULT_BACKLOG = 2048
 
@@ -196,3 +201,45 @@ def inherit_fd(fd: int, *, backlog: int) -> socket.socket:
             raise ListenerError(f"fd {fd}: cannot listen: {exc.strerror}") from None
     sock.setblocking(False)
     return sock
+
+
+def open_with_activation(
+    configs: tuple[ListenConfig, ...], *, backlog: int, activated: list[Activated]
+) -> list[Listener]:
+    """Open every listener, taking systemd-activated sockets by name.
+
+    A named entry takes the activated socket of that name; a named entry with no such
+    socket is an error unless it also has its own address.  When no entry is named,
+    the activated sockets are the listeners.
+    """
+    if not activated:
+        return open_listeners(configs, backlog=backlog)
+    if not any(c.name for c in configs):
+        return [Listener(ListenConfig(fd=a.fd, name=a.name), a.sock) for a in activated]
+    pool = list(activated)
+    chosen: list[Listener | ListenConfig] = []
+    for i, config in enumerate(configs):
+        match = next((a for a in pool if config.name and a.name == config.name), None)
+        if match is not None:
+            pool.remove(match)
+            chosen.append(Listener(config, match.sock))
+        elif config.host is None and config.port is None and config.path is None and config.fd is None:
+            names = ", ".join(sorted({a.name for a in activated})) or "none"
+            raise ListenerError(
+                f"listen[{i}] named {config.name!r}: systemd passed no socket of that name "
+                f"(passed: {names})"
+            )
+        else:
+            chosen.append(config)
+    for extra in pool:
+        log.warning("systemd passed socket %r (fd %d) that no [[listen]] names", extra.name, extra.fd)
+    opened: list[Listener] = []
+    try:
+        for item in chosen:
+            opened.append(item if isinstance(item, Listener) else open_listener(item, backlog=backlog))
+    except BaseException:
+        for listener in opened:
+            if not listener.config.name:
+                listener.close()
+        raise
+    return opened

@@ -1,117 +1,137 @@
-"""Running workers: in this process for one worker, forked processes for more."""
+"""The supervisor daemon: generations of workers behind sockets it owns for its whole life."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
-import os
-import select
-import signal
 import sys
-import traceback
-from collections.abc import Callable, Sequence
-from types import FrameType
+import sysconfig
+from collections.abc import Callable
+from typing import Any
 
-from pounce.config import Config
-from pounce.errors import PounceError
+from pounce.config import Config, WorkerMode
+from pounce.control import ControlCommandError, socket_path_for
 from pounce.net.listeners import Listener
+from pounce.supervisor.admin import AdminServer
+from pounce.supervisor.daemon import ReloadFailed, Supervisor
+from pounce.supervisor.systemd import Notifier
 from pounce.types import ASGIApp
-from pounce.worker.server import run_worker
 
 log = logging.getLogger("pounce.error")
 
-
-def serve(config: Config, listeners: Sequence[Listener], load_app: Callable[[], ASGIApp]) -> int:
-    """Serve until a stop signal; return the exit code."""
-    if config.server.workers <= 1:
-        run_worker(config, listeners, load_app)
-        return 0
-    return _run_processes(config, listeners, load_app)
+__all__ = ["ControlAdapter", "Supervisor", "choose_worker_mode", "run_daemon"]
 
 
-def _child(config: Config, listeners: Sequence[Listener], load_app: Callable[[], ASGIApp]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
-    code = 0
-    try:
-        run_worker(config, listeners, load_app)
-    except PounceError as exc:
-        print(f"pounce: error: {exc}", file=sys.stderr)
-        code = exc.exit_code
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    finally:
-        logging.shutdown()
-        sys.stderr.flush()
-    os._exit(code)
+def choose_worker_mode(config: Config, load_app: Callable[[], ASGIApp] | None = None) -> WorkerMode:
+    """``auto``: threads on a free-threaded build whose GIL stays off after importing the app.
+
+    On a GIL build (or when an extension turned the GIL back on) it is processes.
+    """
+    mode = config.server.worker_mode
+    if mode is not WorkerMode.AUTO:
+        return mode
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return WorkerMode.PROCESS
+    if load_app is not None:
+        load_app()  # an extension module may enable the GIL on import
+    if getattr(sys, "_is_gil_enabled", lambda: True)():
+        log.warning("the GIL is enabled after importing the app: using worker processes")
+        return WorkerMode.PROCESS
+    return WorkerMode.THREAD
 
 
-def _run_processes(
-    config: Config, listeners: Sequence[Listener], load_app: Callable[[], ASGIApp]
-) -> int:
-    """Fork ``server.workers`` processes sharing the listeners; stop them all on a signal."""
-    children: dict[int, int] = {}
-    for index in range(config.server.workers):
-        pid = os.fork()
-        if pid == 0:
-            _child(config, listeners, load_app)
-        children[pid] = index
-    pending: list[int] = []
+class ControlAdapter:
+    """Implements the control socket's commands on a :class:`Supervisor`."""
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        pending.append(signum)  # only enqueue; the loop below does the work
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
 
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
-        signal.signal(sig, on_signal)
-    exit_code = 0
-    stopping = False
-    try:
-        while children:
-            select.select([wake_r], [], [], 1.0)
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake_r, 512)
-            while pending:
-                signum = pending.pop(0)
-                if signum == signal.SIGCHLD:
-                    continue
-                stopping = True
-                for pid in children:
-                    _kill(pid, signum)
-            for pid, code in _reap(children):
-                if code != 0 and not stopping:
-                    log.error("worker %d exited with %d; stopping the other workers", pid, code)
-                    exit_code = code if code > 0 else 1
-                    stopping = True
-                    for other in children:
-                        _kill(other, signal.SIGTERM)
-    finally:
-        signal.set_wakeup_fd(-1)
-        os.close(wake_r)
-        os.close(wake_w)
-    return exit_code
+    async def status(self) -> dict[str, Any]:
+        return self.sup.status()
 
-
-def _reap(children: dict[int, int]) -> list[tuple[int, int]]:
-    """Collect the exit codes of children that ended, without blocking."""
-    ended: list[tuple[int, int]] = []
-    while children:
+    async def reload(self) -> dict[str, Any]:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            children.clear()
-            break
-        if pid == 0:
-            break
-        if children.pop(pid, None) is not None:
-            ended.append((pid, os.waitstatus_to_exitcode(status)))
-    return ended
+            return await self.sup.reload()
+        except ReloadFailed as exc:
+            raise ControlCommandError(str(exc), exc.details) from None
+
+    async def drain(self, wait: bool, timeout: float | None) -> dict[str, Any]:
+        try:
+            return await self.sup.drain(wait=wait, timeout=timeout)
+        except ReloadFailed as exc:
+            raise ControlCommandError(str(exc), exc.details) from None
+
+    async def resume(self) -> dict[str, Any]:
+        try:
+            return await self.sup.resume()
+        except ReloadFailed as exc:
+            raise ControlCommandError(str(exc), exc.details) from None
+
+    async def stop(self, now: bool) -> dict[str, Any]:
+        # Answer first, then stop: the reply must reach the client.
+        asyncio.get_running_loop().call_later(0.05, lambda: self.sup.request_stop(now=now))
+        return {"state": "stopping", "now": now}
+
+    async def scale(self, workers: int) -> dict[str, Any]:
+        try:
+            return await self.sup.scale(workers)
+        except ReloadFailed as exc:
+            raise ControlCommandError(str(exc), exc.details) from None
+
+    async def workers(self) -> dict[str, Any]:
+        status = self.sup.status()
+        return {"generation": status["generation"], "workers": status["workers"]}
 
 
-def _kill(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
+async def _run(
+    config: Config,
+    listeners: list[Listener],
+    load_app: Callable[[Config], Callable[[], ASGIApp]],
+    reload_config: Callable[[], Config],
+    mode: WorkerMode,
+    notifier: Notifier,
+    on_banner: Callable[[dict[str, str]], None],
+) -> int:
+    from pounce.control.server import ControlServer
+
+    sup = Supervisor(
+        config,
+        listeners,
+        reload_config=reload_config,
+        app_loader=load_app,
+        worker_mode=mode,
+        notifier=notifier,
+    )
+    control = ControlServer(socket_path_for(config.control.socket or None), ControlAdapter(sup))
+    await control.start()
+    admin: AdminServer | None = None
+    extras = {"control": control.path}
+    if config.admin.port:
+        admin = AdminServer(
+            config, is_ready=lambda: sup.ready, state=lambda: sup.state, metrics=sup.metrics_text
+        )
+        extras["admin"] = await admin.start()
+    on_banner(extras)
+    try:
+        return await sup.run()
+    finally:
+        await control.close()
+        if admin is not None:
+            await admin.close()
+        notifier.close()
+
+
+def run_daemon(
+    config: Config,
+    listeners: list[Listener],
+    *,
+    load_app: Callable[[Config], Callable[[], ASGIApp]],
+    reload_config: Callable[[], Config],
+    notifier: Notifier,
+    on_banner: Callable[[dict[str, str]], None],
+) -> int:
+    """Run the supervisor until it stops; return the exit code."""
+    mode = choose_worker_mode(config)
+    return asyncio.run(
+        _run(config, listeners, load_app, reload_config, mode, notifier, on_banner)
+    )

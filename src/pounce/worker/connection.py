@@ -128,15 +128,18 @@ class HTTPConnection(asyncio.Protocol):
         if limit and self.requests >= limit:
             keep_alive = False
         scope = self._scope(request)
+        # Health and metrics paths are answered before the app, outside the access log.
+        special = state.special_routes.get(scope["path"]) if state.special_routes else None
         cycle = HTTPCycle(
             self,
             scope,
             keep_alive=keep_alive,
             expect_continue=request.expect_continue,
-            access_log=state.config.logging.access_log,
+            access_log=state.config.logging.access_log and special is None,
+            metrics=state.metrics if special is None else None,
         )
         self.cycle = cycle
-        self.task = state.loop.create_task(cycle.run(state.app))
+        self.task = state.loop.create_task(cycle.run(special or state.app))
         state.tasks.add(self.task)
         self.task.add_done_callback(state.tasks.discard)
 
@@ -260,14 +263,21 @@ class HTTPConnection(asyncio.Protocol):
             transport.write(http11.error_response(408, "Request Timeout"))
         transport.close()
 
-    def shutdown(self) -> None:
-        """Stop after the current response; close now if idle."""
-        if self.cycle is None:
+    def shutdown(self, idle_grace: float = 0.0) -> None:
+        """Stop after the current response.
+
+        An idle connection is closed after ``idle_grace`` seconds, unless a request
+        arrives first (it is answered with ``Connection: close``): closing at once
+        races with a client that is sending its next request right now.
+        """
+        if self.cycle is not None:
+            self.cycle.keep_alive = False
+        elif idle_grace > 0 and not self.parser.buffered:
+            self._set_timer(idle_grace, header=False)
+        else:
             self.closing = True
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.close()
-        else:
-            self.cycle.keep_alive = False
 
 
 def _addresses(

@@ -20,9 +20,13 @@ from typing import Any
 
 from pounce.asgi.lifespan import Lifespan
 from pounce.config import Config
+from pounce.logs import reopen_log_files
 from pounce.net.listeners import Listener
+from pounce.metrics import Collector
 from pounce.types import ASGIApp
 from pounce.worker.connection import HTTPConnection
+from pounce.worker.health import special_routes
+from pounce.worker.link import SupervisorLink
 
 log = logging.getLogger("pounce.error")
 
@@ -39,6 +43,8 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.lifespan_state: dict[str, Any] = {}
+        self.metrics = Collector()
+        self.special_routes: dict[str, ASGIApp] = {}
         self._date_second = 0
         self._date = b""
 
@@ -50,14 +56,29 @@ class ServerState:
             self._date = formatdate(now, usegmt=True).encode("ascii")
         return self._date
 
+    def snapshot(self) -> dict[str, Any]:
+        """Metrics counters plus the gauges read now."""
+        snap = self.metrics.snapshot()
+        snap["in_flight"] = len(self.tasks)
+        snap["connections"] = len(self.connections)
+        return snap
+
 
 class Worker:
     """Serves ``app`` on ``listeners`` until :meth:`request_shutdown` is called."""
 
-    def __init__(self, config: Config, app: ASGIApp, listeners: Sequence[Listener]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        app: ASGIApp,
+        listeners: Sequence[Listener],
+        link_factory: Callable[[ServerState, Callable[[], None]], SupervisorLink] | None = None,
+    ) -> None:
         self.config = config
         self.app = app
         self.listeners = listeners
+        self.link_factory = link_factory
+        self.link: SupervisorLink | None = None
         self._stop: asyncio.Event | None = None
         self._servers: list[asyncio.Server] = []
         self._interrupts = 0
@@ -71,6 +92,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         state = self.state = ServerState(self.config, self.app, loop)
+        if self.link_factory is not None:
+            self.link = self.link_factory(state, self.request_shutdown)
+            await self.link.start()
+            state.special_routes = special_routes(self.config, state, self.link)
         lifespan = Lifespan(self.app)
         state.lifespan_state = lifespan.state
         await lifespan.startup()
@@ -78,14 +103,16 @@ class Worker:
             self._install_signals(loop)
         for listener in self.listeners:
             self._servers.append(await self._start_server(loop, state, listener))
-        for listener in self.listeners:
-            log.info("Listening on %s", listener.describe())
-        log.info("Worker %d ready: accepting connections", os.getpid())
+        log.debug("worker %d accepting on %d listener(s)", os.getpid(), len(self.listeners))
+        if self.link is not None:
+            self.link.send({"t": "ready", "pid": os.getpid()})
         await self._stop.wait()
-        log.info("Shutting down: finishing in-flight requests")
+        log.debug("worker %d draining", os.getpid())
         await self._drain(state)
         await lifespan.shutdown()
-        log.info("Worker %d stopped", os.getpid())
+        if self.link is not None:
+            await self.link.close({"t": "bye", "stats": state.snapshot()})
+        log.debug("worker %d stopped", os.getpid())
 
     async def _start_server(
         self, loop: asyncio.AbstractEventLoop, state: ServerState, listener: Listener
@@ -103,8 +130,9 @@ class Worker:
         state.draining = True
         for server in self._servers:
             server.close()  # stop accepting; queued connections are served by no one else
+        grace = min(1.0, self.config.http.keep_alive_timeout)
         for conn in list(state.connections):
-            conn.shutdown()
+            conn.shutdown(grace)
         deadline = time.monotonic() + self.config.shutdown.timeout
         while state.connections or state.tasks:
             remaining = deadline - time.monotonic()
@@ -115,9 +143,6 @@ class Worker:
                 await asyncio.wait(pending, timeout=min(remaining, 0.1))
             else:
                 await asyncio.sleep(min(remaining, 0.01))
-            for conn in list(state.connections):
-                if conn.cycle is None:
-                    conn.shutdown()
         if state.tasks or state.connections:
             log.warning(
                 "shutdown.timeout (%.1fs) reached: cancelling %d request(s), "
@@ -135,8 +160,15 @@ class Worker:
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
-        loop.add_signal_handler(signal.SIGINT, self._on_int)
         loop.add_signal_handler(signal.SIGQUIT, _exit_now)
+        if self.link is None:
+            loop.add_signal_handler(signal.SIGINT, self._on_int)
+        else:
+            # Signals sent to the whole process group (Ctrl-C, a terminal hang-up) are
+            # the supervisor's to act on; USR1 reopens this process's log files.
+            for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+                signal.signal(signum, signal.SIG_IGN)
+            loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
 
     def _on_term(self) -> None:
         self.request_shutdown()

@@ -1,0 +1,189 @@
+"""What the supervisor implements to be controlled, and the shape of its answers.
+
+:class:`ControlHandler` is the whole interface between the control socket and the
+supervisor: one async method per command.  Each returns a JSON-able mapping (build
+it as the matching ``TypedDict`` below so mypy checks the keys) or raises
+:class:`~pounce.errors.ControlCommandError` with a message and detail lines, which
+the client shows as the command's failure.
+
+The ``TypedDict`` classes document the replies ``pounce ctl`` renders; a client must
+still treat them as untrusted JSON, since daemon and client versions may differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Protocol, TypedDict
+
+
+class SupervisorState(StrEnum):
+    """The daemon's state, as reported by ``status``."""
+
+    STARTING = "starting"
+    """Opening listeners and starting the first generation."""
+    RUNNING = "running"
+    """Serving; the normal state."""
+    RELOADING = "reloading"
+    """A new generation is starting; the old one serves until it is ready."""
+    DRAINING = "draining"
+    """No new connections are accepted; open ones finish."""
+    DRAINED = "drained"
+    """Draining finished: workers are idle and accept nothing until ``resume``."""
+    STOPPING = "stopping"
+    """Shutting down."""
+
+
+class WorkerState(StrEnum):
+    """A worker's state, as reported by ``status`` and ``workers``."""
+
+    STARTING = "starting"
+    """Spawned, not ready yet (app import, lifespan startup)."""
+    READY = "ready"
+    """Accepting and serving connections."""
+    DRAINING = "draining"
+    """Finishing its open connections; accepts no new ones."""
+    STOPPING = "stopping"
+    """Told to exit, not reaped yet."""
+
+
+class WorkerInfo(TypedDict):
+    """One worker.  ``pid`` is set for process workers, ``thread`` (its name) for threads."""
+
+    id: int
+    pid: int | None
+    thread: str | None
+    generation: int
+    state: str
+    uptime: float
+    """Seconds since the worker started."""
+    requests: int
+    """Requests served since the worker started."""
+    connections: int
+    """Connections open now."""
+    restarts: int
+    """How many times this worker slot was restarted after a crash."""
+    healthy: bool
+    """False when its heartbeat is late."""
+
+
+class CrashBudget(TypedDict):
+    """Restarts allowed within a sliding window before the daemon gives up."""
+
+    max_restarts: int
+    window: float
+    """The window, in seconds."""
+    used: int
+    left: int
+
+
+class StatusResult(TypedDict):
+    """The reply to ``status``.
+
+    ``state`` is a :class:`SupervisorState` value; ``uptime`` is seconds since the
+    daemon started; ``generation`` counts reloads from 1; ``worker_mode`` is
+    ``"process"`` or ``"thread"``; ``config`` is the config file path, if any;
+    ``listeners`` are display strings such as ``"http://127.0.0.1:8000"`` or
+    ``"unix:/run/app.sock"``.
+    """
+
+    pid: int
+    version: str
+    state: str
+    uptime: float
+    generation: int
+    workers: list[WorkerInfo]
+    listeners: list[str]
+    crash_budget: CrashBudget
+    worker_mode: str
+    config: str | None
+
+
+class ReloadResult(TypedDict):
+    """The reply to a successful ``reload``, sent once the new generation is ready.
+
+    ``duration`` is in seconds; ``needs_restart`` lists the changed settings (as key
+    paths like ``"server.worker_mode"``) that a reload cannot apply.  A failed reload
+    raises :class:`~pounce.errors.ControlCommandError` instead: the cause as the
+    message, e.g. each config error as a detail line.
+    """
+
+    generation: int
+    duration: float
+    workers: int
+    needs_restart: list[str]
+
+
+class DrainResult(TypedDict):
+    """The reply to ``drain``: the state reached and the connections still open."""
+
+    state: str
+    connections: int
+
+
+class StateResult(TypedDict):
+    """The reply to ``resume`` and ``stop``: the state the daemon is now in."""
+
+    state: str
+
+
+class ScaleResult(TypedDict):
+    """The reply to ``scale``: the worker count before and the new target."""
+
+    previous: int
+    workers: int
+
+
+class WorkersResult(TypedDict):
+    """The reply to ``workers``."""
+
+    workers: list[WorkerInfo]
+
+
+Result = Mapping[str, Any]
+"""Any JSON-able mapping; the TypedDicts above are the documented shapes."""
+
+
+class ControlHandler(Protocol):
+    """The supervisor's side of the control socket: one async method per command.
+
+    Methods run on the control server's event loop, so each should hand work to
+    the supervisor loop and await its outcome rather than block.  Several
+    connections may call methods concurrently (``status`` during a ``reload``).
+    """
+
+    async def status(self) -> Result:
+        """The daemon's state: a :class:`StatusResult`."""
+        ...
+
+    async def reload(self) -> Result:
+        """Re-read the config and replace the workers with a new generation.
+
+        Return (a :class:`ReloadResult`) only when the new generation is ready or
+        the reload failed; this may take as long as app startup does.
+        """
+        ...
+
+    async def drain(self, wait: bool, timeout: float | None) -> Result:
+        """Stop accepting connections and let open ones finish (a :class:`DrainResult`).
+
+        With ``wait``, return once drained or after ``timeout`` seconds (None: no limit).
+        """
+        ...
+
+    async def resume(self) -> Result:
+        """Accept connections again after a drain (a :class:`StateResult`)."""
+        ...
+
+    async def stop(self, now: bool) -> Result:
+        """Begin shutting down, gracefully or ``now``; reply (a :class:`StateResult`)
+        before the control server is closed."""
+        ...
+
+    async def scale(self, workers: int) -> Result:
+        """Change the number of workers to ``workers`` (a :class:`ScaleResult`)."""
+        ...
+
+    async def workers(self) -> Result:
+        """Every worker (a :class:`WorkersResult`)."""
+        ...

@@ -1,0 +1,655 @@
+"""The supervisor: owns the listeners, runs generations of workers, reloads, restarts.
+
+Signal handlers only enqueue; :meth:`Supervisor.run` does the work through the
+``_SIGNALS`` table.  Every state change is reported to systemd (sd_notify), to
+``pounce ctl status`` and to the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from pounce import __version__
+from pounce.config import Config, WorkerMode
+from pounce.errors import PounceError
+from pounce.logs import reopen_log_files
+from pounce.metrics import Snapshot, add_counters, empty_snapshot, merge, render
+from pounce.net.listeners import Listener, open_listener
+from pounce.supervisor.systemd import Notifier
+from pounce.supervisor.workers import (
+    ExitReason,
+    ProcessWorker,
+    ThreadWorker,
+    WorkerHandle,
+    WorkerState,
+)
+from pounce.types import ASGIApp
+
+log = logging.getLogger("pounce.error")
+
+EXIT_BUDGET_EXHAUSTED = 1
+KILL_GRACE = 5.0  # seconds past shutdown.timeout before a draining worker is killed
+
+
+class ReloadFailed(PounceError):
+    """A reload was rejected or rolled back; ``details`` says why."""
+
+    def __init__(self, message: str, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.details = list(details)
+
+
+def listen_key(listener_config: Any) -> tuple[Any, ...]:
+    c = listener_config
+    return (c.host, c.port, c.path, c.fd, c.name)
+
+
+class Supervisor:
+    """Runs until stopped; :meth:`run` returns the process exit code."""
+
+    def __init__(
+        self,
+        config: Config,
+        listeners: list[Listener],
+        *,
+        reload_config: Callable[[], Config],
+        app_loader: Callable[[Config], Callable[[], ASGIApp]],
+        worker_mode: WorkerMode,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.reload_config = reload_config
+        self.app_loader = app_loader
+        self.worker_mode = worker_mode
+        self.notifier = notifier or Notifier({})
+        self.state = "starting"
+        self.generation = 0
+        self.started = time.monotonic()
+        self.target_workers = config.server.workers
+        self.workers: dict[int, WorkerHandle] = {}
+        self._next_id = 1
+        self._restart_times: deque[float] = deque()
+        self.restarts: Counter[str] = Counter()
+        self.reloads: Counter[str] = Counter({"success": 0, "failed": 0})
+        self.retired: Snapshot = empty_snapshot()
+        self.exit_code = 0
+        self._stop = asyncio.Event()
+        self._stop_now = False
+        self._interrupts = 0
+        self._reload_lock = asyncio.Lock()
+        self._signals: asyncio.Queue[int] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._drain_task: asyncio.Task[None] | None = None
+        self._drained = asyncio.Event()
+        self._snapshot_waiters: dict[int, asyncio.Future[None]] = {}
+        self.on_started: list[Callable[[], Any]] = []
+        self.on_stopping: list[Callable[[], Any]] = []
+
+    # -- life cycle ------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in _SIGNALS:
+            loop.add_signal_handler(signum, self._signals.put_nowait, signum)
+        try:
+            await self._start_first_generation()
+        except PounceError:
+            self.notifier.stopping("start-up failed")
+            await self._stop_workers(self.workers.values(), now=True)
+            raise
+        for hook in self.on_started:
+            await hook()
+        self._tasks = [
+            loop.create_task(self._signal_loop()),
+            loop.create_task(self._health_loop()),
+        ]
+        if self.notifier.watchdog_interval:
+            self._tasks.append(loop.create_task(self._watchdog_loop()))
+        await self._stop.wait()
+        await self._shutdown()
+        return self.exit_code
+
+    async def _start_first_generation(self) -> None:
+        self.generation = 1
+        started = await self._start_generation(self.config, self.generation, self.listeners)
+        failed = [w for w in started if not w.alive or w.state is not WorkerState.READY]
+        if failed:
+            worker = failed[0]
+            raise _BootFailed(f"{worker.describe()} failed to start: {worker.exit_text()}",
+                              worker.boot_code or 1)
+        self.state = "running"
+        self._broadcast_state()
+        log.info("generation 1 ready: %d worker(s), %s mode", len(started), self.worker_mode.value)
+        self.notifier.ready(self.status_line())
+
+    async def _shutdown(self) -> None:
+        self.state = "stopping"
+        self.notifier.stopping()
+        for hook in self.on_stopping:
+            await hook()
+        for task in self._tasks:
+            task.cancel()
+        await self._stop_workers(list(self.workers.values()), now=self._stop_now)
+        log.info("supervisor stopped")
+
+    def request_stop(self, *, now: bool = False, code: int | None = None) -> None:
+        if code is not None and self.exit_code == 0:
+            self.exit_code = code
+        self._stop_now = self._stop_now or now
+        self._stop.set()
+
+    # -- generations -------------------------------------------------------------------
+
+    def _new_handle(self, config: Config, generation: int) -> WorkerHandle:
+        handle: WorkerHandle
+        if self.worker_mode is WorkerMode.THREAD:
+            handle = ThreadWorker(self._next_id, generation, config, self._on_message, self._on_exit)
+            handle.load_app = self.app_loader(config)
+        else:
+            handle = ProcessWorker(self._next_id, generation, config, self._on_message, self._on_exit)
+        self._next_id += 1
+        self.workers[handle.id] = handle
+        return handle
+
+    async def _start_generation(
+        self, config: Config, generation: int, listeners: Sequence[Listener]
+    ) -> list[WorkerHandle]:
+        """Start ``server.workers`` workers, ``reload.max_surge`` at a time; wait for each batch.
+
+        Returns the handles; any that is not READY at the end failed or timed out.
+        """
+        count = self.target_workers
+        surge = config.reload.max_surge or count
+        deadline = time.monotonic() + config.reload.timeout
+        started: list[WorkerHandle] = []
+        while len(started) < count:
+            batch = [self._new_handle(config, generation) for _ in range(min(surge, count - len(started)))]
+            started += batch
+            for handle in batch:
+                await handle.start(listeners, os.getpid())
+            ok = await self._wait_ready(batch, deadline - time.monotonic())
+            if not ok:
+                break
+        return started
+
+    async def _wait_ready(self, batch: Iterable[WorkerHandle], timeout: float) -> bool:
+        waits = [asyncio.ensure_future(h.ready_event.wait()) for h in batch]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), max(timeout, 0.0))
+        except TimeoutError:
+            return False
+        finally:
+            for w in waits:
+                w.cancel()
+        return all(h.state is WorkerState.READY for h in batch)
+
+    async def _stop_workers(self, handles: Iterable[WorkerHandle], *, now: bool = False) -> None:
+        handles = [h for h in handles if h.alive]
+        for handle in handles:
+            handle.was_drained = True
+            handle.state = WorkerState.DRAINING
+            if now:
+                handle.kill()
+            else:
+                handle.stop()
+        if not handles:
+            return
+        grace = 2.0 if now else self.config.shutdown.timeout + KILL_GRACE
+        waits = [asyncio.ensure_future(h.exited.wait()) for h in handles]
+        _, pending = await asyncio.wait(waits, timeout=grace)
+        if pending:
+            for handle in handles:
+                if handle.alive:
+                    log.warning("%s did not stop in time; killing it", handle.describe())
+                    handle.kill()
+            await asyncio.wait(waits, timeout=2.0)
+        for w in waits:
+            w.cancel()
+
+    def current_workers(self) -> list[WorkerHandle]:
+        return [
+            h
+            for h in self.workers.values()
+            if h.generation == self.generation and h.alive and h.state is not WorkerState.DRAINING
+        ]
+
+    # -- worker events -------------------------------------------------------------------
+
+    def _on_message(self, handle: WorkerHandle, message: dict[str, Any]) -> None:
+        kind = message.get("t")
+        if kind == "ready":
+            self._send_state(handle)
+        elif kind == "metrics_req":
+            asyncio.get_running_loop().create_task(self._answer_metrics(handle, message.get("id")))
+        elif kind == "snapshot":
+            waiter = self._snapshot_waiters.get(handle.id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def _on_exit(self, handle: WorkerHandle) -> None:
+        self.workers.pop(handle.id, None)
+        add_counters(self.retired, handle.stats)
+        expected = (
+            handle.was_drained
+            or self.state in ("stopping", "starting", "draining", "drained")
+            or handle.generation != self.generation
+        )
+        level = logging.INFO if expected and handle.reason is ExitReason.CLEAN else logging.WARNING
+        log.log(level, "%s exited: %s", handle.describe(), handle.exit_text())
+        if not expected:
+            self._replace(handle)
+
+    def _replace(self, handle: WorkerHandle) -> None:
+        reason = handle.reason.value if handle.reason else "crash"
+        now = time.monotonic()
+        window = self.config.workers.restart_window
+        while self._restart_times and self._restart_times[0] < now - window:
+            self._restart_times.popleft()
+        if len(self._restart_times) >= self.config.workers.max_restarts:
+            log.error(
+                "crash budget exhausted: %d restarts within %.0fs (workers.max_restarts=%d); "
+                "last: %s %s; stopping",
+                len(self._restart_times) + 1,
+                window,
+                self.config.workers.max_restarts,
+                handle.describe(),
+                handle.exit_text(),
+            )
+            self.notifier.status(f"crash budget exhausted: {handle.exit_text()}")
+            self.request_stop(code=EXIT_BUDGET_EXHAUSTED)
+            return
+        self._restart_times.append(now)
+        self.restarts[reason] += 1
+        delay = min(0.1 * 2 ** (len(self._restart_times) - 1), 10.0)
+        restarts = handle.restarts + 1
+        log.info("replacing %s in %.1fs", handle.describe(), delay)
+
+        async def restart() -> None:
+            await asyncio.sleep(delay)
+            if self.state not in ("running", "reloading") or len(self.current_workers()) >= self.target_workers:
+                return
+            new = self._new_handle(self.config, self.generation)
+            new.restarts = restarts
+            await new.start(self.listeners, os.getpid())
+
+        asyncio.get_running_loop().create_task(restart())
+
+    # -- periodic checks -----------------------------------------------------------------
+
+    async def _health_loop(self) -> None:
+        interval = self.config.workers.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            self._broadcast_state()
+            timeout = self.config.workers.timeout
+            now = time.monotonic()
+            for handle in list(self.workers.values()):
+                if handle.state is not WorkerState.READY or now - handle.last_heartbeat <= timeout:
+                    continue
+                if isinstance(handle, ProcessWorker):
+                    log.error(
+                        "%s has not heartbeated for %.1fs (workers.timeout=%.1f): "
+                        "dumping its traceback and killing it",
+                        handle.describe(),
+                        now - handle.last_heartbeat,
+                        timeout,
+                    )
+                    handle.timed_out = True
+                    handle.dump_traceback()
+                    asyncio.get_running_loop().call_later(0.5, handle.kill)
+                else:
+                    log.error("%s is stalled (no heartbeat for %.1fs); threads can't be killed",
+                              handle.describe(), now - handle.last_heartbeat)
+                handle.state = WorkerState.UNHEALTHY
+
+    async def _watchdog_loop(self) -> None:
+        interval = self.notifier.watchdog_interval or 1.0
+        while True:
+            if self.healthy:
+                self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    @property
+    def healthy(self) -> bool:
+        return not any(h.state is WorkerState.UNHEALTHY for h in self.workers.values())
+
+    @property
+    def ready(self) -> bool:
+        return self.state in ("running", "reloading") and bool(self.current_workers())
+
+    def _broadcast_state(self) -> None:
+        for handle in list(self.workers.values()):
+            self._send_state(handle)
+
+    def _send_state(self, handle: WorkerHandle) -> None:
+        ready = self.ready and handle.state is not WorkerState.DRAINING
+        handle.send({"t": "state", "ready": ready})
+
+    # -- signals -------------------------------------------------------------------------
+
+    async def _signal_loop(self) -> None:
+        while True:
+            signum = await self._signals.get()
+            action = _SIGNALS.get(signum)
+            if action is not None:
+                await action(self)
+
+    async def _on_term(self) -> None:
+        log.info("SIGTERM: graceful stop")
+        self.request_stop()
+
+    async def _on_int(self) -> None:
+        self._interrupts += 1
+        if self._interrupts > 1:
+            log.warning("second SIGINT: stopping at once")
+            self._hard_exit()
+        log.info("SIGINT: graceful stop (again to stop at once)")
+        self.request_stop()
+
+    async def _on_quit(self) -> None:
+        log.warning("SIGQUIT: stopping at once")
+        self._hard_exit()
+
+    def _hard_exit(self) -> None:
+        for handle in self.workers.values():
+            handle.kill()
+        self.notifier.stopping()
+        for hook in self.on_stopping:
+            with contextlib.suppress(Exception):
+                result = hook()
+                if asyncio.iscoroutine(result):
+                    result.close()
+        logging.shutdown()
+        os._exit(1)
+
+    async def _on_hup(self) -> None:
+        log.info("SIGHUP: reloading")
+        try:
+            result = await self.reload()
+            log.info("reload done: generation %d in %.2fs", result["generation"], result["duration"])
+        except ReloadFailed as exc:
+            log.error("reload failed: %s", exc)
+
+    async def _on_ttin(self) -> None:
+        await self.scale(self.target_workers + 1)
+
+    async def _on_ttou(self) -> None:
+        if self.target_workers > 1:
+            await self.scale(self.target_workers - 1)
+
+    async def _on_usr1(self) -> None:
+        reopen_log_files()
+        for handle in self.workers.values():
+            if isinstance(handle, ProcessWorker):
+                handle.forward(signal.SIGUSR1)
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    async def metrics_text(self) -> str:
+        """Fresh snapshots from every live worker, added to the retired totals."""
+        live = [h for h in self.workers.values() if h.alive and h.state is not WorkerState.BOOTING]
+        loop = asyncio.get_running_loop()
+        waits = []
+        for handle in live:
+            future: asyncio.Future[None] = loop.create_future()
+            self._snapshot_waiters[handle.id] = future
+            handle.send({"t": "snapshot_req", "id": handle.id})
+            waits.append(future)
+        if waits:
+            await asyncio.wait(waits, timeout=1.0)
+        for handle in live:
+            self._snapshot_waiters.pop(handle.id, None)
+        total = merge(self.retired, [h.stats for h in self.workers.values()])
+        return render(total, self.daemon_figures())
+
+    def daemon_figures(self) -> dict[str, Any]:
+        states: Counter[str] = Counter({s.value: 0 for s in WorkerState if s is not WorkerState.EXITED})
+        for handle in self.workers.values():
+            states[handle.state.value] += 1
+        return {
+            "workers": dict(states),
+            "restarts": {r.value: self.restarts.get(r.value, 0) for r in ExitReason},
+            "reloads": dict(self.reloads),
+            "generation": self.generation,
+            "crash_budget": self.crash_budget(),
+        }
+
+    async def _answer_metrics(self, handle: WorkerHandle, ident: Any) -> None:
+        text = await self.metrics_text()
+        handle.send({"t": "metrics", "id": ident, "text": text})
+
+    def crash_budget(self) -> dict[str, Any]:
+        now = time.monotonic()
+        window = self.config.workers.restart_window
+        used = sum(1 for t in self._restart_times if t >= now - window)
+        limit = self.config.workers.max_restarts
+        return {"max_restarts": limit, "window": window, "used": used, "left": max(limit - used, 0)}
+
+    def status_line(self) -> str:
+        ready = sum(1 for h in self.current_workers() if h.state is WorkerState.READY)
+        return f"gen {self.generation}: {ready}/{self.target_workers} workers ready"
+
+    # -- reload, drain, scale (also the control socket's commands) ---------------------------
+
+    async def reload(self) -> dict[str, Any]:
+        async with self._reload_lock:
+            if self.state not in ("running",):
+                raise ReloadFailed(f"cannot reload while {self.state}")
+            self.state = "reloading"
+            self.notifier.reloading()
+            began = time.monotonic()
+            try:
+                result = await self._reload()
+            except ReloadFailed:
+                self.reloads["failed"] += 1
+                raise
+            finally:
+                if self.state == "reloading":
+                    self.state = "running"
+                self._broadcast_state()
+                self.notifier.ready(self.status_line())
+            self.reloads["success"] += 1
+            result["duration"] = round(time.monotonic() - began, 3)
+            return result
+
+    async def _reload(self) -> dict[str, Any]:
+        try:
+            new_config = self.reload_config()
+        except PounceError as exc:
+            details = list(getattr(exc, "errors", ()) or [str(exc)])
+            raise ReloadFailed("the new configuration is invalid", details) from None
+        needs_restart = _needs_restart(self.config, new_config)
+        old_by_key = {listen_key(lst.config): lst for lst in self.listeners}
+        keep: list[Listener] = []
+        opened: list[Listener] = []
+        try:
+            for listen in new_config.listen:
+                existing = old_by_key.get(listen_key(listen))
+                if existing is not None:
+                    keep.append(existing)
+                else:
+                    new = open_listener(listen, backlog=new_config.server.backlog)
+                    opened.append(new)
+                    keep.append(new)
+        except PounceError as exc:
+            for lst in opened:
+                lst.close()
+            raise ReloadFailed("a new listener could not be opened", [str(exc)]) from None
+        generation = self.generation + 1
+        old = self.current_workers()
+        self.target_workers = new_config.server.workers
+        started = await self._start_generation(new_config, generation, keep)
+        failed = [h for h in started if h.state is not WorkerState.READY]
+        if failed:
+            handle = failed[0]
+            cause = handle.exit_text() if not handle.alive else (
+                f"not ready within reload.timeout ({new_config.reload.timeout}s)"
+            )
+            await self._stop_workers(started, now=True)
+            for lst in opened:
+                lst.close()
+            self.target_workers = self.config.server.workers
+            raise ReloadFailed(f"generation {generation} failed: {handle.describe()}: {cause}", [cause])
+        kept_keys = {listen_key(lst.config) for lst in keep}
+        removed = [lst for lst in self.listeners if listen_key(lst.config) not in kept_keys]
+        self.config = new_config
+        self.listeners = keep
+        self.generation = generation
+        self.state = "running"
+        self._broadcast_state()
+        for handle in old:
+            handle.was_drained = True
+        asyncio.get_running_loop().create_task(self._retire(old, removed))
+        log.info("generation %d ready; draining generation %d", generation, generation - 1)
+        return {
+            "generation": generation,
+            "workers": len(started),
+            "needs_restart": needs_restart,
+            "listeners": [lst.describe() for lst in keep],
+        }
+
+    async def _retire(self, old: list[WorkerHandle], removed: list[Listener]) -> None:
+        await self._stop_workers(old)
+        for lst in removed:
+            lst.close()
+
+    async def drain(self, *, wait: bool, timeout: float | None) -> dict[str, Any]:
+        if self.state not in ("running", "draining", "drained"):
+            raise ReloadFailed(f"cannot drain while {self.state}")
+        if self.state == "running":
+            self.state = "draining"
+            self._drained.clear()
+            self._broadcast_state()
+            self.notifier.status("draining")
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+        if wait:
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout)
+            except TimeoutError:
+                raise ReloadFailed(f"not drained within {timeout}s") from None
+        return {"state": self.state, "drain_delay": self.config.shutdown.drain_delay}
+
+    async def _drain(self) -> None:
+        log.info("draining: /health/ready answers 503; stopping in %.1fs", self.config.shutdown.drain_delay)
+        await asyncio.sleep(self.config.shutdown.drain_delay)
+        self._drain_task = None  # past the point where resume can undo it
+        await self._stop_workers(list(self.workers.values()))
+        self.state = "drained"
+        self.notifier.status("drained")
+        self._drained.set()
+        log.info("drained: no worker is serving")
+
+    async def resume(self) -> dict[str, Any]:
+        if self.state == "draining" and self._drain_task is not None and not self._drain_task.done():
+            self._drain_task.cancel()
+            self.state = "running"
+            self._broadcast_state()
+            self.notifier.status(self.status_line())
+            return {"state": self.state, "resumed": True}
+        if self.state == "drained":
+            self.generation += 1
+            self.state = "starting"
+            started = await self._start_generation(self.config, self.generation, self.listeners)
+            if any(h.state is not WorkerState.READY for h in started):
+                await self._stop_workers(started, now=True)
+                self.state = "drained"
+                raise ReloadFailed("could not start workers again")
+            self.state = "running"
+            self._broadcast_state()
+            self.notifier.status(self.status_line())
+            return {"state": self.state, "resumed": True, "generation": self.generation}
+        raise ReloadFailed(f"nothing to resume: the daemon is {self.state}")
+
+    async def scale(self, workers: int) -> dict[str, Any]:
+        if workers < 1:
+            raise ReloadFailed("scale needs at least 1 worker")
+        if self.state != "running":
+            raise ReloadFailed(f"cannot scale while {self.state}")
+        self.target_workers = workers
+        current = self.current_workers()
+        if workers > len(current):
+            new = [self._new_handle(self.config, self.generation) for _ in range(workers - len(current))]
+            for handle in new:
+                await handle.start(self.listeners, os.getpid())
+            await self._wait_ready(new, self.config.reload.timeout)
+        elif workers < len(current):
+            surplus = sorted(current, key=lambda h: h.started)[workers:]
+            for handle in surplus:
+                handle.was_drained = True
+            asyncio.get_running_loop().create_task(self._stop_workers(surplus))
+        log.info("scaled to %d worker(s)", workers)
+        self.notifier.status(self.status_line())
+        return {"workers": workers}
+
+    # -- status --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "state": self.state,
+            "uptime": round(time.monotonic() - self.started, 3),
+            "generation": self.generation,
+            "worker_mode": self.worker_mode.value,
+            "target_workers": self.target_workers,
+            "workers": [self._worker_status(h) for h in sorted(self.workers.values(), key=lambda h: h.id)],
+            "listeners": [lst.describe() for lst in self.listeners],
+            "crash_budget": self.crash_budget(),
+            "restarts": dict(self.restarts),
+            "reloads": dict(self.reloads),
+            "config": self.config.source,
+        }
+
+    @staticmethod
+    def _worker_status(h: WorkerHandle) -> dict[str, Any]:
+        stats = h.stats
+        return {
+            "id": h.id,
+            "pid": h.pid,
+            "thread": h.thread.name if h.thread else None,
+            "generation": h.generation,
+            "state": h.state.value,
+            "uptime": round(h.uptime, 3),
+            "requests": sum(int(v) for v in stats.get("requests", {}).values()),
+            "connections": int(stats.get("connections", 0)),
+            "restarts": h.restarts,
+            "healthy": h.state is not WorkerState.UNHEALTHY,
+        }
+
+
+class _BootFailed(PounceError):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def _needs_restart(old: Config, new: Config) -> list[str]:
+    """Settings a reload can't apply; the operator must restart the daemon for them."""
+    checks = {
+        "control.socket": (old.control.socket, new.control.socket),
+        "admin.host": (old.admin.host, new.admin.host),
+        "admin.port": (old.admin.port, new.admin.port),
+        "server.worker_mode": (old.server.worker_mode, new.server.worker_mode),
+        "logging.file": (old.logging.file, new.logging.file),
+    }
+    return [key for key, (a, b) in checks.items() if a != b]
+
+
+_SIGNALS: dict[int, Callable[[Supervisor], Any]] = {
+    signal.SIGTERM: Supervisor._on_term,
+    signal.SIGINT: Supervisor._on_int,
+    signal.SIGQUIT: Supervisor._on_quit,
+    signal.SIGHUP: Supervisor._on_hup,
+    signal.SIGTTIN: Supervisor._on_ttin,
+    signal.SIGTTOU: Supervisor._on_ttou,
+    signal.SIGUSR1: Supervisor._on_usr1,
+}

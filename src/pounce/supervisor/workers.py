@@ -1,0 +1,297 @@
+"""Worker handles: start a worker (process or thread), talk to it, stop it, learn how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Any
+
+from pounce.config import Config
+from pounce.metrics import Snapshot, empty_snapshot
+from pounce.net.listeners import Listener
+from pounce.types import ASGIApp
+from pounce.worker.process import EXIT_BOOT_FAILED, WorkerSpec, serve_worker
+
+log = logging.getLogger("pounce.error")
+
+# Variables a worker must not inherit: they belong to the supervisor (sd_notify, activation).
+PRIVATE_ENV_PREFIXES = ("NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_")
+
+
+class WorkerState(StrEnum):
+    BOOTING = "booting"
+    READY = "ready"
+    UNHEALTHY = "unhealthy"
+    DRAINING = "draining"
+    EXITED = "exited"
+
+
+class ExitReason(StrEnum):
+    """How a worker ended, as shown in logs, ``ctl status`` and metrics."""
+
+    CLEAN = "clean"
+    CRASH = "crash"
+    SIGNAL = "signal"
+    BOOT_FAILURE = "boot_failure"
+    TIMEOUT = "timeout"
+
+
+def worker_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(PRIVATE_ENV_PREFIXES)}
+
+
+class WorkerHandle:
+    """The supervisor's side of one worker."""
+
+    def __init__(
+        self,
+        worker_id: int,
+        generation: int,
+        config: Config,
+        on_message: Callable[[WorkerHandle, dict[str, Any]], None],
+        on_exit: Callable[[WorkerHandle], None],
+    ) -> None:
+        self.id = worker_id
+        self.generation = generation
+        self.config = config
+        self.state = WorkerState.BOOTING
+        self.started = time.monotonic()
+        self.last_heartbeat = self.started
+        self.stats: Snapshot = empty_snapshot()
+        self.restarts = 0
+        self.boot_error: str | None = None
+        self.boot_code: int | None = None
+        self.exit_code: int | None = None
+        self.reason: ExitReason | None = None
+        self.timed_out = False
+        self.was_drained = False  # told to stop: its exit is expected
+        self.ready_event = asyncio.Event()
+        self.exited = asyncio.Event()
+        self._on_message = on_message
+        self._on_exit = on_exit
+        self._writer: asyncio.StreamWriter | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pid: int | None = None
+        self.thread: threading.Thread | None = None
+
+    # -- common --------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.is_set()
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+    def describe(self) -> str:
+        who = f"pid {self.pid}" if self.pid else (self.thread.name if self.thread else "?")
+        return f"worker {self.id} ({who}, gen {self.generation})"
+
+    def send(self, message: dict[str, Any]) -> None:
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    async def _open_link(self, sock: socket.socket) -> None:
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        self._writer = writer
+        self._tasks.append(asyncio.get_running_loop().create_task(self._read(reader)))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await reader.readline()
+            except (OSError, ValueError):
+                return
+            if not line:
+                return
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("t")
+        if kind in ("hb", "bye", "snapshot") and isinstance(message.get("stats"), dict):
+            self.stats = message["stats"]
+        if kind == "hb":
+            self.last_heartbeat = time.monotonic()
+            if self.state is WorkerState.UNHEALTHY:
+                self.state = WorkerState.READY
+        elif kind == "ready":
+            self.last_heartbeat = time.monotonic()
+            if self.state is WorkerState.BOOTING:
+                self.state = WorkerState.READY
+            self.ready_event.set()
+        elif kind == "boot_failed":
+            self.boot_error = str(message.get("error", "boot failed"))
+            self.boot_code = int(message.get("code", 1))
+        self._on_message(self, message)
+
+    def _ended(self, code: int) -> None:
+        """Called once when the worker is gone."""
+        self.exit_code = code
+        if self.state is WorkerState.BOOTING or self.boot_error is not None:
+            self.reason = ExitReason.BOOT_FAILURE
+        elif self.timed_out:
+            self.reason = ExitReason.TIMEOUT
+        elif code == 0:
+            self.reason = ExitReason.CLEAN
+        elif code < 0:
+            self.reason = ExitReason.SIGNAL
+        else:
+            self.reason = ExitReason.CRASH
+        self.state = WorkerState.EXITED
+        for task in self._tasks:
+            task.cancel()
+        if self._writer is not None:
+            self._writer.close()
+        self.exited.set()
+        self.ready_event.set()  # wake anyone waiting for readiness
+        self._on_exit(self)
+
+    def exit_text(self) -> str:
+        if self.reason is ExitReason.BOOT_FAILURE:
+            return f"boot failure: {self.boot_error or f'exit code {self.exit_code}'}"
+        if self.reason is ExitReason.SIGNAL and self.exit_code is not None:
+            name = signal.Signals(-self.exit_code).name
+            hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
+            return f"killed by {name}{hint}"
+        if self.reason is ExitReason.TIMEOUT:
+            return "heartbeat timeout"
+        return f"{self.reason} (exit code {self.exit_code})"
+
+    # -- overridden per mode -------------------------------------------------------
+
+    async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Graceful: finish in-flight requests, then exit."""
+        self.send({"t": "stop"})
+
+    def kill(self) -> None:
+        """Immediate (processes only; a thread cannot be killed)."""
+
+    def dump_traceback(self) -> None:
+        """Write the worker's stack traces to the log (processes only)."""
+
+
+class ProcessWorker(WorkerHandle):
+    """A worker in a child process: ``python -m pounce.worker.process``."""
+
+    proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fds = tuple(listener.sock.fileno() for listener in listeners)
+        spec = WorkerSpec(
+            worker_id=self.id,
+            generation=self.generation,
+            config=self.config,
+            listener_fds=fds,
+            listens=tuple(listener.config for listener in listeners),
+            link_fd=theirs.fileno(),
+            supervisor_pid=supervisor_pid,
+        )
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "pounce.worker.process",
+                stdin=subprocess.PIPE,
+                pass_fds=(*fds, theirs.fileno()),
+                env=worker_env(),
+            )
+        finally:
+            theirs.close()
+        self.pid = self.proc.pid
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(pickle.dumps(spec))
+        with contextlib.suppress(OSError):
+            await self.proc.stdin.drain()
+        self.proc.stdin.close()
+        await self._open_link(ours)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._wait()))
+
+    async def _wait(self) -> None:
+        assert self.proc is not None
+        code = await self.proc.wait()
+        self._ended(code)
+
+    def stop(self) -> None:
+        super().stop()
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def quit(self) -> None:
+        self._signal(signal.SIGQUIT)
+
+    def dump_traceback(self) -> None:
+        self._signal(signal.SIGUSR2)
+
+    def forward(self, signum: int) -> None:
+        self._signal(signum)
+
+    def _signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signum)
+
+
+class ThreadWorker(WorkerHandle):
+    """A worker on a thread of the supervisor process, with its own event loop."""
+
+    load_app: Callable[[], ASGIApp] | None = None
+
+    async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
+        assert self.load_app is not None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Each worker loop closes its own copy of the listening socket when it stops.
+        copies = [Listener(lst.config, lst.sock.dup()) for lst in listeners]
+        spec = WorkerSpec(
+            worker_id=self.id,
+            generation=self.generation,
+            config=self.config,
+            listener_fds=tuple(c.sock.fileno() for c in copies),
+            listens=tuple(c.config for c in copies),
+            link_fd=theirs.fileno(),
+            supervisor_pid=supervisor_pid,
+        )
+        loop = asyncio.get_running_loop()
+        load_app = self.load_app
+
+        def body() -> None:
+            code = 1
+            try:
+                code = serve_worker(spec, copies, theirs, load_app, in_thread=True)
+            except BaseException:
+                log.exception("thread worker %d crashed", self.id)
+                code = 1 if self.boot_error is None else EXIT_BOOT_FAILED
+            finally:
+                theirs.close()
+                for copy in copies:
+                    copy.sock.close()
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._ended, code)
+
+        self.thread = threading.Thread(target=body, name=f"pounce-worker-{self.id}", daemon=True)
+        await self._open_link(ours)
+        self.thread.start()
