@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -109,6 +110,11 @@ def _pump(stream: object, sink: list[bytes]) -> None:
         sink.append(chunk)
 
 
+def daemon_env() -> dict[str, str]:
+    """Every daemon a test starts gets a control socket of its own."""
+    return {"POUNCE_CONTROL_SOCKET": tempfile.mktemp(prefix="pounce-ctl-", suffix=".sock")}
+
+
 def pounce_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "pounce", *args]
 
@@ -145,7 +151,7 @@ def start_server(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             pass_fds=(fd,),
-            env=child_env(env),
+            env=child_env({**daemon_env(), **(env or {})}),
             cwd=str(cwd or ROOT),
         )
     finally:
@@ -174,7 +180,10 @@ def serve() -> Iterator[Callable[..., Server]]:
 
 
 def run_pounce(
-    *args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None, timeout: float = 30
+    *args: str,
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 30,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``pounce ARGS`` to completion and capture its output."""
     return subprocess.run(
@@ -188,7 +197,11 @@ def run_pounce(
 
 
 def http_exchange(
-    server: Server, data: bytes | Sequence[bytes], *, timeout: float = 10.0, read_until_close: bool = True
+    server: Server,
+    data: bytes | Sequence[bytes],
+    *,
+    timeout: float = 10.0,
+    read_until_close: bool = True,
 ) -> bytes:
     """Send raw bytes on a fresh connection and read until the server closes it."""
     with server.connect(timeout=timeout) as s:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "pounce"
 LAYERS = [
-    {"errors", "types", "logs"},
+    {"errors", "types", "logs", "metrics"},
     {"config"},
     {"net"},
     {"protocols"},
@@ -44,7 +44,9 @@ def test_every_module_belongs_to_a_layer() -> None:
         name = path.stem
         if name.startswith("_") or name == "py":
             continue
-        assert name in RANK, f"{path.name} is in no layer: add it to LAYERS and docs/architecture.md"
+        assert name in RANK, (
+            f"{path.name} is in no layer: add it to LAYERS and docs/architecture.md"
+        )
 
 
 def test_layers_import_only_leftwards() -> None:

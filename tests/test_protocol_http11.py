@@ -150,9 +150,13 @@ def test_header_section_too_large_is_431() -> None:
 
 def test_body_limits_are_413_without_buffering() -> None:
     with pytest.raises(ProtocolError) as info:
-        parse_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n", max_body_size=10)
+        parse_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n", max_body_size=10
+        )
     assert info.value.status == 413
-    chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n"
+    chunked = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n"
+    )
     with pytest.raises(ProtocolError) as info:
         parse_all(chunked, max_body_size=10)
     assert info.value.status == 413
@@ -181,7 +185,9 @@ VALUE = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC 0123456789;=/", max_size
 def test_agrees_with_h11_on_valid_requests(
     method: str, path: str, headers: list[tuple[str, str]], body: bytes, chunked: bool, step: int
 ) -> None:
-    headers = [(n, v) for n, v in headers if n not in {"host", "content-length", "transfer-encoding"}]
+    headers = [
+        (n, v) for n, v in headers if n not in {"host", "content-length", "transfer-encoding"}
+    ]
     lines = [f"{method} /{path} HTTP/1.1", "Host: example.com"]
     lines += [f"{n}: {v}" for n, v in headers]
     if chunked:

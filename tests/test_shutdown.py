@@ -13,6 +13,7 @@ import pytest
 
 from apps.asgi_support import (
     Launcher,
+    alive,
     launcher,
     process_tree,
     read_response,
@@ -47,14 +48,6 @@ def stopped_accepting(server: Server) -> bool:
     return not tcp_answers(server.host, server.port)
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_graceful_shutdown(launch: Launcher, tmp_path: Path, sig: signal.Signals) -> None:
     server = launch.fd(
@@ -70,6 +63,7 @@ def test_graceful_shutdown(launch: Launcher, tmp_path: Path, sig: signal.Signals
         assert status == 200
         # A slow request in flight.
         slow = start_slow(server, release, "g")
+        pids = process_tree(server.proc.pid)
         server.signal(sig)
         # Idle keep-alive connections are closed while the slow one is still running.
         data, closed = read_until_close(idle, timeout=15)
@@ -90,12 +84,14 @@ def test_graceful_shutdown(launch: Launcher, tmp_path: Path, sig: signal.Signals
             slow.close()
     assert wait_exit(server, 15) == 0, server.output
     assert "BEHAVE-SHUTDOWN" in server.output
+    assert wait_for(lambda: not any(alive(p) for p in pids), 10), pids
 
 
 def test_graceful_shutdown_with_two_workers(launch: Launcher, tmp_path: Path) -> None:
     server = launch.fd("apps.asgi_behave:app", "--workers", "2", "--shutdown-timeout", "20")
     release = tmp_path / "release"
     slow = start_slow(server, release, "w2")
+    pids = process_tree(server.proc.pid)
     try:
         server.signal(signal.SIGTERM)
         assert wait_for(lambda: stopped_accepting(server), 15), server.output
@@ -109,6 +105,7 @@ def test_graceful_shutdown_with_two_workers(launch: Launcher, tmp_path: Path) ->
         slow.close()
     assert wait_exit(server, 15) == 0, server.output
     assert server.output.count("BEHAVE-SHUTDOWN") >= 1
+    assert wait_for(lambda: not any(alive(p) for p in pids), 10), pids
 
 
 def test_second_sigint_exits_at_once(launch: Launcher, tmp_path: Path) -> None:

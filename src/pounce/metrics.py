@@ -35,7 +35,14 @@ Snapshot = dict[str, Any]
 class Collector:
     """One worker's counters.  Not thread-safe: used from its worker's event loop."""
 
-    __slots__ = ("_buckets", "_duration_sum", "_requests", "connections", "in_flight", "response_bytes")
+    __slots__ = (
+        "_buckets",
+        "_duration_sum",
+        "_requests",
+        "connections",
+        "in_flight",
+        "response_bytes",
+    )
 
     def __init__(self) -> None:
         self._requests: dict[str, int] = {}

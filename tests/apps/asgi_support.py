@@ -93,6 +93,7 @@ class Launcher:
 
 def finish(server: Server, timeout: float = 15.0) -> int:
     """Stop a server (SIGTERM, then SIGKILL) and release its pipe."""
+    tree = process_tree(server.proc.pid) if server.proc.poll() is None else []
     if server.proc.poll() is None:
         server.proc.send_signal(signal.SIGTERM)
         try:
@@ -100,7 +101,11 @@ def finish(server: Server, timeout: float = 15.0) -> int:
         except subprocess.TimeoutExpired:
             kill_tree(server.proc.pid)
             server.proc.wait(5)
-    # Workers could outlive a killed supervisor; make sure nothing is left.
+    # Workers must not outlive the supervisor; never leave any behind a test either.
+    if not wait_for(lambda: not any(alive(p) for p in tree[1:]), 10):
+        for pid in tree[1:]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
     if server._reader is not None:
         server._reader.join(5)
     if server.proc.stdout is not None and not server.proc.stdout.closed:
@@ -292,6 +297,15 @@ def process_tree(pid: int) -> list[int]:
         seen += [k for k in children_of(seen[i]) if k not in seen]
         i += 1
     return seen
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def rss_kib(pid: int) -> int:

@@ -342,7 +342,7 @@ class WorkersConfig:
     )
     heartbeat_interval: float = setting(
         1.0,
-        doc="How often each worker's event loop sends a heartbeat; less than `timeout`.",
+        doc="How often each worker's event loop sends a heartbeat; less than `workers.timeout`.",
         minimum=0,
         exclusive_minimum=True,
         unit="seconds",

@@ -226,6 +226,8 @@ class ControlServer:
         finally:
             self._connections.discard(task)
             writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
     def _peer_allowed(self, writer: asyncio.StreamWriter) -> bool:
         creds = peer_credentials(writer.get_extra_info("socket"))

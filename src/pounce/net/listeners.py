@@ -9,13 +9,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import grp
+import logging
 import os
 import pwd
 import socket
 import stat
 from dataclasses import dataclass
-
-import logging
 
 from pounce.config import ListenConfig
 from pounce.errors import ListenerError
@@ -223,7 +222,12 @@ def open_with_activation(
         if match is not None:
             pool.remove(match)
             chosen.append(Listener(config, match.sock))
-        elif config.host is None and config.port is None and config.path is None and config.fd is None:
+        elif (
+            config.host is None
+            and config.port is None
+            and config.path is None
+            and config.fd is None
+        ):
             names = ", ".join(sorted({a.name for a in activated})) or "none"
             raise ListenerError(
                 f"listen[{i}] named {config.name!r}: systemd passed no socket of that name "
@@ -232,11 +236,15 @@ def open_with_activation(
         else:
             chosen.append(config)
     for extra in pool:
-        log.warning("systemd passed socket %r (fd %d) that no [[listen]] names", extra.name, extra.fd)
+        log.warning(
+            "systemd passed socket %r (fd %d) that no [[listen]] names", extra.name, extra.fd
+        )
     opened: list[Listener] = []
     try:
         for item in chosen:
-            opened.append(item if isinstance(item, Listener) else open_listener(item, backlog=backlog))
+            opened.append(
+                item if isinstance(item, Listener) else open_listener(item, backlog=backlog)
+            )
     except BaseException:
         for listener in opened:
             if not listener.config.name:

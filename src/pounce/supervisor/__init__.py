@@ -11,6 +11,7 @@ from typing import Any
 
 from pounce.config import Config, WorkerMode
 from pounce.control import ControlCommandError, socket_path_for
+from pounce.errors import PounceError
 from pounce.net.listeners import Listener
 from pounce.supervisor.admin import AdminServer
 from pounce.supervisor.daemon import ReloadFailed, Supervisor
@@ -102,10 +103,21 @@ async def _run(
         worker_mode=mode,
         notifier=notifier,
     )
-    control = ControlServer(socket_path_for(config.control.socket or None), ControlAdapter(sup))
-    await control.start()
+    control: ControlServer | None = ControlServer(
+        socket_path_for(config.control.socket or None), ControlAdapter(sup)
+    )
+    extras: dict[str, str] = {}
+    try:
+        await control.start()
+        extras["control"] = control.path
+    except PounceError as exc:
+        if config.control.socket:
+            raise
+        # The default path is taken by another daemon: serve anyway, without ctl.
+        log.warning("no control socket: %s (set [control] socket)", exc)
+        extras["control"] = "none (default path in use)"
+        control = None
     admin: AdminServer | None = None
-    extras = {"control": control.path}
     if config.admin.port:
         admin = AdminServer(
             config, is_ready=lambda: sup.ready, state=lambda: sup.state, metrics=sup.metrics_text
@@ -115,7 +127,8 @@ async def _run(
     try:
         return await sup.run()
     finally:
-        await control.close()
+        if control is not None:
+            await control.close()
         if admin is not None:
             await admin.close()
         notifier.close()
@@ -132,6 +145,4 @@ def run_daemon(
 ) -> int:
     """Run the supervisor until it stops; return the exit code."""
     mode = choose_worker_mode(config)
-    return asyncio.run(
-        _run(config, listeners, load_app, reload_config, mode, notifier, on_banner)
-    )
+    return asyncio.run(_run(config, listeners, load_app, reload_config, mode, notifier, on_banner))

@@ -124,8 +124,12 @@ class Supervisor:
         failed = [w for w in started if not w.alive or w.state is not WorkerState.READY]
         if failed:
             worker = failed[0]
-            raise _BootFailed(f"{worker.describe()} failed to start: {worker.exit_text()}",
-                              worker.boot_code or 1)
+            message = worker.boot_error or (
+                f"{worker.describe()} failed to start: {worker.exit_text()}"
+                if not worker.alive
+                else f"workers not ready within reload.timeout ({self.config.reload.timeout}s)"
+            )
+            raise _BootFailed(message, worker.boot_code or 1)
         self.state = "running"
         self._broadcast_state()
         log.info("generation 1 ready: %d worker(s), %s mode", len(started), self.worker_mode.value)
@@ -136,9 +140,11 @@ class Supervisor:
         self.notifier.stopping()
         for hook in self.on_stopping:
             await hook()
-        for task in self._tasks:
+        # The signal loop runs on, so that a second SIGINT during the drain stops at once.
+        for task in self._tasks[1:]:
             task.cancel()
         await self._stop_workers(list(self.workers.values()), now=self._stop_now)
+        self._tasks[0].cancel()
         log.info("supervisor stopped")
 
     def request_stop(self, *, now: bool = False, code: int | None = None) -> None:
@@ -152,10 +158,14 @@ class Supervisor:
     def _new_handle(self, config: Config, generation: int) -> WorkerHandle:
         handle: WorkerHandle
         if self.worker_mode is WorkerMode.THREAD:
-            handle = ThreadWorker(self._next_id, generation, config, self._on_message, self._on_exit)
+            handle = ThreadWorker(
+                self._next_id, generation, config, self._on_message, self._on_exit
+            )
             handle.load_app = self.app_loader(config)
         else:
-            handle = ProcessWorker(self._next_id, generation, config, self._on_message, self._on_exit)
+            handle = ProcessWorker(
+                self._next_id, generation, config, self._on_message, self._on_exit
+            )
         self._next_id += 1
         self.workers[handle.id] = handle
         return handle
@@ -172,7 +182,10 @@ class Supervisor:
         deadline = time.monotonic() + config.reload.timeout
         started: list[WorkerHandle] = []
         while len(started) < count:
-            batch = [self._new_handle(config, generation) for _ in range(min(surge, count - len(started)))]
+            batch = [
+                self._new_handle(config, generation)
+                for _ in range(min(surge, count - len(started)))
+            ]
             started += batch
             for handle in batch:
                 await handle.start(listeners, os.getpid())
@@ -244,7 +257,9 @@ class Supervisor:
             or handle.generation != self.generation
         )
         level = logging.INFO if expected and handle.reason is ExitReason.CLEAN else logging.WARNING
-        log.log(level, "%s exited: %s", handle.describe(), handle.exit_text())
+        if not (self.state == "starting" and handle.reason is ExitReason.BOOT_FAILURE):
+            # (a start-up failure is reported once, by the exception that ends the daemon)
+            log.log(level, "%s exited: %s", handle.describe(), handle.exit_text())
         if not expected:
             self._replace(handle)
 
@@ -275,7 +290,10 @@ class Supervisor:
 
         async def restart() -> None:
             await asyncio.sleep(delay)
-            if self.state not in ("running", "reloading") or len(self.current_workers()) >= self.target_workers:
+            if (
+                self.state not in ("running", "reloading")
+                or len(self.current_workers()) >= self.target_workers
+            ):
                 return
             new = self._new_handle(self.config, self.generation)
             new.restarts = restarts
@@ -307,8 +325,11 @@ class Supervisor:
                     handle.dump_traceback()
                     asyncio.get_running_loop().call_later(0.5, handle.kill)
                 else:
-                    log.error("%s is stalled (no heartbeat for %.1fs); threads can't be killed",
-                              handle.describe(), now - handle.last_heartbeat)
+                    log.error(
+                        "%s is stalled (no heartbeat for %.1fs); threads can't be killed",
+                        handle.describe(),
+                        now - handle.last_heartbeat,
+                    )
                 handle.state = WorkerState.UNHEALTHY
 
     async def _watchdog_loop(self) -> None:
@@ -375,7 +396,9 @@ class Supervisor:
         log.info("SIGHUP: reloading")
         try:
             result = await self.reload()
-            log.info("reload done: generation %d in %.2fs", result["generation"], result["duration"])
+            log.info(
+                "reload done: generation %d in %.2fs", result["generation"], result["duration"]
+            )
         except ReloadFailed as exc:
             log.error("reload failed: %s", exc)
 
@@ -412,7 +435,9 @@ class Supervisor:
         return render(total, self.daemon_figures())
 
     def daemon_figures(self) -> dict[str, Any]:
-        states: Counter[str] = Counter({s.value: 0 for s in WorkerState if s is not WorkerState.EXITED})
+        states: Counter[str] = Counter(
+            {s.value: 0 for s in WorkerState if s is not WorkerState.EXITED}
+        )
         for handle in self.workers.values():
             states[handle.state.value] += 1
         return {
@@ -491,14 +516,18 @@ class Supervisor:
         failed = [h for h in started if h.state is not WorkerState.READY]
         if failed:
             handle = failed[0]
-            cause = handle.exit_text() if not handle.alive else (
-                f"not ready within reload.timeout ({new_config.reload.timeout}s)"
+            cause = (
+                handle.exit_text()
+                if not handle.alive
+                else (f"not ready within reload.timeout ({new_config.reload.timeout}s)")
             )
             await self._stop_workers(started, now=True)
             for lst in opened:
                 lst.close()
             self.target_workers = self.config.server.workers
-            raise ReloadFailed(f"generation {generation} failed: {handle.describe()}: {cause}", [cause])
+            raise ReloadFailed(
+                f"generation {generation} failed: {handle.describe()}: {cause}", [cause]
+            )
         kept_keys = {listen_key(lst.config) for lst in keep}
         removed = [lst for lst in self.listeners if listen_key(lst.config) not in kept_keys]
         self.config = new_config
@@ -539,7 +568,10 @@ class Supervisor:
         return {"state": self.state, "drain_delay": self.config.shutdown.drain_delay}
 
     async def _drain(self) -> None:
-        log.info("draining: /health/ready answers 503; stopping in %.1fs", self.config.shutdown.drain_delay)
+        log.info(
+            "draining: /health/ready answers 503; stopping in %.1fs",
+            self.config.shutdown.drain_delay,
+        )
         await asyncio.sleep(self.config.shutdown.drain_delay)
         self._drain_task = None  # past the point where resume can undo it
         await self._stop_workers(list(self.workers.values()))
@@ -549,7 +581,11 @@ class Supervisor:
         log.info("drained: no worker is serving")
 
     async def resume(self) -> dict[str, Any]:
-        if self.state == "draining" and self._drain_task is not None and not self._drain_task.done():
+        if (
+            self.state == "draining"
+            and self._drain_task is not None
+            and not self._drain_task.done()
+        ):
             self._drain_task.cancel()
             self.state = "running"
             self._broadcast_state()
@@ -577,7 +613,10 @@ class Supervisor:
         self.target_workers = workers
         current = self.current_workers()
         if workers > len(current):
-            new = [self._new_handle(self.config, self.generation) for _ in range(workers - len(current))]
+            new = [
+                self._new_handle(self.config, self.generation)
+                for _ in range(workers - len(current))
+            ]
             for handle in new:
                 await handle.start(self.listeners, os.getpid())
             await self._wait_ready(new, self.config.reload.timeout)
@@ -601,7 +640,9 @@ class Supervisor:
             "generation": self.generation,
             "worker_mode": self.worker_mode.value,
             "target_workers": self.target_workers,
-            "workers": [self._worker_status(h) for h in sorted(self.workers.values(), key=lambda h: h.id)],
+            "workers": [
+                self._worker_status(h) for h in sorted(self.workers.values(), key=lambda h: h.id)
+            ],
             "listeners": [lst.describe() for lst in self.listeners],
             "crash_budget": self.crash_budget(),
             "restarts": dict(self.restarts),

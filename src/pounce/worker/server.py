@@ -21,8 +21,8 @@ from typing import Any
 from pounce.asgi.lifespan import Lifespan
 from pounce.config import Config
 from pounce.logs import reopen_log_files
-from pounce.net.listeners import Listener
 from pounce.metrics import Collector
+from pounce.net.listeners import Listener
 from pounce.types import ASGIApp
 from pounce.worker.connection import HTTPConnection
 from pounce.worker.health import special_routes

@@ -1,0 +1,546 @@
+"""A real ControlServer on a real Unix socket, a fake supervisor, the real blocking client.
+
+The server runs on an event loop in a background thread, as it will in the
+daemon; the tests are the operator, calling from the main thread.  Every wait is
+bounded by a timeout; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pwd
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from pounce.control import ControlServer as LazyControlServer
+from pounce.control.client import ControlClient
+from pounce.control.handler import (
+    DrainResult,
+    ReloadResult,
+    ScaleResult,
+    StateResult,
+    StatusResult,
+    WorkersResult,
+)
+from pounce.control.protocol import COMMANDS, MAX_MESSAGE_SIZE, encode_request
+from pounce.control.server import DISPATCH, ControlServer
+from pounce.errors import (
+    ControlCommandError,
+    ControlCommandFailed,
+    ControlError,
+    DaemonNotRunning,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+T = TypeVar("T")
+WAIT = 10.0
+
+STATUS: StatusResult = {
+    "pid": 4242,
+    "version": "0.1.0",
+    "state": "running",
+    "uptime": 12.5,
+    "generation": 2,
+    "workers": [
+        {
+            "id": 0,
+            "pid": 4243,
+            "thread": None,
+            "generation": 2,
+            "state": "ready",
+            "uptime": 3.0,
+            "requests": 10,
+            "connections": 1,
+            "restarts": 0,
+            "healthy": True,
+        }
+    ],
+    "listeners": ["http://127.0.0.1:8000"],
+    "crash_budget": {"max_restarts": 5, "window": 60.0, "used": 0, "left": 5},
+    "worker_mode": "process",
+    "config": "/etc/pounce.toml",
+}
+
+
+class FakeSupervisor:
+    """Implements ControlHandler; records calls; a few knobs to make commands misbehave."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.reload_started = threading.Event()
+        self.reload_gate: asyncio.Event | None = None
+        self.reload_error: ControlCommandError | None = None
+        self.status_raises: BaseException | None = None
+        self.status_returns: Any = None
+        self.on_stop: Callable[[], Coroutine[Any, Any, None]] | None = None
+
+    async def status(self) -> StatusResult:
+        self.calls.append(("status", {}))
+        if self.status_raises is not None:
+            raise self.status_raises
+        if self.status_returns is not None:
+            return self.status_returns  # type: ignore[no-any-return]
+        return STATUS
+
+    async def reload(self) -> ReloadResult:
+        self.calls.append(("reload", {}))
+        self.reload_started.set()
+        if self.reload_gate is not None:
+            await self.reload_gate.wait()
+        if self.reload_error is not None:
+            raise self.reload_error
+        return {"generation": 3, "duration": 1.5, "workers": 1, "needs_restart": []}
+
+    async def drain(self, wait: bool, timeout: float | None) -> DrainResult:
+        self.calls.append(("drain", {"wait": wait, "timeout": timeout}))
+        return {"state": "drained" if wait else "draining", "connections": 0}
+
+    async def resume(self) -> StateResult:
+        self.calls.append(("resume", {}))
+        return {"state": "running"}
+
+    async def stop(self, now: bool) -> StateResult:
+        self.calls.append(("stop", {"now": now}))
+        if self.on_stop is not None:
+            await self.on_stop()
+        return {"state": "stopping"}
+
+    async def scale(self, workers: int) -> ScaleResult:
+        self.calls.append(("scale", {"workers": workers}))
+        if workers > 64:
+            raise ControlCommandError("too many workers", ["the limit is 64"])
+        return {"previous": 1, "workers": workers}
+
+    async def workers(self) -> WorkersResult:
+        self.calls.append(("workers", {}))
+        return {"workers": STATUS["workers"]}
+
+
+class Daemon:
+    """A ControlServer served by an event loop in a background thread."""
+
+    def __init__(self, path: str, handler: FakeSupervisor, **kwargs: Any) -> None:
+        self.path = path
+        self.handler = handler
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = ControlServer(path, handler, **kwargs)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT)
+
+    def start(self) -> Daemon:
+        self.run(self.server.start())
+        return self
+
+    def shutdown(self) -> None:
+        if not self.loop.is_closed():
+            self.run(self.server.close())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(WAIT)
+            self.loop.close()
+
+    def client(self, timeout: float | None = WAIT) -> ControlClient:
+        return ControlClient(self.path, timeout=timeout)
+
+    def call(self, cmd: str, timeout: float | None = WAIT, **args: Any) -> dict[str, Any]:
+        """One command on a fresh connection, closed afterwards."""
+        with self.client(timeout) as client:
+            return client.call(cmd, **args)
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short directory under /tmp (Unix socket paths are limited to 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="pounce-ctl-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def make_daemon(sock_dir: Path) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def make(path: Path | None = None, handler: FakeSupervisor | None = None, **kw: Any) -> Daemon:
+        daemon = Daemon(str(path or sock_dir / "pounce.sock"), handler or FakeSupervisor(), **kw)
+        started.append(daemon)
+        return daemon.start()
+
+    yield make
+    for daemon in started:
+        daemon.shutdown()
+
+
+@pytest.fixture
+def daemon(make_daemon: Callable[..., Daemon]) -> Daemon:
+    return make_daemon()
+
+
+def raw_connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(WAIT)
+    sock.connect(path)
+    return sock
+
+
+def read_reply(sock: socket.socket) -> dict[str, Any] | None:
+    """One reply from a raw socket, or None on EOF."""
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            assert data == b"", f"connection closed mid-reply after {data!r}"
+            return None
+        data += chunk
+    (length,) = struct.unpack(">I", data[:4])
+    assert len(data) == 4 + length
+    reply: dict[str, Any] = json.loads(data[4:])
+    return reply
+
+
+def raw_exchange(sock: socket.socket, payload: bytes) -> dict[str, Any] | None:
+    sock.sendall(struct.pack(">I", len(payload)) + payload)
+    return read_reply(sock)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def test_dispatch_covers_every_command() -> None:
+    assert set(DISPATCH) == set(COMMANDS)
+
+
+def test_the_package_exports_the_server_lazily() -> None:
+    assert LazyControlServer is ControlServer
+
+
+def test_every_command_reaches_the_handler_with_its_arguments(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        assert client.call("status") == STATUS
+        assert client.call("reload") == {
+            "generation": 3,
+            "duration": 1.5,
+            "workers": 1,
+            "needs_restart": [],
+        }
+        assert client.call("drain") == {"state": "draining", "connections": 0}
+        assert client.call("drain", wait=True, timeout=2) == {"state": "drained", "connections": 0}
+        assert client.call("resume") == {"state": "running"}
+        assert client.call("scale", workers=4) == {"previous": 1, "workers": 4}
+        assert client.call("workers") == {"workers": STATUS["workers"]}
+        assert client.call("stop", now=True) == {"state": "stopping"}
+    assert daemon.handler.calls == [
+        ("status", {}),
+        ("reload", {}),
+        ("drain", {"wait": False, "timeout": None}),
+        ("drain", {"wait": True, "timeout": 2.0}),
+        ("resume", {}),
+        ("scale", {"workers": 4}),
+        ("workers", {}),
+        ("stop", {"now": True}),
+    ]
+
+
+def test_pipelined_requests_on_one_connection_are_answered_in_order(daemon: Daemon) -> None:
+    with raw_connect(daemon.path) as sock:
+        sock.sendall(encode_request("resume") + encode_request("scale", {"workers": 2}))
+        assert read_reply(sock) == {"v": 1, "ok": True, "result": {"state": "running"}}
+        assert read_reply(sock) == {"v": 1, "ok": True, "result": {"previous": 1, "workers": 2}}
+
+
+def test_a_failing_command_is_an_error_reply_with_details(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        with pytest.raises(ControlCommandFailed) as info:
+            client.call("scale", workers=100)
+        assert info.value.message == "too many workers"
+        assert info.value.details == ("the limit is 64",)
+        assert info.value.exit_code == 1
+        assert client.call("resume") == {"state": "running"}
+
+
+def test_a_failed_reload_sends_its_cause_and_details(daemon: Daemon) -> None:
+    daemon.handler.reload_error = ControlCommandError(
+        "pounce.toml: invalid configuration (2 errors)", ["server.workers: must be >= 1", "x"]
+    )
+    with pytest.raises(ControlCommandFailed) as info, daemon.client() as client:
+        client.call("reload")
+    assert info.value.message == "pounce.toml: invalid configuration (2 errors)"
+    assert info.value.details == ("server.workers: must be >= 1", "x")
+
+
+def test_an_unexpected_exception_is_logged_and_answered(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon.handler.status_raises = RuntimeError("boom")
+    with caplog.at_level(logging.ERROR, logger="pounce.error"), daemon.client() as client:
+        with pytest.raises(ControlCommandFailed, match=r"internal error in status: RuntimeError"):
+            client.call("status")
+        assert client.call("resume") == {"state": "running"}
+    [record] = [r for r in caplog.records if r.name == "pounce.error"]
+    assert record.exc_info is not None
+    assert "status" in record.getMessage()
+
+
+def test_another_pounce_error_is_answered_with_its_message(daemon: Daemon) -> None:
+    daemon.handler.status_raises = ControlError("not now", hint="try later")
+    with pytest.raises(ControlCommandFailed, match=r"^not now \(try later\)$"):
+        daemon.call("status")
+
+
+@pytest.mark.parametrize(
+    ("returned", "needle"),
+    [
+        ({"x": object()}, "not JSON-able"),
+        ({"x": float("inf")}, "not JSON-able"),
+        ({"blob": "x" * MAX_MESSAGE_SIZE}, "too large"),
+        (["not", "a", "mapping"], "TypeError: the handler returned list"),
+    ],
+)
+def test_a_reply_that_cannot_be_sent_becomes_an_error(
+    daemon: Daemon, returned: object, needle: str
+) -> None:
+    daemon.handler.status_returns = returned
+    with daemon.client() as client:
+        with pytest.raises(ControlCommandFailed, match="internal error in status") as info:
+            client.call("status")
+        assert needle in info.value.message
+        daemon.handler.status_returns = None
+        assert client.call("status") == STATUS
+
+
+def test_status_answers_while_a_reload_is_running(daemon: Daemon) -> None:
+    gate = daemon.run(_make_event())
+    daemon.handler.reload_gate = gate
+    with ThreadPoolExecutor(1) as pool:
+        reload: Future[dict[str, Any]] = pool.submit(daemon.call, "reload", None)
+        assert daemon.handler.reload_started.wait(WAIT)
+        assert daemon.call("status") == STATUS
+        assert not reload.done()
+        daemon.loop.call_soon_threadsafe(gate.set)
+        assert reload.result(WAIT)["generation"] == 3
+
+
+async def _make_event() -> asyncio.Event:
+    return asyncio.Event()
+
+
+def test_the_client_gives_up_after_its_timeout(daemon: Daemon) -> None:
+    gate = daemon.run(_make_event())
+    daemon.handler.reload_gate = gate
+    with pytest.raises(ControlError, match=r"no reply from the daemon within 0.2s"):
+        daemon.call("reload", timeout=0.2)
+    daemon.loop.call_soon_threadsafe(gate.set)
+    assert daemon.call("resume") == {"state": "running"}
+
+
+# -- bad clients --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (b"{nope", "message is not valid JSON"),
+        (b"\xc3\x28", "message is not UTF-8"),
+        (b"[]", "message must be a JSON object, not array"),
+        (b'{"v": 2, "cmd": "status"}', "unsupported protocol version 2"),
+        (b'{"v": 1, "cmd": "explode"}', "unknown command 'explode'"),
+        (b'{"v": 1, "cmd": "scale", "args": {"workers": "many"}}', "scale: workers must be int"),
+    ],
+)
+def test_a_malformed_request_gets_an_error_and_the_connection_goes_on(
+    daemon: Daemon, payload: bytes, needle: str
+) -> None:
+    with raw_connect(daemon.path) as sock:
+        reply = raw_exchange(sock, payload)
+        assert reply is not None
+        assert reply["v"] == 1
+        assert reply["ok"] is False
+        assert needle in reply["error"]
+        assert reply["details"] == []
+        good = raw_exchange(sock, json.dumps({"v": 1, "cmd": "resume"}).encode())
+        assert good == {"v": 1, "ok": True, "result": {"state": "running"}}
+    assert daemon.handler.calls == [("resume", {})]
+
+
+def test_an_oversized_message_is_refused_and_the_connection_closed(daemon: Daemon) -> None:
+    with raw_connect(daemon.path) as sock:
+        sock.sendall(struct.pack(">I", MAX_MESSAGE_SIZE + 1) + b"{")
+        reply = read_reply(sock)
+        assert reply is not None
+        assert reply["ok"] is False
+        assert f"message too large: {MAX_MESSAGE_SIZE + 1} bytes" in reply["error"]
+        assert read_reply(sock) is None
+    assert daemon.call("status") == STATUS
+
+
+def test_a_client_that_hangs_up_mid_message_does_not_disturb_the_server(daemon: Daemon) -> None:
+    with raw_connect(daemon.path) as sock:
+        sock.sendall(encode_request("status")[:6])
+    with raw_connect(daemon.path) as sock:
+        sock.sendall(encode_request("reload"))  # and leave without reading the reply
+    assert daemon.handler.reload_started.wait(WAIT)
+    assert daemon.call("status") == STATUS
+
+
+def test_an_idle_connection_is_closed(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(idle_timeout=0.1)
+    with raw_connect(daemon.path) as sock:
+        assert sock.recv(1) == b""
+    assert daemon.call("status") == STATUS
+
+
+# -- the socket file ----------------------------------------------------------------------
+
+
+def test_the_socket_is_0600_in_a_created_0700_directory(
+    make_daemon: Callable[..., Daemon], sock_dir: Path
+) -> None:
+    path = sock_dir / "run" / "pounce" / "pounce.sock"
+    make_daemon(path)
+    assert stat.S_ISSOCK(path.lstat().st_mode)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_an_existing_directory_keeps_its_mode(
+    make_daemon: Callable[..., Daemon], sock_dir: Path
+) -> None:
+    sock_dir.chmod(0o755)
+    make_daemon(sock_dir / "pounce.sock")
+    assert stat.S_IMODE(sock_dir.stat().st_mode) == 0o755
+
+
+def test_close_unlinks_the_socket_and_clients_see_no_daemon(daemon: Daemon) -> None:
+    assert daemon.server.serving
+    daemon.run(daemon.server.close())
+    assert not daemon.server.serving
+    assert not os.path.exists(daemon.path)
+    with pytest.raises(DaemonNotRunning, match="no socket there") as info:
+        daemon.call("status")
+    assert info.value.exit_code == 3
+    daemon.run(daemon.server.close())  # closing twice is harmless
+
+
+def test_a_stale_socket_is_replaced(make_daemon: Callable[..., Daemon], sock_dir: Path) -> None:
+    path = sock_dir / "pounce.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(path))  # a daemon that died without cleaning up
+    with pytest.raises(DaemonNotRunning, match="connection refused"):
+        ControlClient(str(path)).call("status")  # fails: nothing to close
+    daemon = make_daemon(path)
+    assert daemon.call("status") == STATUS
+
+
+def test_a_live_socket_is_refused(make_daemon: Callable[..., Daemon], daemon: Daemon) -> None:
+    with pytest.raises(ControlError, match="another process is listening on"):
+        make_daemon(Path(daemon.path))
+    assert daemon.call("status") == STATUS
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone(
+    make_daemon: Callable[..., Daemon], sock_dir: Path
+) -> None:
+    path = sock_dir / "pounce.sock"
+    path.write_text("precious")
+    with pytest.raises(ControlError, match="exists and is not a socket"):
+        make_daemon(path)
+    assert path.read_text() == "precious"
+
+
+def test_an_unbindable_path_is_a_control_error(make_daemon: Callable[..., Daemon]) -> None:
+    with pytest.raises(ControlError, match="cannot bind the control socket"):
+        make_daemon(Path("/tmp/" + "x" * 200 + ".sock"))
+
+
+def test_starting_twice_is_refused(daemon: Daemon) -> None:
+    with pytest.raises(ControlError, match="already started"):
+        daemon.run(daemon.server.start())
+
+
+def test_close_ends_commands_in_flight(daemon: Daemon) -> None:
+    daemon.handler.reload_gate = daemon.run(_make_event())
+    with ThreadPoolExecutor(1) as pool:
+        reload = pool.submit(daemon.call, "reload", None)
+        assert daemon.handler.reload_started.wait(WAIT)
+        daemon.run(daemon.server.close())
+        with pytest.raises(ControlError, match="closed the connection without a reply"):
+            reload.result(WAIT)
+
+
+def test_a_stop_command_may_close_the_server_and_still_reply(daemon: Daemon) -> None:
+    daemon.handler.on_stop = daemon.server.close
+    assert daemon.call("stop") == {"state": "stopping"}
+    assert not os.path.exists(daemon.path)
+
+
+# -- who may connect ----------------------------------------------------------------------
+
+# The interpreter may live where `nobody` cannot read it (e.g. under /root), so the
+# child starts as root, imports the client, then drops to nobody before connecting:
+# SO_PEERCRED reports the credentials of the process at connect() time.
+AS_NOBODY = """
+import os, sys
+from pounce.control.client import ControlClient
+from pounce.errors import ControlError
+uid, gid = int(sys.argv[2]), int(sys.argv[3])
+os.setgroups([])
+os.setgid(gid)
+os.setuid(uid)
+try:
+    with ControlClient(sys.argv[1], timeout=10) as client:
+        client.call("status")
+except ControlError as exc:
+    print(type(exc).__name__, exc.message)
+else:
+    print("allowed")
+"""
+
+
+def run_as_nobody(path: str) -> str:
+    nobody = pwd.getpwnam("nobody")
+    result = subprocess.run(
+        [sys.executable, "-c", AS_NOBODY, path, str(nobody.pw_uid), str(nobody.pw_gid)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_another_user_gets_permission_denied_from_the_peer_check(
+    daemon: Daemon, sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert os.geteuid() == 0, "this test drops privileges to nobody"
+    sock_dir.chmod(0o711)
+    os.chmod(daemon.path, 0o666)  # let nobody past the file mode, up to SO_PEERCRED
+    with caplog.at_level(logging.WARNING, logger="pounce.error"):
+        assert run_as_nobody(daemon.path) == "ControlCommandFailed permission denied"
+    assert daemon.handler.calls == []
+    assert any("permission denied" in r.getMessage() for r in caplog.records)
+    assert daemon.call("status") == STATUS
+
+
+def test_another_user_is_stopped_by_the_socket_mode(daemon: Daemon, sock_dir: Path) -> None:
+    sock_dir.chmod(0o711)
+    assert run_as_nobody(daemon.path) == (
+        f"ControlError permission denied on control socket {daemon.path}"
+    )
+    assert daemon.handler.calls == []
