@@ -103,13 +103,12 @@ async def _run(
         worker_mode=mode,
         notifier=notifier,
     )
-    control: ControlServer | None = ControlServer(
-        socket_path_for(config.control.socket or None), ControlAdapter(sup)
-    )
+    server = ControlServer(socket_path_for(config.control.socket or None), ControlAdapter(sup))
+    control: ControlServer | None = server
     extras: dict[str, str] = {}
     try:
-        await control.start()
-        extras["control"] = control.path
+        await server.start()
+        extras["control"] = server.path
     except PounceError as exc:
         if config.control.socket:
             raise
