@@ -200,18 +200,26 @@ def raw_connect(path: str) -> socket.socket:
     return sock
 
 
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """Exactly ``size`` bytes, or fewer if the server closes the connection."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def read_reply(sock: socket.socket) -> dict[str, Any] | None:
     """One reply from a raw socket, or None on EOF."""
-    data = b""
-    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
-        chunk = sock.recv(65536)
-        if not chunk:
-            assert data == b"", f"connection closed mid-reply after {data!r}"
-            return None
-        data += chunk
-    (length,) = struct.unpack(">I", data[:4])
-    assert len(data) == 4 + length
-    reply: dict[str, Any] = json.loads(data[4:])
+    header = recv_exactly(sock, 4)
+    if not header:
+        return None
+    (length,) = struct.unpack(">I", header)
+    body = recv_exactly(sock, length)
+    assert len(body) == length, f"connection closed mid-reply after {header + body!r}"
+    reply: dict[str, Any] = json.loads(body)
     return reply
 
 

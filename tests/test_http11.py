@@ -486,6 +486,61 @@ def test_client_connection_close_token_in_list(server: Server) -> None:
         assert response.close_delimited or wire.wait_closed()
 
 
+def test_client_connection_close_stops_pipelined_requests(server: Server) -> None:
+    """Requests after the one carrying ``Connection: close`` are not answered."""
+    with wire_to(server) as wire:
+        wire.send(
+            request("GET", "/echo?n=1", headers=[("Connection", "close")])
+            + request("GET", "/echo?n=2")
+        )
+        response = wire.read_response()
+        assert response.header("x-query") == "n=1"
+        assert response.close_delimited or wire.wait_closed()
+
+
+def test_http10_expect_100_continue_is_ignored(server: Server) -> None:
+    """RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored."""
+    with wire_to(server) as wire:
+        wire.send(
+            request(
+                "POST",
+                "/echo",
+                host=None,
+                version="HTTP/1.0",
+                headers=[("Expect", "100-continue")],
+                body=b"legacy",
+            )
+        )
+        response = wire.read_response()
+        assert response.status == 200, response.raw
+        assert response.body == b"legacy"
+
+
+def test_absolute_form_request_target(server: Server) -> None:
+    """RFC 9112 §3.2.2: a server MUST accept the absolute-form."""
+    with wire_to(server) as wire:
+        wire.send(request("GET", "http://x/echo?q=1"))
+        response = wire.read_response()
+    assert response.status == 200, response.raw
+    assert response.header("x-path") == "/echo"
+    assert response.header("x-query") == "q=1"
+
+
+def test_large_bodies_on_one_connection(server: Server, client: httpx.Client) -> None:
+    big = bytes(range(256)) * 8192  # 2 MiB
+
+    def parts() -> Iterator[bytes]:
+        for i in range(0, len(big), 65536):
+            yield big[i : i + 65536]
+
+    first = client.post(f"{server.url}/echo", content=big)
+    second = client.post(f"{server.url}/echo", content=parts())
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.content == big
+    assert second.content == big
+    assert first.headers["x-client-port"] == second.headers["x-client-port"]
+
+
 def test_empty_response_statuses_have_no_body(server: Server) -> None:
     with wire_to(server) as wire:
         wire.send(request("GET", "/status?code=204") + request("GET", "/echo?after=204"))

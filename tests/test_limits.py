@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from apps.http_wire import Wire, assert_serving, chunked, request
-from conftest import Server, start_server
+from conftest import Server, start_server, wait_for
 
 APP = "apps.http_echo:app"
 MAX_HEADER = 2048
@@ -272,6 +272,19 @@ def test_header_timeout_does_not_hit_complete_requests(launch: Callable[..., Ser
             assert wire.read_response().status == 200
 
 
+def test_header_timeout_applies_to_later_requests_on_a_connection(
+    launch: Callable[..., Server],
+) -> None:
+    server = launch("--header-timeout", "0.5", "--keep-alive-timeout", "30")
+    with wire_to(server) as wire:
+        wire.send(request("GET", "/fixed"))
+        assert wire.read_response().status == 200
+        wire.send(b"GET /fixed HTTP/1.1\r\nHost: x\r\n")
+        response = wire.read_response()
+        assert response.status_line.startswith("HTTP/1.1 408"), response.raw
+        assert wire.wait_closed()
+
+
 # -- keep_alive_timeout -------------------------------------------------------------------
 
 
@@ -284,6 +297,28 @@ def test_idle_keep_alive_connection_is_closed(launch: Callable[..., Server]) -> 
         assert "close" not in response.connection_tokens()
         assert wire.wait_closed(timeout=10), "idle keep-alive connection still open after 10 s"
     assert_serving(server)
+
+
+def test_keep_alive_timeout_does_not_cut_a_request_in_progress(
+    launch: Callable[..., Server],
+) -> None:
+    """A connection whose request is still being handled is not idle."""
+    server = launch("--workers", "1", "--keep-alive-timeout", "0.5")
+    key = "slow-app"
+    with wire_to(server) as wire, Wire.open(server.host, server.port) as control:
+        wire.send(request("POST", f"/gate?key={key}", body=b"slow"))
+
+        def state() -> str:
+            control.send(request("GET", f"/gate-state?key={key}"))
+            return control.read_response().body.decode()
+
+        assert wait_for(lambda: state() == "waiting", timeout=10)
+        # several keep-alive timeouts pass while the app works
+        assert not wire.wait_closed(timeout=2), "connection closed while its request was running"
+        control.send(request("GET", f"/open?key={key}"))
+        assert control.read_response().status == 200
+        response = wire.read_response()
+        assert (response.status, response.body) == (200, b"slow")
 
 
 # -- max_requests_per_connection ----------------------------------------------------------
@@ -302,3 +337,15 @@ def test_max_requests_per_connection(launch: Callable[..., Server]) -> None:
                     assert "close" not in response.connection_tokens(), response.raw
             assert "close" in response.connection_tokens(), response.raw
             assert response.close_delimited or wire.wait_closed()
+
+
+def test_max_requests_per_connection_pipelined(launch: Callable[..., Server]) -> None:
+    server = launch("--max-requests-per-connection", "2")
+    with wire_to(server) as wire:
+        wire.send(b"".join(request("GET", f"/echo?i={i}") for i in range(1, 5)))
+        first = wire.read_response()
+        second = wire.read_response()
+        assert (first.header("x-query"), second.header("x-query")) == ("i=1", "i=2")
+        assert "close" not in first.connection_tokens()
+        assert "close" in second.connection_tokens(), second.raw
+        assert second.close_delimited or wire.wait_closed()

@@ -198,6 +198,51 @@ def test_case_ids_are_unique() -> None:
     assert len(ids) == len(set(ids))
 
 
+# Controls: valid but unusual requests that a strict parser must still accept.
+GOOD_CASES: list[tuple[str, bytes]] = [
+    ("host-with-port", head("Host: example.com:8080", start=b"GET /echo HTTP/1.1")),
+    ("host-ipv6", head("Host: [::1]", start=b"GET /echo HTTP/1.1")),
+    ("host-ipv6-port", head("Host: [::1]:8000", start=b"GET /echo HTTP/1.1")),
+    ("host-ipv4-port", head("Host: 127.0.0.1:1", start=b"GET /echo HTTP/1.1")),
+    ("host-empty", head("Host:", start=b"GET /echo HTTP/1.1")),
+    ("method-extension-token", head(H, start=b"M-SEARCH /echo HTTP/1.1")),
+    ("method-token-chars", head(H, start=b"FOO_BAR!~ /echo HTTP/1.1")),
+    (
+        "header-name-case",
+        head("hOsT: x", "content-LENGTH: 3", start=b"POST /echo HTTP/1.1") + b"abc",
+    ),
+    ("te-chunked-mixed-case", head(H, "Transfer-Encoding: Chunked") + b"3\r\nabc\r\n0\r\n\r\n"),
+    ("header-value-obs-text-and-tab", head(H, b"X-A: caf\xe9\tand more")),
+    ("header-value-empty", head(H, "X-Empty:")),
+    ("header-value-surrounding-whitespace", head(H, "X-A: \t spaced \t")),
+    ("header-name-token-chars", head(H, "X-!#$%&'*+.^_`|~: v")),
+    ("query-with-odd-chars", head(H, start=b"GET /echo?a=b&c=%20;d=/?:@!$'()*+, HTTP/1.1")),
+]
+
+
+@pytest.mark.parametrize("raw", [pytest.param(r, id=i) for i, r in GOOD_CASES])
+def test_unusual_but_valid_request_is_accepted(server: Server, raw: bytes) -> None:
+    with Wire.open(server.host, server.port) as wire:
+        wire.send(raw)
+        response = wire.read_response()
+        assert response.status == 200, response.raw
+        # and the connection stays usable
+        wire.send(request("GET", "/fixed"))
+        assert wire.read_response().body == b"hello world"
+
+
+def test_pipelined_good_then_bad_request(server: Server) -> None:
+    """The good request is answered, then the bad one gets a 400 and the close."""
+    with Wire.open(server.host, server.port) as wire:
+        wire.send(request("POST", "/echo", body=b"good") + head(H, "X-A : b"))
+        first = wire.read_response()
+        assert (first.status, first.body) == (200, b"good")
+        second = wire.read_response()
+        assert second.status == 400, second.raw
+        assert wire.wait_closed()
+    assert_still_serving(server)
+
+
 def test_bad_request_does_not_affect_other_keep_alive_connection(server: Server) -> None:
     with Wire.open(server.host, server.port) as good, Wire.open(server.host, server.port) as bad:
         good.send(request("GET", "/echo?n=1"))

@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("app", nargs="?", help="the app, overriding the config's")
     _add_config_arg(check)
 
+    from pounce.ctl import add_ctl_parser
+
+    add_ctl_parser(sub)
+
     config = sub.add_parser("config", help="inspect the configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
     config_sub.required = True
@@ -149,7 +153,13 @@ def cmd_config_show(ns: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check, "config": cmd_config_show}
+def cmd_ctl(ns: argparse.Namespace) -> int:
+    from pounce.ctl import run_ctl
+
+    return run_ctl(ns)
+
+
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "config": cmd_config_show, "ctl": cmd_ctl}
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

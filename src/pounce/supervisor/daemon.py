@@ -565,7 +565,12 @@ class Supervisor:
                 await asyncio.wait_for(self._drained.wait(), timeout)
             except TimeoutError:
                 raise ReloadFailed(f"not drained within {timeout}s") from None
-        return {"state": self.state, "drain_delay": self.config.shutdown.drain_delay}
+        connections = sum(int(h.stats.get("connections", 0)) for h in self.workers.values())
+        return {
+            "state": self.state,
+            "connections": connections,
+            "drain_delay": self.config.shutdown.drain_delay,
+        }
 
     async def _drain(self) -> None:
         log.info(
@@ -610,6 +615,7 @@ class Supervisor:
             raise ReloadFailed("scale needs at least 1 worker")
         if self.state != "running":
             raise ReloadFailed(f"cannot scale while {self.state}")
+        previous = self.target_workers
         self.target_workers = workers
         current = self.current_workers()
         if workers > len(current):
@@ -627,7 +633,7 @@ class Supervisor:
             asyncio.get_running_loop().create_task(self._stop_workers(surplus))
         log.info("scaled to %d worker(s)", workers)
         self.notifier.status(self.status_line())
-        return {"workers": workers}
+        return {"previous": previous, "workers": workers}
 
     # -- status --------------------------------------------------------------------------
 
