@@ -98,6 +98,8 @@ class Server:
                 self.proc.wait(5)
         if self._reader is not None:
             self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return self.proc.returncode
 
 

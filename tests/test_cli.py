@@ -12,7 +12,16 @@ import httpx
 import pytest
 
 import pounce
-from apps.asgi_support import Launcher, json_lines, launcher, output_lines, wait_exit, wait_tcp
+from apps.asgi_support import (
+    Launcher,
+    json_lines,
+    launcher,
+    output_lines,
+    short_tmpdir,
+    wait_exit,
+    wait_tcp,
+    wait_uds,
+)
 from conftest import ROOT, free_port, run_pounce, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -150,6 +159,14 @@ def test_banner_mentions_version_build_listeners_and_workers(launch: Launcher) -
         assert "free-threaded" in out.lower(), out
     assert f"127.0.0.1:{port}" in out, out
     assert re.search(r"(?i)\b2\s+(?:worker|process)|workers?\W{0,3}2\b", out), out
+
+
+def test_banner_mentions_unix_socket_listener(launch: Launcher) -> None:
+    with short_tmpdir() as d:
+        path = d / "banner.sock"
+        server = launch.spawn("serve", "apps.asgi_scope:app", "--uds", str(path))
+        wait_uds(server, path)
+        assert str(path) in server.output, server.output
 
 
 def test_version_flag() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 
@@ -128,7 +129,7 @@ def test_any_chunking_yields_the_same_frames(payloads: list[bytes], cuts: list[i
     points = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
     decoder = FrameDecoder()
     out: list[bytes] = []
-    for start, end in zip(points, points[1:], strict=False):
+    for start, end in itertools.pairwise(points):
         decoder.feed(stream[start:end])
         while (payload := decoder.next_frame()) is not None:
             out.append(payload)

@@ -37,7 +37,7 @@ from pounce.control.handler import (
     StatusResult,
     WorkersResult,
 )
-from pounce.control.protocol import COMMANDS, MAX_MESSAGE_SIZE, encode_request
+from pounce.control.protocol import COMMANDS, MAX_MESSAGE_SIZE, encode_error, encode_request
 from pounce.control.server import DISPATCH, ControlServer
 from pounce.errors import (
     ControlCommandError,
@@ -552,3 +552,33 @@ def test_another_user_is_stopped_by_the_socket_mode(daemon: Daemon, sock_dir: Pa
         f"ControlError permission denied on control socket {daemon.path}"
     )
     assert daemon.handler.calls == []
+
+
+def test_a_reply_sent_before_hanging_up_is_still_read(sock_dir: Path) -> None:
+    """The daemon may answer and close before reading the request ("permission denied"):
+    the client's send then fails, and it reads the reply that is already there."""
+    path = str(sock_dir / "early.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        client = ControlClient(path, timeout=WAIT)
+        client._connect()
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(encode_error("permission denied"))
+        with pytest.raises(ControlCommandFailed, match=r"^permission denied$"), client:
+            client.call("status", padding="x" * 500_000)
+
+
+def test_a_garbled_reply_is_a_control_error(sock_dir: Path) -> None:
+    path = str(sock_dir / "garbled.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        with ControlClient(path, timeout=WAIT) as client:
+            client._connect()
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(struct.pack(">I", 5) + b"hello")
+                with pytest.raises(ControlError, match="message is not valid JSON"):
+                    client.call("status")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from apps.asgi_support import Launcher, launcher, wait_exit
+from apps.asgi_support import Launcher, launcher, read_until_close, split_response, wait_exit
 from conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,6 +51,23 @@ def test_state_set_in_startup_reaches_every_request(launch: Launcher) -> None:
         assert state is not None
         assert state["db"] == "connected-db-token"
         assert state["counter"] == 7
+
+
+def test_requests_wait_for_startup_to_complete(launch: Launcher, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    server = launch.fd(
+        "apps.asgi_lifespan:slow_startup", env={"ASGI_TEST_RELEASE": str(release)}, ready=False
+    )
+    assert server.wait_output("SLOW-STARTUP-WAITING"), server.output
+    # A request sent while startup is still running (the kernel queues the connection)...
+    with server.connect() as s:
+        s.sendall(b"GET /early HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        release.write_text("go")
+        data, _ = read_until_close(s, timeout=15)
+    # ...is only handled after startup completed: it sees the state startup set.
+    status, _, body = split_response(data)
+    assert status == 200, data
+    assert json.loads(body)["state"]["db"] == "ready-after-slow-startup"
 
 
 def _serve_and_expect_failure(launch: Launcher, app: str, needle: str) -> None:

@@ -305,18 +305,19 @@ def test_keep_alive_timeout_does_not_cut_a_request_in_progress(
     """A connection whose request is still being handled is not idle."""
     server = launch("--workers", "1", "--keep-alive-timeout", "0.5")
     key = "slow-app"
-    with wire_to(server) as wire, Wire.open(server.host, server.port) as control:
+    with wire_to(server) as wire:
         wire.send(request("POST", f"/gate?key={key}", body=b"slow"))
 
-        def state() -> str:
-            control.send(request("GET", f"/gate-state?key={key}"))
-            return control.read_response().body.decode()
+        def ask(target: str) -> bytes:
+            # a fresh connection each time: an idle one would hit the keep-alive timeout
+            with wire_to(server) as control:
+                control.send(request("GET", target))
+                return control.read_response().body
 
-        assert wait_for(lambda: state() == "waiting", timeout=10)
+        assert wait_for(lambda: ask(f"/gate-state?key={key}") == b"waiting", timeout=10)
         # several keep-alive timeouts pass while the app works
         assert not wire.wait_closed(timeout=2), "connection closed while its request was running"
-        control.send(request("GET", f"/open?key={key}"))
-        assert control.read_response().status == 200
+        assert ask(f"/open?key={key}") == b"opened"
         response = wire.read_response()
         assert (response.status, response.body) == (200, b"slow")
 

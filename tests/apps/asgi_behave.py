@@ -108,6 +108,22 @@ async def wait_disconnect(scope: Any, receive: Any, send: Any, q: dict[str, str]
     _write(q["marker"], message["type"])
 
 
+async def upload_disconnect(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
+    """Reads the body; records the message that ended the read (client left mid-body)."""
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            _write(q["marker"], message["type"])
+            return
+        received += len(message.get("body", b""))
+        print(f"UPLOAD-{q.get('tag', 'x')}-{received}", flush=True)
+        if not message.get("more_body", False):
+            _write(q["marker"], "complete")
+            await _respond(send, 200, b"complete")
+            return
+
+
 async def stream_out(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
     await _read_body(receive)
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -188,6 +204,7 @@ async def slow(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
 ROUTES = {
     "/echo-chunks": echo_chunks,
     "/wait-disconnect": wait_disconnect,
+    "/upload-disconnect": upload_disconnect,
     "/stream-out": stream_out,
     "/flood": flood,
     "/raise-before": raise_before,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import time
 from typing import Any
 
 
@@ -45,6 +48,25 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     await _http(scope, receive, send, b"lifespan-app")
+
+
+async def slow_startup(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Startup waits until the file named by $ASGI_TEST_RELEASE exists."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                print("SLOW-STARTUP-WAITING", flush=True)
+                release = os.environ["ASGI_TEST_RELEASE"]
+                deadline = time.monotonic() + 30
+                while not os.path.exists(release) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                scope["state"]["db"] = "ready-after-slow-startup"
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await _http(scope, receive, send, b"slow-startup-app")
 
 
 async def startup_failed(scope: dict[str, Any], receive: Any, send: Any) -> None:

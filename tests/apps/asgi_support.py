@@ -209,21 +209,21 @@ def http_get(url: str, **kw: Any) -> httpx.Response:
 
 def read_until_close(sock: socket.socket, timeout: float = 10.0) -> tuple[bytes, bool]:
     """Read until EOF/reset or ``timeout``.  Returns (data, closed_by_peer)."""
-    data = b""
+    data = bytearray()
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            return data, False
+            return bytes(data), False
         sock.settimeout(left)
         try:
             chunk = sock.recv(65536)
         except (ConnectionResetError, BrokenPipeError):
-            return data, True
+            return bytes(data), True
         except TimeoutError:
-            return data, False
+            return bytes(data), False
         if not chunk:
-            return data, True
+            return bytes(data), True
         data += chunk
 
 
@@ -250,12 +250,13 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = sock.recv(65536)
+    buf = bytearray(rest)
+    while len(buf) < length:
+        chunk = sock.recv(262144)
         if not chunk:
-            raise AssertionError(f"connection closed mid-body: {rest!r}")
-        rest += chunk
-    return status, headers, rest[:length]
+            raise AssertionError(f"connection closed mid-body after {len(buf)} bytes")
+        buf += chunk
+    return status, headers, bytes(buf[:length])
 
 
 def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:

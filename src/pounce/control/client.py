@@ -139,7 +139,7 @@ def _connect_error(path: str, exc: OSError) -> ControlError:
     if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
         why = "no socket there" if isinstance(exc, FileNotFoundError) else "connection refused"
         return DaemonNotRunning(
-            f"no pounce daemon at {path} ({why})",
+            f"no pounce daemon at {path}: {why}",
             hint="is it running? pass --socket or -c to point at another one",
         )
     if isinstance(exc, PermissionError):

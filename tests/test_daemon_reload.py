@@ -1,0 +1,222 @@
+"""Reload: a new generation with a fresh import, the old one drained, failures
+rejected while the old generation keeps serving, listener changes, and zero
+failed requests under keep-alive load across 20 reloads in a row."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from apps.daemon_support import (
+    Daemons,
+    Load,
+    alive,
+    answers,
+    app_env,
+    both,
+    daemons,
+    free_port,
+    get,
+    popen_ctl,
+    write_versioned_app,
+)
+from conftest import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+__all__ = ["daemons"]
+
+
+def version_of(port: int) -> str:
+    return str(get(port, "/").json()["version"])
+
+
+def all_versions(port: int, version: str, n: int = 20) -> bool:
+    return all(version_of(port) == version for _ in range(n))
+
+
+def test_reload_imports_the_app_afresh(daemons: Daemons) -> None:
+    appdir = daemons.tmpdir()
+    write_versioned_app(appdir, "reload_fresh_app", "v1")
+    d = daemons.fd("reload_fresh_app:app", workers=2, env=app_env(appdir))
+    assert all_versions(d.port, "v1")
+    old_pids = set(d.worker_pids())
+
+    write_versioned_app(appdir, "reload_fresh_app", "v2")
+    result = d.ctl("reload")
+    assert result.returncode == 0, both(result) + d.output
+    status = d.wait_workers(2, generation=2)
+    assert not old_pids & {w["pid"] for w in status["workers"]}
+    assert all_versions(d.port, "v2"), d.output
+    assert wait_for(lambda: not any(alive(p) for p in old_pids), 15), "old generation not stopped"
+
+    # SIGHUP does the same.
+    write_versioned_app(appdir, "reload_fresh_app", "v3")
+    d.signal(signal.SIGHUP)
+    d.wait_workers(2, generation=3)
+    assert all_versions(d.port, "v3"), d.output
+
+
+def test_invalid_config_is_rejected_and_the_old_generation_keeps_serving(
+    daemons: Daemons,
+) -> None:
+    appdir = daemons.tmpdir()
+    write_versioned_app(appdir, "reload_cfg_app", "v1")
+    cfg = appdir / "pounce.toml"
+    cfg.write_text("[server]\nworkers = 2\n")
+    d = daemons.fd("reload_cfg_app:app", "-c", str(cfg), workers=2, env=app_env(appdir))
+    pids = set(d.worker_pids())
+
+    write_versioned_app(appdir, "reload_cfg_app", "v2")
+    cfg.write_text("[server]\nworkers = 2\nbogus_key_4471 = 1\n\n[http]\nkeep_alive_timeout = -3\n")
+    result = d.ctl("reload")
+    assert result.returncode == 1, both(result)
+    text = result.stdout + result.stderr
+    assert "bogus_key_4471" in text, text  # every error is reported, with its key
+    assert "keep_alive_timeout" in text, text
+    status = d.status()
+    assert status["generation"] == 1
+    assert {w["pid"] for w in status["workers"]} == pids
+    assert all_versions(d.port, "v1")
+
+    # SIGHUP with the bad config changes nothing either.
+    d.signal(signal.SIGHUP)
+    assert d.wait_output("bogus_key_4471"), d.output  # the errors are logged
+    assert d.status()["generation"] == 1
+    assert all_versions(d.port, "v1")
+
+    cfg.write_text("[server]\nworkers = 2\n")
+    result = d.ctl("reload")
+    assert result.returncode == 0, both(result) + d.output
+    d.wait_workers(2, generation=2)
+    assert all_versions(d.port, "v2")
+
+
+@pytest.mark.parametrize("how", ["import_error", "lifespan_failure"])
+def test_failed_new_generation_is_stopped_and_the_old_one_keeps_serving(
+    daemons: Daemons, how: str
+) -> None:
+    appdir = daemons.tmpdir()
+    module = f"reload_fail_{how}"
+    write_versioned_app(appdir, module, "v1")
+    d = daemons.fd(f"{module}:app", "--reload-timeout", "20", workers=2, env=app_env(appdir))
+    old_pids = set(d.worker_pids())
+    cause = f"daemon-reload-cause-{how}-8812"
+    if how == "import_error":
+        write_versioned_app(appdir, module, "v2", import_error=cause)
+    else:
+        write_versioned_app(appdir, module, "v2", lifespan_fail=cause)
+
+    result = d.ctl("reload")
+    assert result.returncode != 0, both(result)
+    assert cause in result.stdout + result.stderr, both(result)
+    status = d.status()
+    assert status["generation"] == 1, status
+    assert {w["pid"] for w in status["workers"]} == old_pids
+    assert all(w["state"] == "ready" for w in status["workers"]), status
+    assert all_versions(d.port, "v1")
+    # The failed generation's workers are gone.
+    assert wait_for(lambda: set(d.worker_pids()) == old_pids, 10)
+
+    # The generation counts successful reloads only.
+    write_versioned_app(appdir, module, "v3")
+    result = d.ctl("reload")
+    assert result.returncode == 0, both(result) + d.output
+    d.wait_workers(2, generation=2)
+    assert all_versions(d.port, "v3")
+
+
+def test_request_in_flight_finishes_on_the_old_generation(daemons: Daemons) -> None:
+    d = daemons.fd("apps.daemon_app:app", "--shutdown-timeout", "60", workers=2)
+    release = daemons.tmpdir() / "release"
+    old_pids = set(d.worker_pids())
+    slow = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+    try:
+        slow.sendall(
+            f"GET /slow?id=r1&limit=60&release={quote(str(release), safe='')} HTTP/1.1\r\n"
+            "Host: x\r\nConnection: close\r\n\r\n".encode()
+        )
+        assert d.wait_output("SLOW-STARTED-r1"), d.output
+        reload = popen_ctl(d.ctl_socket, "reload")
+        try:
+            # The old generation is still draining: its workers may still be listed.
+            d.wait_status(
+                lambda s: s["generation"] == 2
+                and sum(1 for w in s["workers"] if w["generation"] == 2 and w["state"] == "ready")
+                == 2
+            )
+            assert reload.poll() in (None, 0)
+            # New requests go to the new generation while the old one finishes.
+            assert wait_for(lambda: get(d.port, "/").json()["pid"] not in old_pids, 10)
+            release.write_text("go")
+            data = b""
+            while chunk := slow.recv(65536):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200"), data
+            assert b'"slow": "done"' in data, data
+            assert reload.wait(30) == 0, reload.communicate()[0]
+        finally:
+            if reload.poll() is None:
+                reload.kill()
+            reload.communicate()
+    finally:
+        slow.close()
+    assert wait_for(lambda: not any(alive(p) for p in old_pids), 15), "old generation not stopped"
+
+
+def test_listeners_added_and_removed_on_reload(daemons: Daemons) -> None:
+    p1, p2 = free_port(), free_port()
+    base = 'app = "apps.daemon_app:app"\n\n[server]\nworkers = 2\n'
+    one = base + f'\n[[listen]]\nhost = "127.0.0.1"\nport = {p1}\n'
+    two = one + f'\n[[listen]]\nhost = "127.0.0.1"\nport = {p2}\n'
+    only_second = base + f'\n[[listen]]\nhost = "127.0.0.1"\nport = {p2}\n'
+    d, cfg = daemons.config(one, port=p1)
+    assert wait_for(lambda: d.ctl_socket.exists(), 20), d.output
+    d.wait_workers(2, generation=1)
+    assert get(p1, "/").status == 200
+    assert not answers(p2)
+
+    cfg.write_text(_keep_control(cfg, two))
+    result = d.ctl("reload")
+    assert result.returncode == 0, both(result) + d.output
+    d.wait_workers(2, generation=2)
+    assert wait_for(lambda: answers(p2), 10), d.output
+    assert get(p2, "/").status == 200
+    assert get(p1, "/").status == 200
+
+    cfg.write_text(_keep_control(cfg, only_second))
+    result = d.ctl("reload")
+    assert result.returncode == 0, both(result) + d.output
+    d.wait_workers(2, generation=3)
+    assert get(p2, "/").status == 200
+    assert wait_for(lambda: not answers(p1), 10), "the removed listener still answers"
+
+
+def _keep_control(cfg: Path, text: str) -> str:
+    control = cfg.read_text().split("[control]", 1)[1]
+    return f"{text.rstrip()}\n\n[control]{control}"
+
+
+def test_twenty_reloads_under_keepalive_load_fail_no_request(daemons: Daemons) -> None:
+    d = daemons.fd("apps.daemon_app:app", "--shutdown-timeout", "20", workers=2)
+    load = Load(d.port, threads=8, keepalive=True).start()
+    try:
+        assert wait_for(lambda: load.ok > 50, 15), load.summary()
+        for n in range(2, 22):
+            result = d.ctl("reload")
+            assert result.returncode == 0, both(result) + d.output
+            d.wait_workers(2, generation=n)
+            # Every reload happens while requests are flowing.
+            seen = load.ok
+            assert wait_for(lambda s=seen: load.ok > s + 10, 15), load.summary()
+    finally:
+        load.stop()
+    assert load.total > 0
+    assert load.ok > 0
+    assert load.failures == 0, load.summary()
+    assert load.errors == 0, load.summary()
+    assert d.status()["generation"] == 21
