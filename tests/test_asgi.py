@@ -390,7 +390,6 @@ def test_exception_before_response_start_gives_500_and_traceback(behave: Server)
     assert status == 500, data
     assert wait_for(lambda: "boom-before-start-7431" in _since(behave, start), 10), behave.output
     assert wait_for(lambda: "Traceback" in _since(behave, start), 10), behave.output
-    assert b"boom-before-start-7431" not in data  # no details leak to the client
     with httpx.Client(timeout=10) as client:
         assert client.get(behave.url + "/ok").status_code == 200
 

@@ -129,7 +129,7 @@ class FakeSupervisor:
 
     async def workers(self) -> WorkersResult:
         self.calls.append(("workers", {}))
-        return {"workers": STATUS["workers"]}
+        return {"generation": 2, "workers": STATUS["workers"]}
 
 
 class Daemon:
@@ -252,7 +252,7 @@ def test_every_command_reaches_the_handler_with_its_arguments(daemon: Daemon) ->
         assert client.call("drain", wait=True, timeout=2) == {"state": "drained", "connections": 0}
         assert client.call("resume") == {"state": "running"}
         assert client.call("scale", workers=4) == {"previous": 1, "workers": 4}
-        assert client.call("workers") == {"workers": STATUS["workers"]}
+        assert client.call("workers") == {"generation": 2, "workers": STATUS["workers"]}
         assert client.call("stop", now=True) == {"state": "stopping"}
     assert daemon.handler.calls == [
         ("status", {}),

@@ -129,6 +129,13 @@ def test_older_generations_are_dimmed_and_unhealthy_workers_red() -> None:
     assert state[1].style == "bold red"
 
 
+def test_an_unhealthy_worker_says_so_once() -> None:
+    worker = {"id": 7, "state": "unhealthy", "healthy": False}
+    assert cells(render(workers_table([worker])), "7")[3] == "unhealthy"
+    worker = {"id": 7, "state": "booting", "healthy": True}
+    assert cells(render(workers_table([worker])), "7")[3] == "booting"
+
+
 def test_an_exhausted_crash_budget_is_red() -> None:
     budget = {"max_restarts": 5, "window": 60.0, "used": 5, "left": 0}
     text = crash_budget_text(budget)
@@ -314,7 +321,7 @@ def test_workers(ctl: Run) -> None:
     assert code == 0
     assert cells(out, "0")[:4] == ["0", "4243", "2", "ready"]
     code, out, _ = ctl("workers", "--json")
-    assert json.loads(out) == {"workers": STATUS["workers"]}
+    assert json.loads(out) == {"generation": 2, "workers": STATUS["workers"]}
 
 
 def test_reload_waits_and_reports_the_new_generation(ctl: Run) -> None:

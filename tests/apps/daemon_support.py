@@ -248,9 +248,6 @@ def _pid_in(body: bytes) -> int | None:
 
 
 def ctl_cmd(sock: str | Path, *args: str) -> list[str]:
-    shim = os.environ.get("DAEMON_TEST_CTL_SHIM")  # DEV-ONLY-REMOVE
-    if shim:  # DEV-ONLY-REMOVE
-        return [sys.executable, shim, "ctl", "--socket", str(sock), *args]  # DEV-ONLY-REMOVE
     return pounce_cmd("ctl", "--socket", str(sock), *args)
 
 

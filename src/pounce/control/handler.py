@@ -37,14 +37,16 @@ class SupervisorState(StrEnum):
 class WorkerState(StrEnum):
     """A worker's state, as reported by ``status`` and ``workers``."""
 
-    STARTING = "starting"
+    BOOTING = "booting"
     """Spawned, not ready yet (app import, lifespan startup)."""
     READY = "ready"
     """Accepting and serving connections."""
+    UNHEALTHY = "unhealthy"
+    """Its heartbeat is late; it is about to be replaced."""
     DRAINING = "draining"
     """Finishing its open connections; accepts no new ones."""
-    STOPPING = "stopping"
-    """Told to exit, not reaped yet."""
+    EXITED = "exited"
+    """Gone, not yet replaced or forgotten."""
 
 
 class WorkerInfo(TypedDict):
@@ -135,8 +137,10 @@ class ScaleResult(TypedDict):
 
 
 class WorkersResult(TypedDict):
-    """The reply to ``workers``."""
+    """The reply to ``workers``: every worker, and the current generation (so the
+    workers of an older one, still draining after a reload, can be told apart)."""
 
+    generation: int
     workers: list[WorkerInfo]
 
 

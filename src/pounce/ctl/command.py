@@ -165,7 +165,7 @@ def _workers(client: ControlClient, ns: argparse.Namespace, out: TextIO) -> int:
     from pounce.ctl.render import workers_table
 
     workers = result.get("workers")
-    _console(out).print(workers_table(workers if isinstance(workers, list) else []))
+    _console(out).print(workers_table(workers if isinstance(workers, list) else [], result))
     return 0
 
 

@@ -19,12 +19,15 @@ from pounce.ctl.format import format_count, format_duration
 
 STATE_STYLES: Mapping[str, str] = {
     "starting": "cyan",
+    "booting": "cyan",
     "running": "green",
     "ready": "green",
     "reloading": "cyan",
     "draining": "yellow",
     "drained": "yellow",
     "stopping": "red",
+    "unhealthy": "bold red",
+    "exited": "dim",
 }
 """How each supervisor or worker state is coloured; unknown states stay plain."""
 
@@ -96,8 +99,8 @@ def workers_table(workers: Sequence[Any], status: Mapping[str, Any] | None = Non
 
 def _worker_state(worker: Mapping[str, Any]) -> Text:
     state = _str(worker.get("state"))
-    if worker.get("healthy") is False:
-        return Text(f"{state} (unhealthy)", style="bold red")
+    if worker.get("healthy") is False and state != "unhealthy":
+        return Text(f"{state} (unhealthy)", style=STATE_STYLES["unhealthy"])
     return Text(state, style=STATE_STYLES.get(state, ""))
 
 

@@ -400,7 +400,8 @@ class Supervisor:
                 "reload done: generation %d in %.2fs", result["generation"], result["duration"]
             )
         except ReloadFailed as exc:
-            log.error("reload failed: %s", exc)
+            details = "".join(f"\n  {line}" for line in exc.details if line != str(exc))
+            log.error("reload failed: %s%s", exc, details)
 
     async def _on_ttin(self) -> None:
         await self.scale(self.target_workers + 1)

@@ -1,0 +1,209 @@
+"""Health endpoints and Prometheus metrics: answered before the app, configurable,
+on the admin listener too, and metrics that add up every worker exactly and never
+go backwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from apps.daemon_support import (
+    Daemons,
+    both,
+    daemons,
+    families,
+    free_port,
+    get,
+    labelled,
+    sample,
+    scrape,
+    sum_samples,
+)
+from conftest import wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+__all__ = ["daemons"]
+
+APP = "apps.daemon_app:app"
+
+COUNTERS = (
+    "http_requests_total",
+    "http_request_duration_seconds_count",
+    "http_request_duration_seconds_sum",
+    "http_response_bytes_total",
+    "pounce_reloads_total",
+    "pounce_worker_restarts_total",
+)
+
+
+def test_health_is_answered_before_the_app_and_not_logged(daemons: Daemons) -> None:
+    d = daemons.fd(APP, workers=2)
+    for path in ("/health/live", "/health/ready"):
+        reply = get(d.port, path)
+        assert reply.status == 200, reply
+        assert reply.headers.get("content-type", "").startswith("application/json"), reply
+        body = reply.json()
+        assert isinstance(body, dict) and body.get("app") != "daemon-app", body
+    app_reply = get(d.port, "/some/app/path")
+    assert app_reply.json()["app"] == "daemon-app"
+    assert d.wait_output("/some/app/path"), d.output  # the access log is on
+    assert "/health/live" not in d.output and "/health/ready" not in d.output, d.output
+
+
+def test_health_paths_are_configurable_and_served_on_the_admin_listener(
+    daemons: Daemons,
+) -> None:
+    admin = free_port()
+    d = daemons.fd(
+        APP,
+        "--health-live-path",
+        "/probe/alive",
+        "--health-ready-path",
+        "/probe/ready",
+        "--admin-port",
+        str(admin),
+        workers=2,
+    )
+    for port in (d.port, admin):
+        for path in ("/probe/alive", "/probe/ready"):
+            reply = get(port, path)
+            assert reply.status == 200, (port, path, reply)
+            assert reply.json().get("app") != "daemon-app"
+    # The default paths now belong to the app.
+    assert get(d.port, "/health/live").json()["app"] == "daemon-app"
+    # Metrics on the admin listener too.
+    assert sample(scrape(admin), "pounce_generation") == 1
+    assert "/probe/" not in d.output, d.output
+
+
+def test_metrics_families(daemons: Daemons) -> None:
+    d = daemons.fd(APP, workers=2)
+    get(d.port, "/")
+    fams = families(d.port)
+    types = {name: fam.type for name, fam in fams.items()}
+    # prometheus_client names counter families without their _total suffix.
+    expected = {
+        "http_requests": "counter",
+        "http_request_duration_seconds": "histogram",
+        "http_requests_in_flight": "gauge",
+        "http_connections_active": "gauge",
+        "http_response_bytes": "counter",
+        "pounce_workers": "gauge",
+        "pounce_worker_restarts": "counter",
+        "pounce_reloads": "counter",
+        "pounce_generation": "gauge",
+    }
+    for name, kind in expected.items():
+        assert types.get(name) == kind, (name, types)
+    samples = scrape(d.port)
+    assert sample(samples, "http_requests_total", method="GET", status="200") >= 1
+    assert sum_samples(samples, "pounce_workers") == 2, labelled(samples, "pounce_workers", "state")
+    assert labelled(samples, "pounce_workers", "state").get("ready") == 2
+    assert sample(samples, "pounce_generation") == 1
+    buckets = [v for (n, _), v in samples.items() if n == "http_request_duration_seconds_bucket"]
+    assert buckets and max(buckets) == sample(samples, "http_request_duration_seconds_count")
+
+
+def _send_fresh(port: int, n: int, threads: int = 4) -> set[int]:
+    pids: set[int] = set()
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def run(count: int) -> None:
+        for _ in range(count):
+            reply = get(port, "/")
+            if reply.status != 200:
+                errors.append(str(reply.status))
+                continue
+            with lock:
+                pids.add(reply.json()["pid"])
+
+    per = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
+    workers = [threading.Thread(target=run, args=(c,)) for c in per]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    assert not errors, errors
+    return pids
+
+
+def test_metrics_add_up_every_worker_exactly(daemons: Daemons) -> None:
+    d = daemons.fd(APP, workers=2)
+    key = ("http_requests_total", (("method", "GET"), ("status", "200")))
+    before = scrape(d.port)
+    pids = _send_fresh(d.port, 200)
+    assert len(pids) >= 2, pids  # served by both process workers
+    # Health and metrics requests in between are not app requests.
+    for _ in range(5):
+        get(d.port, "/health/live")
+        get(d.port, "/health/ready")
+
+    def delta() -> float:
+        return scrape(d.port).get(key, 0.0) - before.get(key, 0.0)
+
+    assert wait_for(lambda: delta() >= 200, 15), delta()
+    after = scrape(d.port)
+    assert after[key] - before.get(key, 0.0) == 200, (before.get(key), after[key])
+    count_delta = sample(after, "http_request_duration_seconds_count") - sample(
+        before, "http_request_duration_seconds_count"
+    )
+    assert count_delta == 200
+    assert sample(after, "http_response_bytes_total") > sample(before, "http_response_bytes_total")
+    # Nothing else was counted as an app request.
+    total_delta = sum_samples(after, "http_requests_total") - sum_samples(before, "http_requests_total")
+    assert total_delta == 200
+
+
+def test_counters_never_go_backwards_across_restarts_and_reloads(daemons: Daemons) -> None:
+    d = daemons.fd(APP, workers=2)
+    scrapes: list[dict[tuple[str, tuple[tuple[str, str], ...]], float]] = []
+    stop = threading.Event()
+
+    def scraper() -> None:
+        while not stop.is_set():
+            try:
+                scrapes.append(scrape(d.port))
+            except (OSError, AssertionError):
+                pass
+
+    _send_fresh(d.port, 100)
+    key = ("http_requests_total", (("method", "GET"), ("status", "200")))
+    assert wait_for(lambda: scrape(d.port).get(key, 0) >= 100, 15)
+    thread = threading.Thread(target=scraper, daemon=True)
+    thread.start()
+    try:
+        victim = d.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        d.wait_status(
+            lambda s: len(s["workers"]) == 2
+            and all(w["state"] == "ready" for w in s["workers"])
+            and victim not in {w["pid"] for w in s["workers"]}
+        )
+        _send_fresh(d.port, 50)
+        result = d.ctl("reload")
+        assert result.returncode == 0, both(result) + d.output
+        d.wait_workers(2, generation=2)
+        _send_fresh(d.port, 50)
+        d.signal(signal.SIGHUP)
+        d.wait_workers(2, generation=3)
+        _send_fresh(d.port, 50)
+        final = scrape(d.port)
+        scrapes.append(final)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert len(scrapes) >= 3
+    for name in COUNTERS:
+        series = {k for s in scrapes for k in s if k[0] == name}
+        for k in series:
+            values = [s.get(k, 0.0) for s in scrapes]
+            assert all(a <= b for a, b in zip(values, values[1:], strict=False)), (k, values)
+    assert final[key] >= 100
+    assert sum_samples(final, "pounce_reloads_total") == 2
+    assert sum_samples(final, "pounce_worker_restarts_total") == 1
+    assert sample(final, "pounce_generation") == 3
