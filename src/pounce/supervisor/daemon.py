@@ -399,9 +399,8 @@ class Supervisor:
             log.info(
                 "reload done: generation %d in %.2fs", result["generation"], result["duration"]
             )
-        except ReloadFailed as exc:
-            details = "".join(f"\n  {line}" for line in exc.details if line != str(exc))
-            log.error("reload failed: %s%s", exc, details)
+        except ReloadFailed:
+            pass  # logged by reload()
 
     async def _on_ttin(self) -> None:
         await self.scale(self.target_workers + 1)
@@ -475,8 +474,10 @@ class Supervisor:
             began = time.monotonic()
             try:
                 result = await self._reload()
-            except ReloadFailed:
+            except ReloadFailed as exc:
                 self.reloads["failed"] += 1
+                details = "".join(f"\n  {line}" for line in exc.details if line != str(exc))
+                log.error("reload failed: %s%s", exc, details)
                 raise
             finally:
                 if self.state == "reloading":

@@ -235,8 +235,11 @@ class ProcessWorker(WorkerHandle):
         self._ended(code)
 
     def stop(self) -> None:
-        super().stop()
-        self._signal(signal.SIGTERM)
+        # The link's "stop" is enough; SIGTERM only when the link is gone.
+        if self._writer is not None and not self._writer.is_closing():
+            super().stop()
+        else:
+            self._signal(signal.SIGTERM)
 
     def kill(self) -> None:
         self._signal(signal.SIGKILL)

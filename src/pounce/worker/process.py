@@ -125,6 +125,9 @@ def main() -> None:
         lambda: import_app(app_spec, factory=factory),
         in_thread=False,
     )
+    # The loop is closed and its handlers gone: a late SIGTERM must not turn a clean
+    # exit into "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.shutdown()
     os._exit(code)
 
