@@ -38,7 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-APP = '''
+APP = """
 import os
 
 _BODY = None
@@ -64,7 +64,7 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(_BODY)).encode())]})
     await send({"type": "http.response.body", "body": _BODY})
-'''
+"""
 
 
 # -- load --------------------------------------------------------------------------------------
@@ -215,7 +215,9 @@ class Daemon:
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 
-    def wait_generation(self, generation: int, workers: int, timeout: float = 60.0) -> dict[str, Any]:
+    def wait_generation(
+        self, generation: int, workers: int, timeout: float = 60.0
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.status()
@@ -395,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         default=500,
         help="requests to serve between two reloads (default 500)",
     )
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before the first reload")
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds of load before the first reload"
+    )
     parser.add_argument("--shutdown-timeout", type=float, default=30.0)
     parser.add_argument("--json", metavar="PATH", help="also write the JSON report here")
     parser.add_argument(

@@ -167,7 +167,13 @@ def test_drain_keeps_serving_for_the_delay_and_resume_undoes_it(daemons: Daemons
 def test_drain_wait_returns_once_in_flight_requests_are_done(daemons: Daemons) -> None:
     admin = free_port()
     d = daemons.fd(
-        APP, "--drain-delay", "0.3", "--admin-port", str(admin), "--shutdown-timeout", "60",
+        APP,
+        "--drain-delay",
+        "0.3",
+        "--admin-port",
+        str(admin),
+        "--shutdown-timeout",
+        "60",
         workers=2,
     )
     release = daemons.tmpdir() / "release"

@@ -4,6 +4,7 @@ is dumped, killed and replaced."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -20,7 +21,6 @@ from apps.daemon_support import (
     get,
     labelled,
     scrape,
-    sum_samples,
 )
 from conftest import wait_for
 
@@ -44,9 +44,11 @@ def test_killed_worker_is_replaced_and_the_others_keep_serving(daemons: Daemons)
         assert wait_for(lambda: len(load.pids) == 3 and load.ok > 100, 15), load.summary()
         os.kill(victim, signal.SIGKILL)
         status = d.wait_status(
-            lambda s: len(s["workers"]) == 3
-            and all(w["state"] == "ready" for w in s["workers"])
-            and victim not in {w["pid"] for w in s["workers"]}
+            lambda s: (
+                len(s["workers"]) == 3
+                and all(w["state"] == "ready" for w in s["workers"])
+                and victim not in {w["pid"] for w in s["workers"]}
+            )
         )
         replacement = ({w["pid"] for w in status["workers"]} - set(survivors)).pop()
         # Requests keep succeeding afterwards, the replacement included.
@@ -62,7 +64,8 @@ def test_killed_worker_is_replaced_and_the_others_keep_serving(daemons: Daemons)
     assert budget["used"] == 1 and budget["left"] == 4, budget
     restarts = labelled(scrape(d.port), "pounce_worker_restarts_total", "reason")
     assert sum(restarts.values()) == 1, restarts
-    assert "clean" not in {k for k, v in restarts.items() if v}, restarts
+    # The exit is classified as killed by a signal.
+    assert [k for k, v in restarts.items() if v and re.search(r"signal|kill", k)], restarts
     assert d.proc.poll() is None
 
 
@@ -83,10 +86,8 @@ def test_crash_loop_exhausts_the_budget_and_stops_the_supervisor(
 
     def poke() -> None:  # crash_on_request needs requests to crash
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 get(d.port, "/", timeout=2)
-            except OSError:
-                pass
 
     poker = threading.Thread(target=poke, daemon=True)
     if app == "crash_on_request":
@@ -103,6 +104,7 @@ def test_crash_loop_exhausts_the_budget_and_stops_the_supervisor(
     # The supervisor says why it gave up: the budget, and what the workers did.
     assert re.search(r"crash budget|max[_ -]restarts|too many", out, re.I), out
     assert re.search(r"exit(ed with)? (code |status )?1\b", out, re.I), out
+    assert re.search(r"\bcrash", out.replace("crash budget", ""), re.I), out  # classified
     started = out.count("DAEMON-APP-STARTUP")
     assert started >= 4, out  # the first start and 3 restarts
     assert wait_for(lambda: not any(alive(p) for p in d.seen_pids), 10)
@@ -129,9 +131,7 @@ def test_boot_failure_of_the_first_generation_exits_at_once(
 
 
 def test_hung_worker_is_dumped_killed_and_replaced(daemons: Daemons) -> None:
-    d = daemons.fd(
-        APP, "--worker-timeout", "2", "--heartbeat-interval", "0.2", workers=2
-    )
+    d = daemons.fd(APP, "--worker-timeout", "2", "--heartbeat-interval", "0.2", workers=2)
     pids = d.worker_pids()
     hung = socket.create_connection(("127.0.0.1", d.port), timeout=30)
     try:
@@ -143,9 +143,11 @@ def test_hung_worker_is_dumped_killed_and_replaced(daemons: Daemons) -> None:
         assert d.wait_output("hang_the_event_loop", 20), d.output
         assert 'File "' in d.output, d.output
         status = d.wait_status(
-            lambda s: len(s["workers"]) == 2
-            and all(w["state"] == "ready" for w in s["workers"])
-            and hung_pid not in {w["pid"] for w in s["workers"]},
+            lambda s: (
+                len(s["workers"]) == 2
+                and all(w["state"] == "ready" for w in s["workers"])
+                and hung_pid not in {w["pid"] for w in s["workers"]}
+            ),
             timeout=30,
         )
         assert wait_for(lambda: not alive(hung_pid), 10), "the hung worker was not killed"
@@ -158,4 +160,7 @@ def test_hung_worker_is_dumped_killed_and_replaced(daemons: Daemons) -> None:
     assert status["crash_budget"]["used"] == 1, status["crash_budget"]
     restarts = labelled(scrape(d.port), "pounce_worker_restarts_total", "reason")
     assert sum(restarts.values()) == 1, restarts
-    assert sum_samples(scrape(d.port), "pounce_worker_restarts_total") == 1
+    # The exit is classified as a heartbeat timeout, not as the kill that ended it.
+    assert [k for k, v in restarts.items() if v and re.search(r"timeout|heartbeat|hung", k)], (
+        restarts
+    )

@@ -4,9 +4,13 @@ go backwards."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import signal
+import socket
 import threading
+from urllib.parse import quote
 
 import pytest
 
@@ -155,7 +159,9 @@ def test_metrics_add_up_every_worker_exactly(daemons: Daemons) -> None:
     assert count_delta == 200
     assert sample(after, "http_response_bytes_total") > sample(before, "http_response_bytes_total")
     # Nothing else was counted as an app request.
-    total_delta = sum_samples(after, "http_requests_total") - sum_samples(before, "http_requests_total")
+    total_delta = sum_samples(after, "http_requests_total") - sum_samples(
+        before, "http_requests_total"
+    )
     assert total_delta == 200
 
 
@@ -166,10 +172,8 @@ def test_counters_never_go_backwards_across_restarts_and_reloads(daemons: Daemon
 
     def scraper() -> None:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError, AssertionError):
                 scrapes.append(scrape(d.port))
-            except (OSError, AssertionError):
-                pass
 
     _send_fresh(d.port, 100)
     key = ("http_requests_total", (("method", "GET"), ("status", "200")))
@@ -180,9 +184,11 @@ def test_counters_never_go_backwards_across_restarts_and_reloads(daemons: Daemon
         victim = d.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
         d.wait_status(
-            lambda s: len(s["workers"]) == 2
-            and all(w["state"] == "ready" for w in s["workers"])
-            and victim not in {w["pid"] for w in s["workers"]}
+            lambda s: (
+                len(s["workers"]) == 2
+                and all(w["state"] == "ready" for w in s["workers"])
+                and victim not in {w["pid"] for w in s["workers"]}
+            )
         )
         _send_fresh(d.port, 50)
         result = d.ctl("reload")
@@ -202,8 +208,45 @@ def test_counters_never_go_backwards_across_restarts_and_reloads(daemons: Daemon
         series = {k for s in scrapes for k in s if k[0] == name}
         for k in series:
             values = [s.get(k, 0.0) for s in scrapes]
-            assert all(a <= b for a, b in zip(values, values[1:], strict=False)), (k, values)
+            assert all(a <= b for a, b in itertools.pairwise(values)), (k, values)
     assert final[key] >= 100
     assert sum_samples(final, "pounce_reloads_total") == 2
     assert sum_samples(final, "pounce_worker_restarts_total") == 1
     assert sample(final, "pounce_generation") == 3
+
+
+def test_in_flight_and_connection_gauges_add_up_the_workers(daemons: Daemons) -> None:
+    admin = free_port()
+    d = daemons.fd(APP, "--admin-port", str(admin), workers=2)
+    release = daemons.tmpdir() / "release"
+
+    def gauges() -> tuple[float, float]:
+        samples = scrape(admin)  # the supervisor answers: no worker request is in flight
+        return (
+            sample(samples, "http_requests_in_flight"),
+            sample(samples, "http_connections_active"),
+        )
+
+    assert wait_for(lambda: gauges() == (0, 0), 15), gauges()
+    slow = []
+    try:
+        for i in range(3):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+            s.sendall(
+                f"GET /slow?id=m{i}&limit=60&release={quote(str(release), safe='')} HTTP/1.1\r\n"
+                "Host: x\r\nConnection: close\r\n\r\n".encode()
+            )
+            slow.append(s)
+        for i in range(3):
+            assert d.wait_output(f"SLOW-STARTED-m{i}"), d.output
+        assert wait_for(lambda: gauges() == (3, 3), 15), gauges()
+        release.write_text("go")
+        for s in slow:
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200"), data
+    finally:
+        for s in slow:
+            s.close()
+    assert wait_for(lambda: gauges() == (0, 0), 15), gauges()

@@ -4,6 +4,7 @@ failed requests under keep-alive load across 20 reloads in a row."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 from pathlib import Path
@@ -96,24 +97,30 @@ def test_invalid_config_is_rejected_and_the_old_generation_keeps_serving(
     assert all_versions(d.port, "v2")
 
 
-@pytest.mark.parametrize("how", ["import_error", "lifespan_failure"])
+@pytest.mark.parametrize("how", ["import_error", "lifespan_failure", "startup_timeout"])
 def test_failed_new_generation_is_stopped_and_the_old_one_keeps_serving(
     daemons: Daemons, how: str
 ) -> None:
     appdir = daemons.tmpdir()
     module = f"reload_fail_{how}"
     write_versioned_app(appdir, module, "v1")
-    d = daemons.fd(f"{module}:app", "--reload-timeout", "20", workers=2, env=app_env(appdir))
+    timeout = "2" if how == "startup_timeout" else "20"
+    d = daemons.fd(f"{module}:app", "--reload-timeout", timeout, workers=2, env=app_env(appdir))
     old_pids = set(d.worker_pids())
     cause = f"daemon-reload-cause-{how}-8812"
     if how == "import_error":
         write_versioned_app(appdir, module, "v2", import_error=cause)
-    else:
+    elif how == "lifespan_failure":
         write_versioned_app(appdir, module, "v2", lifespan_fail=cause)
+    else:
+        write_versioned_app(appdir, module, "v2", startup_hang=True)
 
     result = d.ctl("reload")
     assert result.returncode != 0, both(result)
-    assert cause in result.stdout + result.stderr, both(result)
+    if how == "startup_timeout":
+        assert re.search(r"time", result.stdout + result.stderr, re.I), both(result)
+    else:
+        assert cause in result.stdout + result.stderr, both(result)
     status = d.status()
     assert status["generation"] == 1, status
     assert {w["pid"] for w in status["workers"]} == old_pids
@@ -145,9 +152,13 @@ def test_request_in_flight_finishes_on_the_old_generation(daemons: Daemons) -> N
         try:
             # The old generation is still draining: its workers may still be listed.
             d.wait_status(
-                lambda s: s["generation"] == 2
-                and sum(1 for w in s["workers"] if w["generation"] == 2 and w["state"] == "ready")
-                == 2
+                lambda s: (
+                    s["generation"] == 2
+                    and sum(
+                        1 for w in s["workers"] if w["generation"] == 2 and w["state"] == "ready"
+                    )
+                    == 2
+                )
             )
             assert reload.poll() in (None, 0)
             # New requests go to the new generation while the old one finishes.

@@ -16,6 +16,7 @@ from apps.daemon_support import (
     both,
     daemons,
     environ_of,
+    free_port,
     get,
     port_is_free,
     sample,
@@ -133,3 +134,51 @@ def test_workers_do_not_inherit_systemd_variables(daemons: Daemons, tmp_path: Pa
             assert leaked == [], leaked
     finally:
         notify.close()
+
+
+def _listening_inodes(port: int) -> list[int]:
+    """Inodes of the TCP sockets listening on ``port`` (from /proc/net/tcp)."""
+    inodes = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], int(fields[9])
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            inodes.append(inode)
+    return inodes
+
+
+def _socket_inodes_of(pid: int) -> set[int]:
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(int(target[8:-1]))
+    return out
+
+
+def test_the_supervisor_opens_the_listening_socket_once_and_keeps_it(daemons: Daemons) -> None:
+    port = free_port()
+    d, _ = daemons.config(
+        f'app = "{APP}"\n\n[server]\nworkers = 2\n\n[[listen]]\nhost = "127.0.0.1"\nport = {port}\n',
+        port=port,
+    )
+    assert wait_for(lambda: d.ctl_socket.exists(), 20), d.output
+    d.wait_workers(2, generation=1)
+    inodes = _listening_inodes(port)
+    assert len(inodes) == 1, inodes  # one socket, not one per worker
+    assert inodes[0] in _socket_inodes_of(d.pid)  # held by the supervisor itself
+    victim = d.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    d.wait_status(
+        lambda s: victim not in {w["pid"] for w in s["workers"]} and len(s["workers"]) == 2
+    )
+    for generation in (2, 3):
+        result = d.ctl("reload")
+        assert result.returncode == 0, both(result) + d.output
+        d.wait_workers(2, generation=generation)
+    assert _listening_inodes(port) == inodes, "the listening socket was replaced"
+    assert inodes[0] in _socket_inodes_of(d.pid)
+    assert get(port, "/").status == 200

@@ -138,7 +138,9 @@ async def lifespan_refuses(scope: dict[str, Any], receive: Any, send: Any) -> No
     if scope["type"] == "lifespan":
         message = await receive()
         if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.failed", "message": "daemon-lifespan-refused-5521"})
+            await send(
+                {"type": "lifespan.startup.failed", "message": "daemon-lifespan-refused-5521"}
+            )
         return
     await _drain_body(receive)
     await _respond(send, 200, _who(scope))

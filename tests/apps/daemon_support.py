@@ -114,7 +114,9 @@ def get(port: int, path: str = "/", *, host: str = HOST, timeout: float = 10.0) 
         conn.close()
 
 
-def answers(port: int, path: str = "/health/live", *, host: str = HOST, timeout: float = 2.0) -> bool:
+def answers(
+    port: int, path: str = "/health/live", *, host: str = HOST, timeout: float = 2.0
+) -> bool:
     """Whether a request on a fresh connection gets any HTTP answer within ``timeout``."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
@@ -350,7 +352,9 @@ class Daemon:
             )
         return found[0]
 
-    def wait_workers(self, n: int, generation: int | None = None, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_workers(
+        self, n: int, generation: int | None = None, timeout: float = 20.0
+    ) -> dict[str, Any]:
         """Wait until exactly ``n`` workers exist, all ready (and of ``generation``)."""
 
         def ok(data: dict[str, Any]) -> bool:
@@ -460,7 +464,9 @@ class Daemons:
             pass_fds=tuple(pass_fds),
         )
         server = Server(proc=proc, host=HOST, port=port)
-        server._reader = threading.Thread(target=_pump, args=(proc.stdout, server._err), daemon=True)
+        server._reader = threading.Thread(
+            target=_pump, args=(proc.stdout, server._err), daemon=True
+        )
         server._reader.start()
         daemon = Daemon(server=server, ctl_socket=ctl_socket, port=port)
         self.started.append(daemon)
@@ -518,11 +524,13 @@ def daemons() -> Iterator[Daemons]:
 
 # -- apps in a temp dir ------------------------------------------------------------------------
 
-VERSIONED_APP = '''
+VERSIONED_APP = """
+import asyncio
 import os
 
 VERSION = {version!r}
 LIFESPAN_FAIL = {lifespan_fail!r}
+STARTUP_HANG = {startup_hang!r}
 
 
 async def app(scope, receive, send):
@@ -530,6 +538,8 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if STARTUP_HANG:
+                    await asyncio.sleep(3600)
                 if LIFESPAN_FAIL:
                     await send({{"type": "lifespan.startup.failed", "message": LIFESPAN_FAIL}})
                     return
@@ -542,7 +552,7 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]}})
     await send({{"type": "http.response.body", "body": body}})
-'''
+"""
 
 
 def write_versioned_app(
@@ -552,13 +562,16 @@ def write_versioned_app(
     *,
     lifespan_fail: str = "",
     import_error: str = "",
+    startup_hang: bool = False,
 ) -> None:
     """Write ``module.py`` answering ``{"version": ..., "pid": ...}``.
 
     ``import_error`` makes the import raise with that message; ``lifespan_fail``
-    makes lifespan startup fail with that message.
+    makes lifespan startup fail with that message; ``startup_hang`` makes it never finish.
     """
-    text = VERSIONED_APP.format(version=version, lifespan_fail=lifespan_fail)
+    text = VERSIONED_APP.format(
+        version=version, lifespan_fail=lifespan_fail, startup_hang=startup_hang
+    )
     if import_error:
         text = f"raise RuntimeError({import_error!r})\n" + text
     path = directory / f"{module}.py"
@@ -579,7 +592,9 @@ def app_env(directory: Path) -> dict[str, str]:
 # -- metrics ---------------------------------------------------------------------------------
 
 
-def scrape(port: int, path: str = "/metrics") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(
+    port: int, path: str = "/metrics"
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """``{(sample name, sorted labels): value}`` parsed with prometheus_client."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -674,14 +689,18 @@ def run_as_nobody_python() -> tuple[list[str], dict[str, str]]:
     same-version system interpreter runs with the venv's site-packages on PYTHONPATH.
     """
     env = child_env()
-    probe = subprocess.run(
-        [sys.executable, "-c", "import pounce"],
-        capture_output=True,
-        user="nobody",
-        env=env,
-        cwd="/",
-        check=False,
-    ) if _can_exec_as_nobody(sys.executable) else None
+    probe = (
+        subprocess.run(
+            [sys.executable, "-c", "import pounce"],
+            capture_output=True,
+            user="nobody",
+            env=env,
+            cwd="/",
+            check=False,
+        )
+        if _can_exec_as_nobody(sys.executable)
+        else None
+    )
     if probe is not None and probe.returncode == 0:
         return [sys.executable], env
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"

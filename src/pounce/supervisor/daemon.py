@@ -205,7 +205,16 @@ class Supervisor:
                 w.cancel()
         return all(h.state is WorkerState.READY for h in batch)
 
-    async def _stop_workers(self, handles: Iterable[WorkerHandle], *, now: bool = False) -> None:
+    async def _stop_workers(
+        self, handles: Iterable[WorkerHandle], *, now: bool = False, handover: bool = False
+    ) -> None:
+        """Stop ``handles`` and wait (killing them after ``shutdown.timeout``).
+
+        ``handover``: other workers go on serving (reload, scale down), so idle
+        keep-alive connections may send one more request for up to
+        ``http.keep_alive_timeout`` and are answered with ``Connection: close``
+        instead of being closed under a client that is just sending.
+        """
         handles = [h for h in handles if h.alive]
         for handle in handles:
             handle.was_drained = True
@@ -213,7 +222,7 @@ class Supervisor:
             if now:
                 handle.kill()
             else:
-                handle.stop()
+                handle.stop(handle.config.http.keep_alive_timeout if handover else 0.0)
         if not handles:
             return
         grace = 2.0 if now else self.config.shutdown.timeout + KILL_GRACE
@@ -549,7 +558,7 @@ class Supervisor:
         }
 
     async def _retire(self, old: list[WorkerHandle], removed: list[Listener]) -> None:
-        await self._stop_workers(old)
+        await self._stop_workers(old, handover=True)
         for lst in removed:
             lst.close()
 
@@ -632,7 +641,7 @@ class Supervisor:
             surplus = sorted(current, key=lambda h: h.started)[workers:]
             for handle in surplus:
                 handle.was_drained = True
-            asyncio.get_running_loop().create_task(self._stop_workers(surplus))
+            asyncio.get_running_loop().create_task(self._stop_workers(surplus, handover=True))
         log.info("scaled to %d worker(s)", workers)
         self.notifier.status(self.status_line())
         return {"previous": previous, "workers": workers}

@@ -181,9 +181,13 @@ class WorkerHandle:
     async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
         raise NotImplementedError
 
-    def stop(self) -> None:
-        """Graceful: finish in-flight requests, then exit."""
-        self.send({"t": "stop"})
+    def stop(self, idle_grace: float = 0.0) -> None:
+        """Graceful: finish in-flight requests, then exit.
+
+        ``idle_grace``: how long idle keep-alive connections may still send one request
+        (a reload keeps clients error-free this way); 0 closes them at once.
+        """
+        self.send({"t": "stop", "grace": idle_grace})
 
     def kill(self) -> None:
         """Immediate (processes only; a thread cannot be killed)."""
@@ -234,10 +238,10 @@ class ProcessWorker(WorkerHandle):
         code = await self.proc.wait()
         self._ended(code)
 
-    def stop(self) -> None:
+    def stop(self, idle_grace: float = 0.0) -> None:
         # The link's "stop" is enough; SIGTERM only when the link is gone.
         if self._writer is not None and not self._writer.is_closing():
-            super().stop()
+            super().stop(idle_grace)
         else:
             self._signal(signal.SIGTERM)
 

@@ -222,19 +222,28 @@ class HTTPConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def response_done(self, keep_alive: bool) -> None:
-        """The cycle finished its response: close, or go on to the next request."""
+        """The cycle finished its response: close, or go on to the next request.
+
+        ``keep_alive`` is what the response head promised.  A promised keep-alive is
+        kept even while draining: closing now would race the client's next request
+        (it would see a reset).  The connection then idles for a short grace, and a
+        request arriving in it is answered with ``Connection: close``.
+        """
         self.cycle = None
         self.task = None
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if not keep_alive or self.closing or self.state.draining:
+        if not keep_alive or self.closing:
             self.closing = True
             transport.close()
             return
         self.parser.start_next_cycle()
         self.resume_reading()
-        self._set_timer(self.state.config.http.keep_alive_timeout, header=False)
+        if self.state.draining:
+            self._set_timer(self.state.drain_grace, header=False)
+        else:
+            self._set_timer(self.state.config.http.keep_alive_timeout, header=False)
         if self.parser.buffered:
             self._set_timer(self.state.config.http.header_timeout, header=True)
             self._process()
@@ -271,7 +280,8 @@ class HTTPConnection(asyncio.Protocol):
         races with a client that is sending its next request right now.
         """
         if self.cycle is not None:
-            self.cycle.keep_alive = False
+            if not self.cycle.head_written:
+                self.cycle.keep_alive = False  # its head will say Connection: close
         elif idle_grace > 0 and not self.parser.buffered:
             self._set_timer(idle_grace, header=False)
         else:

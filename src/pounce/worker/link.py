@@ -44,7 +44,7 @@ class SupervisorLink:
         *,
         heartbeat_interval: float,
         snapshot: Callable[[], dict[str, Any]],
-        on_stop: Callable[[], None],
+        on_stop: Callable[[float | None], None],
         parent_pid: int | None,
     ) -> None:
         self.sock = sock
@@ -109,7 +109,7 @@ class SupervisorLink:
                 line = b""
             if not line:
                 log.warning("worker %d lost its supervisor; shutting down", os.getpid())
-                self.on_stop()
+                self.on_stop(0.0)
                 return
             self.last_seen = time.monotonic()
             try:
@@ -123,7 +123,8 @@ class SupervisorLink:
         if kind == "state":
             self.ready_for_traffic = bool(message.get("ready"))
         elif kind == "stop":
-            self.on_stop()
+            grace = message.get("grace")
+            self.on_stop(float(grace) if isinstance(grace, int | float) else None)
         elif kind == "snapshot_req":
             self.send({"t": "snapshot", "id": message.get("id"), "stats": self.snapshot()})
         elif kind == "metrics":
@@ -136,6 +137,6 @@ class SupervisorLink:
             self.send({"t": "hb", "stats": self.snapshot()})
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
                 log.warning("worker %d: the supervisor is gone; shutting down", os.getpid())
-                self.on_stop()
+                self.on_stop(0.0)
                 return
             await asyncio.sleep(self.heartbeat_interval)

@@ -74,7 +74,7 @@ def serve_worker(
     interval = spec.config.workers.heartbeat_interval
     parent = None if in_thread else spec.supervisor_pid
 
-    def make_link(state: ServerState, on_stop: Callable[[], None]) -> SupervisorLink:
+    def make_link(state: ServerState, on_stop: Callable[[float | None], None]) -> SupervisorLink:
         return SupervisorLink(
             link_sock,
             heartbeat_interval=interval,

@@ -42,6 +42,8 @@ class ServerState:
         self.connections: set[HTTPConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
+        # While draining, how long a kept-alive idle connection waits for one more request.
+        self.drain_grace = 0.0
         self.lifespan_state: dict[str, Any] = {}
         self.metrics = Collector()
         self.special_routes: dict[str, ASGIApp] = {}
@@ -72,19 +74,24 @@ class Worker:
         config: Config,
         app: ASGIApp,
         listeners: Sequence[Listener],
-        link_factory: Callable[[ServerState, Callable[[], None]], SupervisorLink] | None = None,
+        link_factory: Callable[[ServerState, Callable[[float | None], None]], SupervisorLink]
+        | None = None,
     ) -> None:
         self.config = config
         self.app = app
         self.listeners = listeners
         self.link_factory = link_factory
         self.link: SupervisorLink | None = None
+        self._idle_grace = 0.0
         self._stop: asyncio.Event | None = None
         self._servers: list[asyncio.Server] = []
         self._interrupts = 0
         self.state: ServerState | None = None
 
-    def request_shutdown(self) -> None:
+    def request_shutdown(self, idle_grace: float | None = None) -> None:
+        """Drain and stop.  Idle keep-alive connections get ``idle_grace`` seconds for
+        one more request (answered with ``Connection: close``); default 0 (close now)."""
+        self._idle_grace = 0.0 if idle_grace is None else idle_grace
         if self._stop is not None:
             self._stop.set()
 
@@ -128,16 +135,26 @@ class Worker:
 
     async def _drain(self, state: ServerState) -> None:
         state.draining = True
+        state.drain_grace = self._idle_grace
         for server in self._servers:
-            server.close()  # stop accepting; queued connections are served by no one else
-        grace = min(1.0, self.config.http.keep_alive_timeout)
+            # Stop accepting.  The supervisor keeps its copy of each socket open, so
+            # connections still queued are accepted by the next generation.
+            server.close()
         for conn in list(state.connections):
-            conn.shutdown(grace)
+            conn.shutdown(state.drain_grace)
         deadline = time.monotonic() + self.config.shutdown.timeout
-        while state.connections or state.tasks:
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            if not state.connections and not state.tasks:
+                # A connection accepted just before close() reaches connection_made a
+                # few loop iterations later: look once more before leaving, or it
+                # would be reset when this process exits.
+                await asyncio.sleep(0.05)
+                if not state.connections and not state.tasks:
+                    break
+                continue
             pending = list(state.tasks)
             if pending:
                 await asyncio.wait(pending, timeout=min(remaining, 0.1))
