@@ -123,6 +123,10 @@ def pounce_cmd(*args: str) -> list[str]:
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_")}
+    # POUNCE_TEST_HTTP_PARSER=h11 runs the same suites on the reference engine.
+    engine = os.environ.get("POUNCE_TEST_HTTP_PARSER")
+    if engine:
+        env["POUNCE_HTTP_PARSER"] = engine
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("COLUMNS", "120")

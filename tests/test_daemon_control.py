@@ -28,7 +28,7 @@ from apps.daemon_support import (
     run_ctl,
     status_of,
 )
-from conftest import ROOT, wait_for
+from conftest import ROOT, child_env, pounce_cmd, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -67,16 +67,11 @@ def no_answer(port: int, wait: float = 1.0) -> bool:
         return True
 
 
-def test_control_socket_is_private_and_refuses_other_users(daemons: Daemons) -> None:
-    d = daemons.fd(APP, workers=1)
-    mode = stat.S_IMODE(os.stat(d.ctl_socket).st_mode)
-    assert mode == 0o600, oct(mode)
-    # Let user nobody reach the socket file; the socket itself must still refuse.
-    os.chmod(d.ctl_socket.parent, 0o711)
+def refused_as_nobody(d: Daemon) -> None:
     python, env = run_as_nobody_python()
     nobody = pwd.getpwnam("nobody")
     result = subprocess.run(
-        [*python, "-m", "pounce", "ctl", "--socket", str(d.ctl_socket), "status"],
+        [*python, "-m", "pounce", "ctl", "--socket", str(d.ctl_socket), "status", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -90,7 +85,20 @@ def test_control_socket_is_private_and_refuses_other_users(daemons: Daemons) -> 
     assert "no module named" not in text, both(result)
     assert result.returncode != 0, both(result)
     assert "permission denied" in text or "not allowed" in text or "refused" in text, both(result)
-    assert '"generation"' not in text and "pid " + str(d.pid) not in text
+    assert '"generation"' not in text, both(result)
+    assert d.proc.poll() is None, d.output
+
+
+def test_control_socket_is_private_and_refuses_other_users(daemons: Daemons) -> None:
+    d = daemons.fd(APP, workers=1)
+    mode = stat.S_IMODE(os.stat(d.ctl_socket).st_mode)
+    assert mode == 0o600, oct(mode)
+    # Let user nobody reach the socket file; the socket itself must still refuse.
+    os.chmod(d.ctl_socket.parent, 0o711)
+    refused_as_nobody(d)
+    # Even if the file mode were opened up, the peer uid check refuses other users.
+    os.chmod(d.ctl_socket, 0o666)
+    refused_as_nobody(d)
     # Root (the daemon's own uid here) still gets an answer.
     assert d.ctl("status").returncode == 0
 
@@ -261,7 +269,60 @@ def test_scale_and_workers(daemons: Daemons) -> None:
         assert get(d.port, "/").status == 200
     # A bad count is refused by ctl itself.
     bad = subprocess.run(
-        ctl_cmd(d.ctl_socket, "scale", "0"), capture_output=True, text=True, cwd=str(ROOT)
+        ctl_cmd(d.ctl_socket, "scale", "0"),
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        env=child_env(),
     )
     assert bad.returncode != 0
     assert len(d.status()["workers"]) == 1
+
+
+def test_config_file_tables_and_ctl_by_config(daemons: Daemons) -> None:
+    port, admin = free_port(), free_port()
+    base = (
+        f'app = "{APP}"\n\n'
+        "[server]\nworkers = {workers}\n\n"
+        f'[[listen]]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        "[workers]\nmax_restarts = 9\nrestart_window = 30\n\n"
+        "[reload]\ntimeout = 20\n\n"
+        "[shutdown]\ntimeout = 10\n\n"
+        f'[admin]\nhost = "127.0.0.1"\nport = {admin}\n\n'
+        '[health]\nlive_path = "/cfg/live"\nready_path = "/cfg/ready"\n\n'
+        '[metrics]\npath = "/cfg/metrics"\n'
+    )
+    d, cfg = daemons.config(base.format(workers=2), port=port)
+    assert wait_for(lambda: d.ctl_socket.exists(), 20), d.output
+    d.wait_workers(2, generation=1)
+    by_config = subprocess.run(
+        ctl_cmd_config(cfg, "status", "--json"),
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        env=child_env(),
+    )
+    assert by_config.returncode == 0, both(by_config)
+    status = json.loads(by_config.stdout)
+    assert status["crash_budget"]["left"] == 9, status["crash_budget"]
+    for p in (port, admin):
+        assert get(p, "/cfg/live").status == 200
+        assert get(p, "/cfg/ready").status == 200
+        assert "pounce_generation" in get(p, "/cfg/metrics").text
+    # The reload re-reads the file: one more worker.
+    control = cfg.read_text().split("[control]", 1)[1]
+    cfg.write_text(base.format(workers=3) + "\n[control]" + control)
+    result = subprocess.run(
+        ctl_cmd_config(cfg, "reload"),
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        env=child_env(),
+        timeout=60,
+    )
+    assert result.returncode == 0, both(result) + d.output
+    d.wait_workers(3, generation=2)
+
+
+def ctl_cmd_config(cfg: Path, *args: str) -> list[str]:
+    return pounce_cmd("ctl", "-c", str(cfg), *args)

@@ -208,7 +208,10 @@ def test_counters_never_go_backwards_across_restarts_and_reloads(daemons: Daemon
         series = {k for s in scrapes for k in s if k[0] == name}
         for k in series:
             values = [s.get(k, 0.0) for s in scrapes]
-            assert all(a <= b for a, b in itertools.pairwise(values)), (k, values)
+            drops = [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(values)) if b < a]
+            assert not drops, (
+                f"{k} went backwards at (index, before, after) {drops[:5]}; {len(values)} scrapes, last {values[-1]}"
+            )
     assert final[key] >= 100
     assert sum_samples(final, "pounce_reloads_total") == 2
     assert sum_samples(final, "pounce_worker_restarts_total") == 1

@@ -77,43 +77,7 @@ def test_http10_keep_alive_rules() -> None:
     assert isinstance(close, http11.Request) and not close.keep_alive
 
 
-BAD = {
-    "cl-and-te": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-    "differing-cl": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-    "cl-list": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\n",
-    "cl-sign": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n",
-    "te-gzip": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
-    "te-chunked-gzip": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-    "te-identity": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n",
-    "te-double": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-    "te-http10": b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    "obs-fold": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n",
-    "space-before-colon": b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
-    "nul-in-value": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
-    "ctl-in-value": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
-    "ctl-in-target": b"GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n",
-    "nul-in-target": b"GET /a\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "bare-lf": b"GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n",
-    "bare-cr": b"GET / HTTP/1.1\r\nHost: x\rX-A: 1\r\n\r\n",
-    "bad-method": b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n",
-    "extra-space": b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
-    "no-host": b"GET / HTTP/1.1\r\n\r\n",
-    "two-hosts": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-    "bad-host": b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
-    "bad-host-ipv6": b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
-    "bad-version": b"GET / HTTX/1.1\r\nHost: x\r\n\r\n",
-    "bad-target": b"GET foo HTTP/1.1\r\nHost: x\r\n\r\n",
-    "bad-header-name": b"GET / HTTP/1.1\r\nHost: x\r\nX(A): 1\r\n\r\n",
-    "no-colon": b"GET / HTTP/1.1\r\nHost: x\r\nnocolon\r\n\r\n",
-}
-BAD_CHUNKS = {
-    "non-hex": b"zz\r\n",
-    "negative": b"-1\r\n",
-    "empty": b"\r\n",
-    "huge": b"ffffffffffffffffffff\r\n",
-    "0x-prefix": b"0x5\r\nhello\r\n0\r\n\r\n",
-    "no-crlf-after-data": b"5\r\nhelloX\r\n0\r\n\r\n",
-}
+from tests_support_corpus import BAD, BAD_CHUNKS  # noqa: E402
 
 
 @pytest.mark.parametrize("data", list(BAD.values()), ids=list(BAD))

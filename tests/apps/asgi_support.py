@@ -68,13 +68,15 @@ class Launcher:
         cmd: list[str] | None = None,
     ) -> Server:
         """Run ``pounce ARGS`` (or ``cmd``) with output captured; no readiness wait."""
+        # Every daemon gets a control socket of its own, so parallel tests never meet.
+        ctl = {"POUNCE_CONTROL_SOCKET": tempfile.mktemp(prefix="pnc-ctl-", suffix=".sock")}
         proc = subprocess.Popen(
             cmd if cmd is not None else pounce_cmd(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             pass_fds=tuple(pass_fds),
-            env=child_env(env),
+            env=child_env({**ctl, **(env or {})}),
             cwd=str(cwd or ROOT),
         )
         server = Server(proc=proc, host=host, port=port)

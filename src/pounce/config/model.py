@@ -115,6 +115,21 @@ def _check_url_path(value: str) -> str | None:
 _URL_PATH_RULE = 'starts with "/"; no "?", "#" or spaces'
 
 
+class LoopKind(enum.StrEnum):
+    """``server.loop``: which event loop implementation a worker runs."""
+
+    AUTO = "auto"
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
+
+
+class HttpParser(enum.StrEnum):
+    """``http.parser``: which HTTP/1.1 engine parses requests."""
+
+    FAST = "fast"
+    H11 = "h11"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """``[server]``: the processes and what they serve."""
@@ -127,6 +142,13 @@ class ServerConfig:
             "How workers run: `process` (one process each), `thread` (threads in one "
             "process, for free-threaded Python) or `auto` (threads when the GIL is disabled, "
             "else processes)."
+        ),
+    )
+    loop: LoopKind = setting(  # noqa: RUF009
+        LoopKind.AUTO,
+        doc=(
+            "Event loop: `asyncio`, `uvloop` (needs the `pounce[fast]` extra) or `auto` "
+            "(uvloop when it is installed, else asyncio)."
         ),
     )
     root_path: str = setting(
@@ -259,6 +281,14 @@ class HttpConfig:
         doc="Close a connection after serving this many requests. 0 means no limit.",
         minimum=0,
         metavar="N",
+    )
+    parser: HttpParser = setting(  # noqa: RUF009
+        HttpParser.FAST,
+        doc=(
+            "HTTP/1.1 request parser: `fast` (Pounce's own) or `h11` (the reference engine, "
+            "with the same strictness checks)."
+        ),
+        flags=("--http-parser",),
     )
 
 

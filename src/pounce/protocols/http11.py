@@ -355,6 +355,14 @@ def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers
             expect_continue = value.lower() == b"100-continue"
     if hosts > 1:
         raise ProtocolError("more than one Host header")
+    if content_length is not None and (
+        sum(n == b"content-length" for n, _ in headers) > 1
+        or any(n == b"content-length" and b"," in v for n, v in headers)
+    ):
+        # Identical duplicates (RFC 9110 §8.6): keep one, normalized, as h11 does.
+        first = next(i for i, (n, _) in enumerate(headers) if n == b"content-length")
+        headers[:] = [h for h in headers if h[0] != b"content-length"]
+        headers.insert(first, (b"content-length", b"%d" % content_length))
     if hosts == 0 and http_version == "1.1":
         raise ProtocolError("missing Host header")
     chunked = False

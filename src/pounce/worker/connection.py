@@ -15,7 +15,9 @@ from urllib.parse import unquote_to_bytes
 
 from pounce.asgi.http import BODY_HIGH_WATER, HTTPCycle
 from pounce.errors import ProtocolError
+from pounce.config import HttpParser
 from pounce.protocols import http11
+from pounce.protocols.h11engine import H11RequestParser
 
 if TYPE_CHECKING:
     from pounce.worker.server import ServerState
@@ -33,7 +35,8 @@ class HTTPConnection(asyncio.Protocol):
         self.state = state
         self.listener = listener
         http = state.config.http
-        self.parser = http11.RequestParser(
+        engine = H11RequestParser if http.parser is HttpParser.H11 else http11.RequestParser
+        self.parser: http11.RequestParser | H11RequestParser = engine(
             max_header_size=http.max_header_size, max_body_size=http.max_body_size
         )
         self.transport: asyncio.Transport | None = None

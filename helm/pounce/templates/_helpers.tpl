@@ -1,0 +1,160 @@
+{{/*
+The chart's name, truncated to the 63 characters of a DNS label.
+*/}}
+{{- define "pounce.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The fully qualified app name: the release name, with the chart name unless it already
+contains it.
+*/}}
+{{- define "pounce.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pounce.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The standard labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/).
+*/}}
+{{- define "pounce.labels" -}}
+helm.sh/chart: {{ include "pounce.chart" . }}
+{{ include "pounce.selectorLabels" . }}
+app.kubernetes.io/version: {{ (.Values.image.tag | default .Chart.AppVersion) | toString | trunc 63 | quote }}
+app.kubernetes.io/component: server
+app.kubernetes.io/part-of: {{ include "pounce.name" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Selector labels: stable across upgrades (a Deployment's selector is immutable).
+*/}}
+{{- define "pounce.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pounce.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "pounce.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "pounce.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "pounce.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{/* Where the chart puts things inside the pod. */}}
+{{- define "pounce.configDir" -}}/etc/pounce{{- end }}
+{{- define "pounce.configPath" -}}/etc/pounce/pounce.toml{{- end }}
+{{- define "pounce.runDir" -}}/run/pounce{{- end }}
+{{- define "pounce.controlSocket" -}}/run/pounce/pounce.sock{{- end }}
+
+{{/*
+A setting of config.shutdown, or Pounce's own default when unset (hasKey, not
+`default`: 0 is a valid value).
+*/}}
+{{- define "pounce.shutdownSetting" -}}
+{{- $shutdown := .root.Values.config.shutdown | default dict }}
+{{- if hasKey $shutdown .key }}{{ index $shutdown .key | float64 }}{{ else }}{{ .fallback | float64 }}{{ end }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: drain_delay + shutdown.timeout + margin, rounded up.
+The countdown starts when the pod is deleted, before the preStop hook (the drain) runs,
+so everything must fit in it: the drain delay, in-flight requests finishing, then the
+SIGTERM that ends the supervisor.
+*/}}
+{{- define "pounce.drainSeconds" -}}
+{{- $delay := include "pounce.shutdownSetting" (dict "root" . "key" "drain_delay" "fallback" 0) | float64 }}
+{{- $timeout := include "pounce.shutdownSetting" (dict "root" . "key" "timeout" "fallback" 30) | float64 }}
+{{- addf $delay $timeout | ceil | int }}
+{{- end }}
+
+{{- define "pounce.terminationGracePeriodSeconds" -}}
+{{- add (include "pounce.drainSeconds" . | int) (.Values.terminationGraceMarginSeconds | int) }}
+{{- end }}
+
+{{/*
+A TOML value.  Helm reads numbers from YAML and JSON as float64, so whole numbers are
+written as integers (Pounce's integer settings reject 2.0; its durations take either).
+*/}}
+{{- define "pounce.tomlValue" -}}
+{{- if kindIs "string" . }}{{ toJson . }}
+{{- else if kindIs "bool" . }}{{ ternary "true" "false" . }}
+{{- else if or (kindIs "float64" .) (kindIs "float32" .) }}
+{{- if eq (floor .) (float64 .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- else if or (kindIs "int" .) (kindIs "int64" .) }}{{ . }}
+{{- else }}{{ fail (printf "config: %v is not a string, number or boolean" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+pounce.toml: `config` (top-level keys first, then one [table] each), then the
+listeners, admin and control socket the chart manages.
+*/}}
+{{- define "pounce.toml" -}}
+# Rendered by the {{ include "pounce.chart" . }} chart from its `config` value.
+{{- range $key, $value := .Values.config }}
+{{- if not (kindIs "map" $value) }}
+{{ $key }} = {{ include "pounce.tomlValue" $value }}
+{{- end }}
+{{- end }}
+{{- range $table, $settings := .Values.config }}
+{{- if kindIs "map" $settings }}
+
+[{{ $table }}]
+{{- range $key, $value := $settings }}
+{{- if not (kindIs "invalid" $value) }}
+{{ $key }} = {{ include "pounce.tomlValue" $value }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range .Values.listen.http.hosts }}
+
+[[listen]]
+host = {{ . | toJson }}
+port = {{ $.Values.listen.http.port | int }}
+{{- end }}
+{{- if .Values.listen.uds.enabled }}
+
+[[listen]]
+path = {{ .Values.listen.uds.path | toJson }}
+mode = {{ .Values.listen.uds.mode }}
+{{- end }}
+
+[admin]
+host = {{ .Values.admin.host | toJson }}
+port = {{ .Values.admin.port | int }}
+
+[control]
+socket = {{ include "pounce.controlSocket" . | toJson }}
+{{- end }}
+
+{{/*
+A path of config.health, or Pounce's default.
+*/}}
+{{- define "pounce.healthPath" -}}
+{{- $health := .root.Values.config.health | default dict }}
+{{- if hasKey $health .key }}{{ index $health .key }}{{ else }}{{ .fallback }}{{ end }}
+{{- end }}
+
+{{- define "pounce.metricsPath" -}}
+{{- $metrics := .Values.config.metrics | default dict }}
+{{- if hasKey $metrics "path" }}{{ $metrics.path }}{{ else }}/metrics{{ end }}
+{{- end }}

@@ -1,0 +1,145 @@
+"""The reference HTTP/1.1 engine: h11 parses, Pounce's strictness checks run on top.
+
+It has the same interface and events as :class:`~pounce.protocols.http11.RequestParser`
+(``http.parser = "h11"``).  h11 alone accepts some requests Pounce must refuse (a
+duplicate or malformed Host, an absurd chunk size, ...), so every request head is also
+checked with :func:`~pounce.protocols.http11.parse_head` before h11's events are used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+
+from pounce.errors import ProtocolError
+from pounce.protocols import http11
+
+# h11 accepts chunk sizes of up to 20 hex digits; http11 caps them at 16.
+_MAX_CHUNK = 16**16 - 1
+
+
+class H11RequestParser:
+    """A drop-in for :class:`~pounce.protocols.http11.RequestParser` built on h11."""
+
+    def __init__(self, *, max_header_size: int = 65536, max_body_size: int = 0) -> None:
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+        self._conn = self._new_connection()
+        self._head = bytearray()
+        self._in_head = True
+        self._done = False
+        self._request: http11.Request | None = None
+        self._body_seen = 0
+
+    def _new_connection(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_size)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._head) if self._in_head else len(self._conn.trailing_data[0])
+
+    @property
+    def waiting_for_head(self) -> bool:
+        return self._in_head
+
+    @property
+    def in_body(self) -> bool:
+        return not self._in_head and not self._done
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._in_head:
+            self._head += data  # h11 gets the head once our checks passed
+        else:
+            self._conn.receive_data(data)
+
+    def start_next_cycle(self) -> None:
+        if not self._done:
+            raise RuntimeError("the current request is not complete")
+        leftover, _closed = self._conn.trailing_data
+        self._conn = self._new_connection()
+        self._head = bytearray(leftover)
+        self._in_head = True
+        self._done = False
+        self._request = None
+
+    def next_event(self) -> http11.Event:
+        if self._done:
+            return http11.PAUSED
+        if self._in_head and self._request is None:
+            if self._check_head() is None:
+                return http11.NEED_DATA
+            # RFC 9112 §2.2: empty lines before the request-line are ignored (h11 refuses them).
+            self._conn.receive_data(bytes(self._head.lstrip(b"\r\n")))
+        try:
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ProtocolError(str(exc), exc.error_status_hint) from None
+        return self._translate(event)
+
+    def _check_head(self) -> http11.Request | None:
+        """Our strictness checks on the raw head, once it is complete."""
+        head = self._head.lstrip(b"\r\n")
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > self.max_header_size:
+                raise ProtocolError("request header section too large", 431)
+            if b"\n\n" in head or b"\r\r" in head:
+                raise ProtocolError("bare CR or LF in the request head")
+            return None
+        if end + 4 > self.max_header_size:
+            raise ProtocolError("request header section too large", 431)
+        request = http11.parse_head(bytes(head[:end]))
+        if (
+            self.max_body_size
+            and request.content_length is not None
+            and request.content_length > self.max_body_size
+        ):
+            raise ProtocolError("request body larger than max_body_size", 413)
+        self._request = request
+        return request
+
+    def _translate(self, event: Any) -> http11.Event:
+        if event is h11.NEED_DATA:
+            self._check_chunk()
+            return http11.NEED_DATA
+        if isinstance(event, h11.Request):
+            checked = self._request
+            assert checked is not None
+            self._in_head = False
+            self._head.clear()
+            self._body_seen = 0
+            return http11.Request(
+                method=bytes(event.method),
+                target=bytes(event.target),
+                http_version=event.http_version.decode("ascii"),
+                headers=[(bytes(n), bytes(v)) for n, v in event.headers],
+                keep_alive=checked.keep_alive,
+                expect_continue=checked.expect_continue,
+                content_length=checked.content_length,
+                chunked=checked.chunked,
+            )
+        if isinstance(event, h11.Data):
+            self._body_seen += len(event.data)
+            if self.max_body_size and self._body_seen > self.max_body_size:
+                raise ProtocolError("request body larger than max_body_size", 413)
+            self._check_chunk()
+            return http11.Data(bytes(event.data))
+        if isinstance(event, h11.EndOfMessage):
+            self._done = True
+            return http11.END_OF_MESSAGE
+        if isinstance(event, h11.ConnectionClosed):
+            return http11.NEED_DATA
+        raise ProtocolError(f"unexpected h11 event {type(event).__name__}")
+
+    def _check_chunk(self) -> None:
+        # h11 does not bound chunk sizes: look at the size it is reading now.
+        pending = getattr(self._conn._reader, "_bytes_in_chunk", 0)
+        if not isinstance(pending, int):
+            return
+        if pending > _MAX_CHUNK:
+            raise ProtocolError("invalid chunk size")
+        if self.max_body_size and self._body_seen + pending > self.max_body_size:
+            raise ProtocolError("request body larger than max_body_size", 413)

@@ -1,0 +1,65 @@
+"""A corpus of valid and malformed HTTP/1.1 requests shared by the parser tests."""
+
+from __future__ import annotations
+
+BAD = {
+    "cl-and-te": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "differing-cl": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+    "cl-list": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\n",
+    "cl-sign": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n",
+    "te-gzip": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    "te-chunked-gzip": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    "te-identity": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n",
+    "te-double": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+    "te-http10": b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "obs-fold": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n",
+    "space-before-colon": b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+    "nul-in-value": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "ctl-in-value": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+    "ctl-in-target": b"GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n",
+    "nul-in-target": b"GET /a\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "bare-lf": b"GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n",
+    "bare-cr": b"GET / HTTP/1.1\r\nHost: x\rX-A: 1\r\n\r\n",
+    "bad-method": b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "extra-space": b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "no-host": b"GET / HTTP/1.1\r\n\r\n",
+    "two-hosts": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "bad-host": b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "bad-host-ipv6": b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+    "bad-version": b"GET / HTTX/1.1\r\nHost: x\r\n\r\n",
+    "bad-target": b"GET foo HTTP/1.1\r\nHost: x\r\n\r\n",
+    "bad-header-name": b"GET / HTTP/1.1\r\nHost: x\r\nX(A): 1\r\n\r\n",
+    "no-colon": b"GET / HTTP/1.1\r\nHost: x\r\nnocolon\r\n\r\n",
+}
+BAD_CHUNKS = {
+    "non-hex": b"zz\r\n",
+    "negative": b"-1\r\n",
+    "empty": b"\r\n",
+    "huge": b"ffffffffffffffffffff\r\n",
+    "0x-prefix": b"0x5\r\nhello\r\n0\r\n\r\n",
+    "no-crlf-after-data": b"5\r\nhelloX\r\n0\r\n\r\n",
+}
+
+_CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+GOOD_REQUESTS: list[bytes] = [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /a?b=c HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET http://x/y?z HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Tab: a\tb\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-High: caf\xc3\xa9\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    _CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n\r\n",
+    _CHUNKED_HEAD + b"5;a=b\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+]
+
+BAD_REQUESTS: list[bytes] = list(BAD.values()) + [_CHUNKED_HEAD + c for c in BAD_CHUNKS.values()]
