@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from pounce.asgi.http import BODY_HIGH_WATER, HTTPCycle
-from pounce.errors import ProtocolError
 from pounce.config import HttpParser
+from pounce.errors import ProtocolError
 from pounce.protocols import http11
 from pounce.protocols.h11engine import H11RequestParser
 
