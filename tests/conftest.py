@@ -127,6 +127,9 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     engine = os.environ.get("POUNCE_TEST_HTTP_PARSER")
     if engine:
         env["POUNCE_HTTP_PARSER"] = engine
+    loop = os.environ.get("POUNCE_TEST_LOOP")  # likewise: asyncio | uvloop
+    if loop:
+        env["POUNCE_SERVER_LOOP"] = loop
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("COLUMNS", "120")

@@ -40,6 +40,11 @@ def all_versions(port: int, version: str, n: int = 20) -> bool:
     return all(version_of(port) == version for _ in range(n))
 
 
+def becomes(port: int, version: str) -> bool:
+    """After a reload, responses become ``version`` (every one of 20 in a row)."""
+    return wait_for(lambda: all_versions(port, version), 10)
+
+
 def test_reload_imports_the_app_afresh(daemons: Daemons) -> None:
     appdir = daemons.tmpdir()
     write_versioned_app(appdir, "reload_fresh_app", "v1")
@@ -52,14 +57,14 @@ def test_reload_imports_the_app_afresh(daemons: Daemons) -> None:
     assert result.returncode == 0, both(result) + d.output
     status = d.wait_workers(2, generation=2)
     assert not old_pids & {w["pid"] for w in status["workers"]}
-    assert all_versions(d.port, "v2"), d.output
+    assert becomes(d.port, "v2"), d.output
     assert wait_for(lambda: not any(alive(p) for p in old_pids), 15), "old generation not stopped"
 
     # SIGHUP does the same.
     write_versioned_app(appdir, "reload_fresh_app", "v3")
     d.signal(signal.SIGHUP)
     d.wait_workers(2, generation=3)
-    assert all_versions(d.port, "v3"), d.output
+    assert becomes(d.port, "v3"), d.output
 
 
 def test_invalid_config_is_rejected_and_the_old_generation_keeps_serving(
@@ -94,7 +99,7 @@ def test_invalid_config_is_rejected_and_the_old_generation_keeps_serving(
     result = d.ctl("reload")
     assert result.returncode == 0, both(result) + d.output
     d.wait_workers(2, generation=2)
-    assert all_versions(d.port, "v2")
+    assert becomes(d.port, "v2"), d.output
 
 
 @pytest.mark.parametrize("how", ["import_error", "lifespan_failure", "startup_timeout"])
@@ -134,7 +139,7 @@ def test_failed_new_generation_is_stopped_and_the_old_one_keeps_serving(
     result = d.ctl("reload")
     assert result.returncode == 0, both(result) + d.output
     d.wait_workers(2, generation=2)
-    assert all_versions(d.port, "v3")
+    assert becomes(d.port, "v3"), d.output
 
 
 def test_request_in_flight_finishes_on_the_old_generation(daemons: Daemons) -> None:
@@ -162,7 +167,9 @@ def test_request_in_flight_finishes_on_the_old_generation(daemons: Daemons) -> N
             )
             assert reload.poll() in (None, 0)
             # New requests go to the new generation while the old one finishes.
-            assert wait_for(lambda: get(d.port, "/").json()["pid"] not in old_pids, 10)
+            assert wait_for(
+                lambda: all(get(d.port, "/").json()["pid"] not in old_pids for _ in range(10)), 10
+            ), d.output
             release.write_text("go")
             data = b""
             while chunk := slow.recv(65536):

@@ -105,12 +105,13 @@ written as integers (Pounce's integer settings reject 2.0; its durations take ei
 
 {{/*
 pounce.toml: `config` (top-level keys first, then one [table] each), then the
-listeners, admin and control socket the chart manages.
+listeners, admin and control socket the chart manages.  A null value (`--set
+config.http.max_body_size=null`) removes a key, so Pounce's default applies.
 */}}
 {{- define "pounce.toml" -}}
 # Rendered by the {{ include "pounce.chart" . }} chart from its `config` value.
 {{- range $key, $value := .Values.config }}
-{{- if not (kindIs "map" $value) }}
+{{- if not (or (kindIs "map" $value) (kindIs "invalid" $value)) }}
 {{ $key }} = {{ include "pounce.tomlValue" $value }}
 {{- end }}
 {{- end }}

@@ -380,6 +380,11 @@ class HTTPCycle:
 def _as_header_list(raw: Iterable[Any]) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = []
     for item in raw:
+        if type(item) is tuple and len(item) == 2:  # the common case, checked cheaply
+            name, value = item
+            if type(name) is bytes and type(value) is bytes:
+                headers.append(item)
+                continue
         try:
             name, value = item
         except (TypeError, ValueError):

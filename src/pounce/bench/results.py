@@ -33,6 +33,7 @@ class RunRecord:
     socket_errors: int = 0
     non_2xx: int = 0
     startup_ms: float | None = None
+    processes: int | None = None
     rss_idle_kib: int | None = None
     rss_peak_kib: int | None = None
     rss_after_kib: int | None = None
@@ -107,6 +108,7 @@ def summarise_servers(runs: Sequence[RunRecord], servers: Sequence[str]) -> dict
             default=None,
         )
         out[s] = {
+            "processes": median(r.processes for r in mine),
             "startup_ms": median(r.startup_ms for r in mine),
             "rss_idle_kib": median(r.rss_idle_kib for r in mine),
             "rss_peak_kib": peak.rss_peak_kib if peak else None,
@@ -130,12 +132,8 @@ def ratios(
         out[workload] = {
             o: {
                 p: {
-                    "requests_per_s": ratio(
-                        cells[o]["requests_per_s"], cells[p]["requests_per_s"]
-                    ),
-                    "latency_p99_ms": ratio(
-                        cells[o]["latency_p99_ms"], cells[p]["latency_p99_ms"]
-                    ),
+                    "requests_per_s": ratio(cells[o]["requests_per_s"], cells[p]["requests_per_s"]),
+                    "latency_p99_ms": ratio(cells[o]["latency_p99_ms"], cells[p]["latency_p99_ms"]),
                 }
                 for p in peers
             }

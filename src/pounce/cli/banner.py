@@ -13,6 +13,7 @@ from rich.table import Table
 from pounce import __version__
 from pounce.config import Config
 from pounce.net.listeners import Listener
+from pounce.worker.loops import resolve_loop
 
 
 def python_build() -> str:
@@ -33,6 +34,8 @@ def banner_table(
     table.add_column()
     table.add_row("python", python_build())
     table.add_row("app", config.app or "-")
+    loop = resolve_loop(config.server.loop).value
+    table.add_row("engine", f"{loop} loop, {config.http.parser.value} HTTP/1.1 parser")
     table.add_row("workers", f"{config.server.workers} ({config.server.worker_mode.value} mode)")
     for i, listener in enumerate(listeners):
         table.add_row("listen" if i == 0 else "", listener.describe())

@@ -114,8 +114,11 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from pounce.supervisor import run_daemon
     from pounce.supervisor.systemd import Notifier
 
+    from pounce.worker.loops import resolve_loop
+
     config = _load(ns, with_flags=True)
     _app_loader(config)  # fail early, before any socket, when no app is given
+    resolve_loop(config.server.loop)  # likewise for a loop that is not installed
     configure_logging(config.logging.level, config.logging.format, file=config.logging.file or None)
     notifier = Notifier()  # takes NOTIFY_SOCKET and WATCHDOG_* out of the environment
     activated = take_activated_sockets()  # likewise LISTEN_*

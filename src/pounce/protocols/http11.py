@@ -31,6 +31,7 @@ _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HOST = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+(?:%25[0-9A-Za-z._~-]+)?\]|[0-9A-Za-z\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
 )
+_COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"))
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
 _MAX_CHUNK_LINE: Final = 4096
 
@@ -155,7 +156,7 @@ class RequestParser:
     def _parse_head(self) -> Event:
         buf = self._buf
         # RFC 9112 §2.2: a server SHOULD ignore empty lines before the request-line.
-        while buf[:2] == b"\r\n":
+        while buf.startswith(b"\r\n"):
             del buf[:2]
         end = buf.find(b"\r\n\r\n")
         if end < 0:
@@ -274,8 +275,9 @@ def _check_block(block: bytes) -> None:
         raise ProtocolError("bare CR or LF in request head")
 
 
-def _parse_fields(lines: list[bytes], block: bytes) -> Headers:
-    _check_block(block)
+def _parse_fields(lines: list[bytes], block: bytes | None) -> Headers:
+    if block is not None:
+        _check_block(block)
     headers: Headers = []
     append = headers.append
     match = _HEADER_LINE.fullmatch
@@ -291,13 +293,13 @@ def _parse_fields(lines: list[bytes], block: bytes) -> Headers:
 
 def parse_head(head: bytes) -> Request:
     """Parse a request head (without its final blank line) into a :class:`Request`."""
+    _check_block(head)  # control characters, bare CR or LF: anywhere in the head
     lines = head.split(b"\r\n")
-    request_line = lines[0]
-    parts = request_line.split(b" ")
+    parts = lines[0].split(b" ")
     if len(parts) != 3:
         raise ProtocolError("malformed request line")
     method, target, version = parts
-    if _TOKEN.fullmatch(method) is None:
+    if method not in _COMMON_METHODS and _TOKEN.fullmatch(method) is None:
         raise ProtocolError("invalid method")
     if version == b"HTTP/1.1":
         http_version = "1.1"
@@ -308,13 +310,13 @@ def parse_head(head: bytes) -> Request:
     else:
         raise ProtocolError("malformed HTTP version")
     _check_target(method, target)
-    headers = _parse_fields(lines[1:], head) if len(lines) > 1 else []
-    _check_block(request_line)
+    headers = _parse_fields(lines[1:], None) if len(lines) > 1 else []
     return _interpret(method, target, http_version, headers)
 
 
 def _check_target(method: bytes, target: bytes) -> None:
-    if not target or _CTL.search(target) or b"\t" in target:
+    # (control characters were refused for the whole head already)
+    if not target or b"\t" in target:
         raise ProtocolError("invalid request target")
     first = target[:1]
     if first == b"/":

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+import types
+from collections.abc import Coroutine, Generator
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_to_bytes
 
 from pounce.asgi.http import BODY_HIGH_WATER, HTTPCycle
@@ -18,6 +21,7 @@ from pounce.config import HttpParser
 from pounce.errors import ProtocolError
 from pounce.protocols import http11
 from pounce.protocols.h11engine import H11RequestParser
+from pounce.types import ASGIApp
 
 if TYPE_CHECKING:
     from pounce.worker.server import ServerState
@@ -50,13 +54,16 @@ class HTTPConnection(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         self._timer_is_header = False
+        self._processing = False
+        self._unlaunched: ASGIApp | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's transports are not asyncio.Transport subclasses, but behave alike)
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -67,7 +74,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
-        self._cancel_timer()
+        self._drop_timer()
         self.closing = True
         if self.cycle is not None:
             self.cycle.disconnect()
@@ -95,10 +102,22 @@ class HTTPConnection(asyncio.Protocol):
     # -- parsing ----------------------------------------------------------------
 
     def _process(self) -> None:
+        if self._processing:
+            return  # an app that finished inside _start_cycle: the loop below goes on
+        self._processing = True
+        try:
+            self._process_events()
+        finally:
+            self._processing = False
+
+    def _process_events(self) -> None:
         parser = self.parser
         while not self.closing:
             cycle = self.cycle
             if cycle is not None and cycle.body_complete:
+                self._launch()
+                if self.cycle is None:
+                    continue  # answered at once: go on with a pipelined request
                 if parser.buffered > PIPELINE_HIGH_WATER:
                     self._pause_reading()
                 return
@@ -108,12 +127,14 @@ class HTTPConnection(asyncio.Protocol):
                 self._reject(exc)
                 return
             if event is http11.NEED_DATA or event is http11.PAUSED:
+                self._launch()
                 return
             if isinstance(event, http11.Data):
                 assert cycle is not None
                 cycle.feed_body(event.data)
                 if cycle.buffered > BODY_HIGH_WATER:
                     self._pause_reading()
+                    self._launch()
                     return
             elif event is http11.END_OF_MESSAGE:
                 assert cycle is not None
@@ -121,6 +142,19 @@ class HTTPConnection(asyncio.Protocol):
             else:
                 assert isinstance(event, http11.Request)
                 self._start_cycle(event)
+
+    def _launch(self) -> None:
+        """Start the app of a new cycle, once the body bytes already here are in it."""
+        app, self._unlaunched = self._unlaunched, None
+        cycle = self.cycle
+        if app is None or cycle is None:
+            return
+        state = self.state
+        task = start_eagerly(cycle.run(app), state.loop)
+        if task is not None:
+            self.task = task if self.cycle is cycle else None
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)
 
     def _start_cycle(self, request: http11.Request) -> None:
         self._cancel_timer()
@@ -142,9 +176,7 @@ class HTTPConnection(asyncio.Protocol):
             metrics=state.metrics if special is None else None,
         )
         self.cycle = cycle
-        self.task = state.loop.create_task(cycle.run(special or state.app))
-        state.tasks.add(self.task)
-        self.task.add_done_callback(state.tasks.discard)
+        self._unlaunched = special or state.app
 
     def _scope(self, request: http11.Request) -> dict[str, Any]:
         target = request.target
@@ -156,7 +188,10 @@ class HTTPConnection(asyncio.Protocol):
         raw_path, _, query = target.partition(b"?")
         raw_path = raw_path.partition(b"#")[0]
         root_path = self.state.root_path
-        path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        if b"%" in raw_path:
+            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        else:
+            path = raw_path.decode("utf-8", "replace")
         if root_path:
             path = root_path + path
             raw_path = root_path.encode() + raw_path
@@ -215,9 +250,12 @@ class HTTPConnection(asyncio.Protocol):
             self.transport.abort()
 
     def resume_reading(self) -> None:
+        """The app took the buffered body: read on, starting with bytes already parsed-in."""
         if self._reading_paused and self.transport is not None:
             self._reading_paused = False
             self.transport.resume_reading()
+            # Events may be waiting in bytes already received (or the body's end).
+            self.state.loop.call_soon(self._process)
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:
@@ -254,18 +292,41 @@ class HTTPConnection(asyncio.Protocol):
     # -- timers and shutdown -------------------------------------------------------
 
     def _set_timer(self, delay: float, *, header: bool) -> None:
-        self._cancel_timer()
+        """Arm the connection's one timeout: ``delay`` seconds from now.
+
+        Per request this only moves a deadline; the loop's timer is re-armed when it
+        fires early, so keep-alive traffic does not churn the timer heap.
+        """
+        loop = self.state.loop
+        deadline = loop.time() + delay
+        self._deadline = deadline
         self._timer_is_header = header
-        self._timer = self.state.loop.call_later(delay, self._timeout)
+        timer = self._timer
+        if timer is not None and timer.when() > deadline:
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self._timer = loop.call_at(deadline, self._timeout)
 
     def _cancel_timer(self) -> None:
+        self._deadline = None
+        self._timer_is_header = False
+
+    def _drop_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._timer_is_header = False
 
     def _timeout(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self.state.loop.time() < deadline:
+            self._timer = self.state.loop.call_at(deadline, self._timeout)
+            return
+        self._deadline = None
         transport = self.transport
         if transport is None or transport.is_closing() or self.cycle is not None:
             return
@@ -291,6 +352,45 @@ class HTTPConnection(asyncio.Protocol):
             self.closing = True
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.close()
+
+
+def start_eagerly(
+    coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
+) -> asyncio.Task[None] | None:
+    """Run ``coro`` up to its first suspension now; return a Task only if it suspends.
+
+    Most responses complete without suspending, so no Task is made and no loop
+    iteration is spent on them.  The first step runs in a copied context that the
+    Task then goes on with, as an eager task would.
+    """
+    context = contextvars.copy_context()
+    try:
+        yielded = context.run(coro.send, None)
+    except StopIteration:
+        return None
+    except BaseException:
+        coro.close()
+        raise
+    return loop.create_task(_resume(coro, yielded), context=context)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
+    """Drive an already-started coroutine inside a Task: pass its yields (futures) up,
+    and values, exceptions and cancellation down."""
+    while True:
+        try:
+            value = yield yielded
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(value)
+            except StopIteration:
+                return
 
 
 def _addresses(

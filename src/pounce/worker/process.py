@@ -25,6 +25,7 @@ from pounce.logs import configure_logging
 from pounce.net.listeners import Listener
 from pounce.types import ASGIApp
 from pounce.worker.link import SupervisorLink, send_blocking
+from pounce.worker.loops import loop_factory
 from pounce.worker.server import ServerState, Worker
 
 log = logging.getLogger("pounce.error")
@@ -85,7 +86,8 @@ def serve_worker(
 
     worker = Worker(spec.config, app, listeners, link_factory=make_link)
     try:
-        asyncio.run(worker.serve(install_signals=not in_thread))
+        with asyncio.Runner(loop_factory=loop_factory(spec.config.server.loop)) as runner:
+            runner.run(worker.serve(install_signals=not in_thread))
     except PounceError as exc:
         # Lifespan startup failed: report it as a boot failure with the app's message.
         send_blocking(link_sock, {"t": "boot_failed", "error": str(exc), "code": exc.exit_code})

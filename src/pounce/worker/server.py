@@ -20,6 +20,7 @@ from typing import Any
 
 from pounce.asgi.lifespan import Lifespan
 from pounce.config import Config
+from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
 from pounce.metrics import Collector
 from pounce.net.listeners import Listener
@@ -105,7 +106,12 @@ class Worker:
             state.special_routes = special_routes(self.config, state, self.link)
         lifespan = Lifespan(self.app)
         state.lifespan_state = lifespan.state
-        await lifespan.startup()
+        try:
+            await lifespan.startup()
+        except PounceError as exc:
+            if self.link is not None:
+                await self.link.close({"t": "boot_failed", "error": str(exc), "code": exc.exit_code})
+            raise
         if install_signals:
             self._install_signals(loop)
         for listener in self.listeners:

@@ -1,0 +1,31 @@
+"""``python -m pounce.bench`` is the same as ``pounce bench``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pounce.bench.command import EPILOG, add_bench_arguments, run_bench
+from pounce.errors import PounceError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pounce.bench",
+        description="Benchmark Pounce with wrk, alone or side by side with other ASGI servers.",
+        epilog=EPILOG,
+    )
+    add_bench_arguments(parser)
+    ns = parser.parse_args(argv)
+    try:
+        return run_bench(ns)
+    except PounceError as exc:
+        print(f"pounce bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,456 @@
+"""The Helm chart in helm/pounce, rendered and linted by Helm's own engine.
+
+``helm-python-sdk`` binds Helm's Go library (v4): values are checked against
+values.schema.json, ``lint`` and ``render`` are what ``helm lint`` and ``helm template``
+run.  Every rendered manifest is validated against the Kubernetes OpenAPI schemas of the
+oldest and newest versions the chart supports (``kubernetes-validate``, strict: unknown
+fields are errors), the pounce.toml of the ConfigMap passes ``pounce check``, and the
+rendered preStop hook drains a real Pounce running that config, within the rendered
+terminationGracePeriodSeconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import httpx
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from helm_python import _native
+
+from apps.deploy_support import (
+    CHART_DIR,
+    DEPLOY_DIR,
+    ROOT,
+    Proc,
+    both,
+    free_port,
+    get,
+    pounce_cmd,
+    run,
+    short_tmpdir,
+    status,
+    wait_for,
+    write_toml,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+KUBE_VERSIONS = ("1.25.0", "1.37.0")  # Chart.yaml kubeVersion ">=1.25.0-0" .. newest schemas
+MONITORING = "monitoring.coreos.com/v1"
+LB_IDLE_TIMEOUT = 60  # AWS ALB, GCP HTTP(S) LB and nginx-ingress upstream keep-alive
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "single-replica": {"replicaCount": 1},
+    "hpa": {"autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80}},
+    "servicemonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "uds": {
+        "listen": {"uds": {"enabled": True}, "http": {"hosts": ["0.0.0.0", "::"]}},
+        "sidecars": [
+            {
+                "name": "proxy",
+                "image": "docker.io/library/nginx:1.27",
+                "volumeMounts": [{"name": "sockets", "mountPath": "/run/pounce-http"}],
+            }
+        ],
+    },
+    "tuned": {
+        "config": {
+            "app": "examples.hello:app",
+            "server": {"workers": 4, "worker_mode": "process", "backlog": 4096},
+            "http": {"keep_alive_timeout": 90.5, "max_body_size": 0},
+            "shutdown": {"drain_delay": 0, "timeout": 12.5},
+            "health": {"live_path": "/livez", "ready_path": "/readyz"},
+            "metrics": {"path": "/prom"},
+        },
+        "terminationGraceMarginSeconds": 3,
+    },
+}
+# Profiles rendered as if the cluster served the Prometheus Operator's API.
+API_VERSIONS = {"servicemonitor": [MONITORING], "example-values": [MONITORING]}
+
+
+def profile_values(name: str) -> dict[str, Any]:
+    if name == "example-values":
+        return helm.values_from_yaml((DEPLOY_DIR / "kubernetes" / "values.yaml").read_text())
+    return PROFILES[name]
+
+
+ALL_PROFILES = [*PROFILES, "example-values"]
+
+
+def render(values: dict[str, Any], api_versions: list[str] | None = None) -> dict[str, str]:
+    """``helm template web helm/pounce -n prod [--api-versions ...]``: template -> text.
+
+    ``Chart.render`` does not expose ``--api-versions`` (.Capabilities.APIVersions), which
+    the library's render call accepts in its options; call it directly for that.
+    """
+    with helm.Chart.load(CHART_DIR) as chart:
+        chart.validate_schema(values)
+        if not api_versions:
+            return chart.render(values, name="web", namespace="prod", is_install=True)
+        opts = {"name": "web", "namespace": "prod", "is_install": True}
+        opts["api_versions"] = api_versions
+        raw = _native.call_string("helm_render", chart._raw(), json.dumps(values), json.dumps(opts))
+        manifests: dict[str, str] = json.loads(raw)
+        return manifests
+
+
+def objects(manifests: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Every rendered object by kind (the chart renders at most one of each)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path, text in manifests.items():
+        if not path.endswith(".yaml"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                assert doc["kind"] not in found, doc["kind"]
+                found[doc["kind"]] = doc
+    return found
+
+
+def container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    return next(c for c in pod["containers"] if c["name"] == "pounce")
+
+
+def pounce_toml(objs: dict[str, dict[str, Any]]) -> str:
+    text: str = objs["ConfigMap"]["data"]["pounce.toml"]
+    return text
+
+
+# ServiceMonitor is a custom resource: kubernetes-validate has no schema for it.  This is
+# the part of the Prometheus Operator's CRD (monitoring.coreos.com/v1) the chart uses.
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": MONITORING},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "properties": {"matchLabels": {"type": "object"}},
+                    "additionalProperties": False,
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "properties": {"matchNames": {"type": "array", "items": {"type": "string"}}},
+                    "additionalProperties": False,
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^(0|([0-9]+(ms|s|m|h))+)$"},
+                            "scrapeTimeout": {
+                                "type": "string",
+                                "pattern": "^(0|([0-9]+(ms|s|m|h))+)$",
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+# -- lint and schema ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ALL_PROFILES)
+def test_helm_lint_is_clean(profile: str) -> None:
+    for version in KUBE_VERSIONS:
+        report = helm.lint(
+            CHART_DIR, profile_values(profile), strict=True, kube_version=f"v{version}"
+        )
+        # Severity 1 is INFO ("icon is recommended"); 2 WARNING and 3 ERROR fail.
+        problems = [m for m in report["messages"] if m["severity"] >= 2]
+        assert problems == [] and report["errors"] == [], report
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"replicas": 3},  # not a value of this chart (replicaCount is)
+        {"config": {"app": "x:y", "http": {"keep_alive_timout": 75}}},  # typo
+        {"config": {"app": "x:y", "tls": {"certificate": "/c.pem"}}},  # not a Pounce table
+        {"config": {"app": "x:y", "listen": [{"port": 80}]}},  # managed by the chart
+        {"config": {"app": "x:y", "server": {"workers": "two"}}},
+        {"config": {"app": "x:y", "server": {"workers": 0}}},
+        {"config": {"app": "x:y", "logging": {"format": "yaml"}}},
+        {"listen": {"uds": {"enabled": True, "path": "/run/x.sock", "mode": "660"}}},
+        {"autoscaling": {"enabled": True, "minReplica": 2}},
+    ],
+    ids=lambda v: json.dumps(v)[:50],
+)
+def test_schema_rejects_unknown_keys_and_bad_values(values: dict[str, Any]) -> None:
+    with helm.Chart.load(CHART_DIR) as chart, pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(values)
+    report = helm.lint(CHART_DIR, values)
+    assert report["errors"], report
+
+
+def test_schema_config_follows_pounce_declarations() -> None:
+    """Every key the chart's schema allows in `config` is a Pounce setting of that type.
+
+    ``python helm/gen_values_schema.py`` writes that part from the declarations; a
+    setting added to Pounce later is simply not allowed by the chart until it is rerun.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen", ROOT / "helm" / "gen_values_schema.py")
+    assert spec and spec.loader
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    shipped = json.loads((CHART_DIR / "values.schema.json").read_text())["properties"]["config"]
+    current = gen.config_schema()
+    assert shipped["additionalProperties"] is False
+    for key, schema in shipped["properties"].items():
+        assert key in current["properties"], f"config.{key} is not a Pounce setting"
+        if "properties" not in schema:
+            assert schema == current["properties"][key], key
+            continue
+        assert schema["additionalProperties"] is False, key
+        for setting, setting_schema in schema["properties"].items():
+            declared = current["properties"][key]["properties"]
+            assert setting in declared, f"config.{key}.{setting} is not a Pounce setting"
+            assert setting_schema == declared[setting], f"config.{key}.{setting}"
+    assert not {"listen", "admin", "control"} & set(shipped["properties"])
+
+
+# -- rendered manifests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ALL_PROFILES)
+def test_rendered_manifests_are_valid_kubernetes(profile: str) -> None:
+    manifests = render(profile_values(profile), API_VERSIONS.get(profile))
+    objs = objects(manifests)
+    assert {"ConfigMap", "Deployment", "Service", "ServiceAccount"} <= set(objs)
+    for kind, obj in objs.items():
+        if kind == "ServiceMonitor":
+            jsonschema.validate(obj, SERVICE_MONITOR_SCHEMA)
+            continue
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    assert manifests["pounce/templates/NOTES.txt"].strip()
+
+
+def test_validation_is_not_vacuous() -> None:
+    objs = objects(render({}))
+    deployment = objs["Deployment"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGett"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
+
+
+@pytest.mark.parametrize("profile", ALL_PROFILES)
+def test_rendered_pounce_toml_passes_pounce_check(profile: str, tmp_path: Path) -> None:
+    objs = objects(render(profile_values(profile), API_VERSIONS.get(profile)))
+    path = tmp_path / "pounce.toml"
+    path.write_text(pounce_toml(objs))
+    result = run(pounce_cmd("check", "-c", str(path)))
+    assert result.returncode == 0, both(result) + pounce_toml(objs)
+
+
+@pytest.mark.parametrize("profile", ALL_PROFILES)
+def test_deployment_follows_the_daemon(profile: str) -> None:
+    values = profile_values(profile)
+    objs = objects(render(values, API_VERSIONS.get(profile)))
+    config = tomllib.loads(pounce_toml(objs))
+    deployment = objs["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    main = container(objs)
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+
+    # Rollouts never dip below capacity; a new pounce.toml rolls the pods.
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    configmap_text = render(values, API_VERSIONS.get(profile))["pounce/templates/configmap.yaml"]
+    checksum = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    assert checksum == hashlib.sha256(configmap_text.encode()).hexdigest()
+    autoscaled = values.get("autoscaling", {}).get("enabled", False)
+    assert ("replicas" in deployment["spec"]) is not autoscaled
+    assert ("HorizontalPodAutoscaler" in objs) is autoscaled
+    replicas = values.get("replicaCount", 2)
+    assert ("PodDisruptionBudget" in objs) is (autoscaled or replicas > 1)
+
+    # Listeners: the container ports are the ones in pounce.toml.
+    tcp = [entry for entry in config["listen"] if "port" in entry]
+    assert tcp and all(entry["port"] == ports["http"] for entry in tcp)
+    assert config["admin"]["port"] == ports["admin"]
+
+    # Probes on the supervisor's admin listener, at the configured health paths.
+    health = config.get("health", {})
+    live, ready = health.get("live_path", "/health/live"), health.get("ready_path", "/health/ready")
+    for probe, path in (("startupProbe", live), ("livenessProbe", live), ("readinessProbe", ready)):
+        assert main[probe]["httpGet"] == {"path": path, "port": "admin"}, probe
+
+    # Termination: the grace period covers drain_delay + shutdown.timeout + margin.
+    shutdown = config.get("shutdown", {})
+    drain = shutdown.get("drain_delay", 0.0) + shutdown.get("timeout", 30.0)
+    margin = values.get("terminationGraceMarginSeconds", 10)
+    assert pod["terminationGracePeriodSeconds"] == math.ceil(drain) + margin
+    assert pod["terminationGracePeriodSeconds"] >= drain + 1
+    hook = main["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[:6] == ["pounce", "ctl", "-c", "/etc/pounce/pounce.toml", "drain", "--wait"]
+    assert drain <= float(hook[hook.index("--timeout") + 1]) < pod["terminationGracePeriodSeconds"]
+
+    # Keep-alive outlives the load balancer's idle timeout.
+    assert config["http"]["keep_alive_timeout"] > LB_IDLE_TIMEOUT
+
+    # Locked down: non-root, read-only root, no capabilities, seccomp; writable emptyDirs
+    # only for /tmp, the control socket and the Unix listener.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = main["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert pod["automountServiceAccountToken"] is False
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in main["volumeMounts"]}
+    assert "emptyDir" in mounts["/tmp"]
+    assert "emptyDir" in mounts[str(Path(config["control"]["socket"]).parent)]
+    assert mounts["/etc/pounce"]["configMap"]["name"] == objs["ConfigMap"]["metadata"]["name"]
+    for entry in config["listen"]:
+        if "path" in entry:
+            assert "emptyDir" in mounts[str(Path(entry["path"]).parent)]
+    assert main["resources"]["requests"]
+
+    # The Service reaches both ports; everything carries the standard labels.
+    service_ports = {p["name"]: p["targetPort"] for p in objs["Service"]["spec"]["ports"]}
+    assert service_ports == {"http": "http", "metrics": "admin"}
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert objs["Service"]["spec"]["selector"] == selector
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    for obj in objs.values():
+        labels = obj["metadata"]["labels"]
+        for key in ("name", "instance", "version", "managed-by"):
+            assert f"app.kubernetes.io/{key}" in labels, (obj["kind"], labels)
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+
+
+def test_service_monitor_needs_the_api_and_the_switch() -> None:
+    on = {"serviceMonitor": {"enabled": True}}
+    assert "ServiceMonitor" not in objects(render(on))  # API not served
+    assert "ServiceMonitor" not in objects(render({}, [MONITORING]))  # not enabled
+    objs = objects(render(on, [MONITORING]))
+    monitor = objs["ServiceMonitor"]
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["port"] in {p["name"] for p in objs["Service"]["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        objs["Service"]["metadata"]["labels"].items()
+    )
+
+
+def test_example_manifests_are_rendered_from_the_chart() -> None:
+    """deploy/kubernetes/pounce.yaml is the chart with deploy/kubernetes/values.yaml."""
+    result = run([sys.executable, str(DEPLOY_DIR / "kubernetes" / "render.py"), "--check"])
+    assert result.returncode == 0, both(result)
+    docs = [d for d in yaml.safe_load_all((DEPLOY_DIR / "kubernetes" / "pounce.yaml").read_text())]
+    assert {d["kind"] for d in docs if d} >= {"Deployment", "HorizontalPodAutoscaler"}
+    for doc in docs:
+        if doc:
+            for version in KUBE_VERSIONS:
+                kubernetes_validate.validate(doc, version, strict=True)
+
+
+# -- the pod's termination, played against a real Pounce -------------------------------------
+
+
+def test_prestop_drains_a_live_pounce_within_the_grace_period() -> None:
+    """Render with short delays, run Pounce on the ConfigMap's pounce.toml and play the
+    kubelet: run the preStop command, then SIGTERM, and time both against
+    terminationGracePeriodSeconds."""
+    http_port, admin_port = free_port(), free_port()
+    values = {
+        "config": {
+            "app": "apps.deploy_app:app",
+            "server": {"workers": 2},
+            "http": {"keep_alive_timeout": 75},
+            "shutdown": {"drain_delay": 2, "timeout": 5},
+        },
+        "listen": {"http": {"port": http_port, "hosts": ["127.0.0.1"]}},
+        "admin": {"host": "127.0.0.1", "port": admin_port},
+        "terminationGraceMarginSeconds": 5,
+    }
+    objs = objects(render(values))
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    grace = pod["terminationGracePeriodSeconds"]
+    hook = container(objs)["lifecycle"]["preStop"]["exec"]["command"]
+
+    tmp = short_tmpdir()
+    config = tomllib.loads(pounce_toml(objs))
+    config["control"]["socket"] = str(tmp / "pounce.sock")  # the emptyDir at /run/pounce
+    cfg = write_toml(tmp / "pounce.toml", config)
+    server = Proc.start(pounce_cmd("serve", "-c", str(cfg)))
+    prestop: Proc | None = None
+    app = f"http://127.0.0.1:{http_port}"
+    admin = f"http://127.0.0.1:{admin_port}"
+    try:
+        assert wait_for(lambda: status(admin + "/health/ready") == 200, 30), server.output
+        assert get(app + "/").status_code == 200
+
+        # The kubelet runs the hook (our config path instead of /etc/pounce/pounce.toml).
+        assert hook[0] == "pounce"
+        argv = pounce_cmd(*[str(cfg) if a == "/etc/pounce/pounce.toml" else a for a in hook[1:]])
+        began = time.monotonic()
+        prestop = Proc.start(argv)
+
+        # Readiness fails at once, liveness does not, and requests are still served.
+        assert wait_for(lambda: status(admin + "/health/ready") == 503, 2), server.output
+        assert status(admin + "/health/live") == 200
+        slow: dict[str, Any] = {}
+
+        def in_flight() -> None:
+            try:
+                slow["reply"] = get(app + "/slow?seconds=2", timeout=15)
+            except httpx.HTTPError as exc:
+                slow["error"] = exc
+
+        thread = threading.Thread(target=in_flight)
+        thread.start()
+        assert get(app + "/").status_code == 200
+
+        # The hook returns once drained; the request in flight was finished.
+        code = prestop.wait_exit(grace)
+        hook_done = time.monotonic() - began
+        assert code == 0, prestop.output + server.output
+        thread.join(15)
+        assert "reply" in slow and slow["reply"].status_code == 200, slow
+        assert hook_done >= values["config"]["shutdown"]["drain_delay"]
+
+        # Then SIGTERM: the supervisor, already idle, exits cleanly inside the grace period.
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_exit(grace) == 0, server.output
+        assert time.monotonic() - began < grace, (time.monotonic() - began, grace)
+    finally:
+        if prestop is not None:
+            prestop.stop()
+        server.stop()
