@@ -113,7 +113,6 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from pounce.net.listeners import open_with_activation
     from pounce.supervisor import run_daemon
     from pounce.supervisor.systemd import Notifier
-
     from pounce.worker.loops import resolve_loop
 
     config = _load(ns, with_flags=True)

@@ -110,7 +110,8 @@ class Worker:
             await lifespan.startup()
         except PounceError as exc:
             if self.link is not None:
-                await self.link.close({"t": "boot_failed", "error": str(exc), "code": exc.exit_code})
+                failed = {"t": "boot_failed", "error": str(exc), "code": exc.exit_code}
+                await self.link.close(failed)
             raise
         if install_signals:
             self._install_signals(loop)
