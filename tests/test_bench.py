@@ -428,19 +428,10 @@ def test_bench_imports_only_the_standard_library_and_errors() -> None:
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install -y wrk)")
 def test_quick_bench_of_pounce_alone(tmp_path: Path) -> None:
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    command = [sys.executable, "-m", "pounce.bench", "--quick", "--pounce-variants", "pounce"]
+    command += ["--json", str(out_json), "--markdown", str(out_md)]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pounce.bench",
-            "--quick",
-            "--pounce-variants",
-            "pounce",
-            "--json",
-            str(out_json),
-            "--markdown",
-            str(out_md),
-        ],
+        command,
         capture_output=True,
         text=True,
         timeout=280,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -359,6 +360,8 @@ def test_service_monitor_needs_the_api_and_the_switch() -> None:
     on = {"serviceMonitor": {"enabled": True}}
     assert "ServiceMonitor" not in objects(render(on))  # API not served
     assert "ServiceMonitor" not in objects(render({}, [MONITORING]))  # not enabled
+    no_metrics = {**on, "config": {"app": "examples.hello:app", "metrics": {"enabled": False}}}
+    assert "ServiceMonitor" not in objects(render(no_metrics, [MONITORING]))  # nothing to scrape
     objs = objects(render(on, [MONITORING]))
     monitor = objs["ServiceMonitor"]
     endpoint = monitor["spec"]["endpoints"][0]
@@ -454,3 +457,4 @@ def test_prestop_drains_a_live_pounce_within_the_grace_period() -> None:
         if prestop is not None:
             prestop.stop()
         server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -147,10 +147,12 @@ def git_describe(where: Path) -> str | None:
 
 
 def pounce_env(app_dir: Path | None) -> dict[str, str]:
-    """The environment of Pounce's processes: this checkout's pounce first on the path."""
+    """The environment of Pounce's processes: this checkout's pounce first on the path,
+    no ``POUNCE_*`` variables."""
     paths = [str(app_dir)] if app_dir else []
     paths.append(str(pounce_src()))
-    env = dict(os.environ)
+    # POUNCE_* settings of the caller's shell would make the run differ from the report
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_")}
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

@@ -55,6 +55,17 @@ class H11RequestParser:
         else:
             self._conn.receive_data(data)
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes not parsed yet (they belong to an upgraded protocol)."""
+        if self._in_head:
+            data = bytes(self._head)
+            self._head.clear()
+            return data
+        data = bytes(self._conn.trailing_data[0])
+        self._conn = self._new_connection()
+        self._done = True
+        return data
+
     def start_next_cycle(self) -> None:
         if not self._done:
             raise RuntimeError("the current request is not complete")

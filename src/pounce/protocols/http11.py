@@ -131,6 +131,12 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes not parsed yet (they belong to an upgraded protocol)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     def start_next_cycle(self) -> None:
         """After a response is complete: go on to the next (maybe pipelined) request."""
         if self._state is not _State.DONE:

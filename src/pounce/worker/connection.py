@@ -71,6 +71,9 @@ class HTTPConnection(asyncio.Protocol):
         self.server, self.client = _addresses(transport)
         self.state.connections.add(self)
         self._set_timer(self.state.config.http.header_timeout, header=True)
+        hooks = self.state.hooks
+        if hooks.on_connect is not None:
+            hooks.on_connect(self)  # e.g. ALPN chose h2: it calls switch_protocol
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -81,6 +84,10 @@ class HTTPConnection(asyncio.Protocol):
         self._writable.set()
 
     def data_received(self, data: bytes) -> None:
+        hooks = self.state.hooks
+        if self.requests == 0 and hooks.on_first_bytes is not None and self.cycle is None:
+            if hooks.on_first_bytes(self, data):
+                return  # another protocol took the connection (and these bytes)
         self.parser.feed(data)
         if self.cycle is None and not self._timer_is_header:
             # The first bytes of a request after an idle keep-alive wait: from now on
@@ -165,6 +172,10 @@ class HTTPConnection(asyncio.Protocol):
         if limit and self.requests >= limit:
             keep_alive = False
         scope = self._scope(request)
+        hooks = state.hooks
+        if hooks.on_upgrade is not None and _wants_upgrade(request):
+            if hooks.on_upgrade(self, request, scope):
+                return  # e.g. WebSocket: the handler owns the transport now
         # Health and metrics paths are answered before the app, outside the access log.
         special = state.special_routes.get(scope["path"]) if state.special_routes else None
         cycle = HTTPCycle(
@@ -226,6 +237,28 @@ class HTTPConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(http11.error_response(exc.status, exc.message))
             self.transport.close()
+
+    # -- handing the transport to another protocol (WebSocket, HTTP/2) ---------------
+
+    def switch_protocol(self, protocol: asyncio.BaseProtocol, data: bytes = b"") -> None:
+        """Give the transport to ``protocol``, with ``data`` already read from it.
+
+        This connection stops tracking it (no timers, not in the worker's
+        connection set): the new protocol registers itself where it needs to.
+        """
+        self._drop_timer()
+        self.closing = True
+        self.state.connections.discard(self)
+        transport = self.transport
+        assert transport is not None
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if data and isinstance(protocol, asyncio.Protocol):
+            protocol.data_received(data)
+
+    def take_buffered(self) -> bytes:
+        """Bytes received after the current request head (for an upgrade)."""
+        return self.parser.take_buffered()
 
     # -- Sink interface for HTTPCycle -------------------------------------------
 
@@ -352,6 +385,13 @@ class HTTPConnection(asyncio.Protocol):
             self.closing = True
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.close()
+
+
+def _wants_upgrade(request: http11.Request) -> bool:
+    for name, value in request.headers:
+        if name == b"upgrade":
+            return True
+    return False
 
 
 def start_eagerly(

@@ -15,6 +15,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
@@ -23,6 +24,7 @@ from pounce.config import Config
 from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
 from pounce.metrics import Collector
+from pounce.protocols.http11 import Request
 from pounce.net.listeners import Listener
 from pounce.types import ASGIApp
 from pounce.worker.connection import HTTPConnection
@@ -30,6 +32,23 @@ from pounce.worker.health import special_routes
 from pounce.worker.link import SupervisorLink
 
 log = logging.getLogger("pounce.error")
+
+
+@dataclass(slots=True)
+class ProtocolHooks:
+    """Where other protocols take a connection over from HTTP/1.1.
+
+    ``on_connect(conn)``: right after accept (TLS ALPN chose ``h2``).
+    ``on_first_bytes(conn, data) -> bool``: before the first request is parsed
+    (the HTTP/2 prior-knowledge preface); True when it took the connection.
+    ``on_upgrade(conn, request, scope) -> bool``: a request with an ``Upgrade``
+    header (WebSocket, h2c); True when it took the connection.
+    Each calls ``conn.switch_protocol(...)`` to take over.
+    """
+
+    on_connect: Callable[[HTTPConnection], None] | None = None
+    on_first_bytes: Callable[[HTTPConnection, bytes], bool] | None = None
+    on_upgrade: Callable[[HTTPConnection, Request, dict[str, Any]], bool] | None = None
 
 
 class ServerState:
@@ -48,6 +67,7 @@ class ServerState:
         self.lifespan_state: dict[str, Any] = {}
         self.metrics = Collector()
         self.special_routes: dict[str, ASGIApp] = {}
+        self.hooks = ProtocolHooks()
         self._date_second = 0
         self._date = b""
 
