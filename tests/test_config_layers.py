@@ -178,9 +178,13 @@ def test_every_setting_can_be_set_from_env() -> None:
         "POUNCE_METRICS_ENABLED": "off",
         "POUNCE_METRICS_PATH": "/m",
         "POUNCE_METRICS_PUBLIC": "0",
+        "POUNCE_SERVER_LOOP": "asyncio",
+        "POUNCE_HTTP_PARSER": "H11",
     }
     assert set(env) == {s.env_var for s in by_dotted_key().values()}
     config = load_config(env=env)
+    assert config.server.loop == "asyncio"
+    assert config.http.parser == "h11"
     assert config.app == "pkg.mod:factory()"
     assert config.server.workers == 8
     assert config.server.worker_mode is WorkerMode.THREAD

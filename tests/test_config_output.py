@@ -61,6 +61,7 @@ def test_dump_defaults_has_every_setting() -> None:
         "root_path": "",
         "backlog": 2048,
         "factory": False,
+        "loop": "auto",
     }
     assert document["listen"] == [{"host": "127.0.0.1", "port": 8000}]
     assert document["logging"] == {"level": "info", "access_log": True, "format": "text"}

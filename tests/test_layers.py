@@ -15,7 +15,7 @@ LAYERS = [
     {"worker"},
     {"control"},
     {"supervisor"},
-    {"ctl"},
+    {"ctl", "bench"},
     {"cli"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

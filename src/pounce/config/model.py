@@ -144,13 +144,6 @@ class ServerConfig:
             "else processes)."
         ),
     )
-    loop: LoopKind = setting(  # noqa: RUF009
-        LoopKind.AUTO,
-        doc=(
-            "Event loop: `asyncio`, `uvloop` (needs the `pounce[fast]` extra) or `auto` "
-            "(uvloop when it is installed, else asyncio)."
-        ),
-    )
     root_path: str = setting(
         "",
         doc="ASGI `root_path`: the URL prefix the application is mounted under behind a proxy.",
@@ -168,6 +161,13 @@ class ServerConfig:
     factory: bool = setting(
         False,
         doc="Treat `app` as a factory and call it with no arguments, even without `()`.",
+    )
+    loop: LoopKind = setting(  # noqa: RUF009
+        LoopKind.AUTO,
+        doc=(
+            "Event loop: `asyncio`, `uvloop` (needs the `pounce[fast]` extra) or `auto` "
+            "(uvloop when it is installed, else asyncio)."
+        ),
     )
 
 
