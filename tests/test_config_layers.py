@@ -180,11 +180,21 @@ def test_every_setting_can_be_set_from_env() -> None:
         "POUNCE_METRICS_PUBLIC": "0",
         "POUNCE_SERVER_LOOP": "asyncio",
         "POUNCE_HTTP_PARSER": "H11",
+        "POUNCE_WEBSOCKET_ENABLED": "off",
+        "POUNCE_WEBSOCKET_MAX_MESSAGE_SIZE": "1024",
+        "POUNCE_WEBSOCKET_PING_INTERVAL": "0",
+        "POUNCE_WEBSOCKET_PING_TIMEOUT": "2.5",
+        "POUNCE_WEBSOCKET_PER_MESSAGE_DEFLATE": "no",
     }
     assert set(env) == {s.env_var for s in by_dotted_key().values()}
     config = load_config(env=env)
     assert config.server.loop == "asyncio"
     assert config.http.parser == "h11"
+    assert config.websocket.enabled is False
+    assert config.websocket.max_message_size == 1024
+    assert config.websocket.ping_interval == 0.0
+    assert config.websocket.ping_timeout == 2.5
+    assert config.websocket.per_message_deflate is False
     assert config.app == "pkg.mod:factory()"
     assert config.server.workers == 8
     assert config.server.worker_mode is WorkerMode.THREAD

@@ -81,6 +81,13 @@ def test_dump_defaults_has_every_setting() -> None:
         "public": True,
     }
     assert document["metrics"] == {"enabled": True, "path": "/metrics", "public": True}
+    assert document["websocket"] == {
+        "enabled": True,
+        "max_message_size": 16 * 1024 * 1024,
+        "ping_interval": 20.0,
+        "ping_timeout": 20.0,
+        "per_message_deflate": True,
+    }
     for found in tables():
         if not found.array:
             assert set(document[found.name]) == {

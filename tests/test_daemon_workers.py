@@ -113,7 +113,7 @@ def test_workers_exit_when_the_supervisor_is_killed(daemons: Daemons) -> None:
     assert wait_for(lambda: port_is_free(d.port), 10), "the port is still held after the kill"
 
 
-def test_workers_do_not_inherit_systemd_variables(daemons: Daemons, tmp_path: Path) -> None:
+def test_workers_do_not_inherit_systemd_variables(daemons: Daemons) -> None:
     notify = NotifySocket(daemons.tmpdir())
     try:
         d = daemons.fd(

@@ -111,6 +111,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from pounce.logs import configure_logging
     from pounce.net.activation import take_activated_sockets
     from pounce.net.listeners import open_with_activation
+    from pounce.net.tls import check_tls
     from pounce.supervisor import run_daemon
     from pounce.supervisor.systemd import Notifier
     from pounce.worker.loops import resolve_loop
@@ -118,6 +119,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     config = _load(ns, with_flags=True)
     _app_loader(config)  # fail early, before any socket, when no app is given
     resolve_loop(config.server.loop)  # likewise for a loop that is not installed
+    check_tls(config)  # a missing, unreadable or mismatched TLS cert/key fails here
     configure_logging(config.logging.level, config.logging.format, file=config.logging.file or None)
     notifier = Notifier()  # takes NOTIFY_SOCKET and WATCHDOG_* out of the environment
     activated = take_activated_sockets()  # likewise LISTEN_*
@@ -143,7 +145,10 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
+    from pounce.net.tls import check_tls
+
     config = _load(ns, with_flags=False)
+    check_tls(config)  # a missing, unreadable or mismatched TLS cert/key fails here
     _app_loader(config)()
     where = f"{config.source}: " if config.source else ""
     print(f"{where}configuration is valid; app {config.app} imported")

@@ -24,6 +24,7 @@ __all__ = [
     "Config",
     "ControlConfig",
     "HealthConfig",
+    "Http2Config",
     "HttpConfig",
     "ListenConfig",
     "LogFormat",
@@ -33,6 +34,10 @@ __all__ = [
     "ReloadConfig",
     "ServerConfig",
     "ShutdownConfig",
+    "TlsClientAuth",
+    "TlsConfig",
+    "TlsVersion",
+    "WebSocketConfig",
     "WorkerMode",
     "WorkersConfig",
 ]
@@ -218,6 +223,14 @@ class ListenConfig:
         minimum=1,
         maximum=65535,
     )
+    tls: bool | None = setting(
+        None,
+        doc=(
+            "Serve TLS on this socket. Unset means: TLS on TCP and fd listeners when "
+            "`tls.certfile` is set, plain on Unix sockets; `false` keeps a plain listener "
+            "next to TLS ones."
+        ),
+    )
 
     @property
     def kind(self) -> str:
@@ -289,6 +302,126 @@ class HttpConfig:
             "with the same strictness checks)."
         ),
         flags=("--http-parser",),
+    )
+
+
+class TlsClientAuth(enum.StrEnum):
+    """``tls.client_auth``: whether clients must present a certificate (mTLS)."""
+
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+class TlsVersion(enum.StrEnum):
+    """``tls.minimum_version``: the oldest TLS version accepted."""
+
+    TLS1_2 = "1.2"
+    TLS1_3 = "1.3"
+
+
+def _check_alpn(value: str) -> str | None:
+    names = [n.strip() for n in value.split(",")]
+    if names and all(n in ("h2", "http/1.1") for n in names):
+        return None
+    return f'must be a comma-separated list of "h2" and "http/1.1", got {quote(value)}'
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """``[tls]``: certificates for TLS listeners (see `[[listen]]` `tls`).
+
+    Each worker generation builds its own TLS context, so `pounce ctl reload`
+    serves certificate files replaced on disk.  TLS 1.2 is the oldest version
+    ever accepted.
+    """
+
+    certfile: str | None = setting(
+        None,
+        doc="PEM certificate chain (leaf first). Setting it turns TLS on for TCP listeners.",
+        flags=("--tls-certfile", "--ssl-certfile"),
+        check=_check_not_empty,
+        metavar="PATH",
+    )
+    keyfile: str | None = setting(
+        None,
+        doc="PEM private key; unset means the key is in `certfile`.",
+        flags=("--tls-keyfile", "--ssl-keyfile"),
+        check=_check_not_empty,
+        metavar="PATH",
+    )
+    password: str | None = setting(
+        None,
+        doc="Password of an encrypted `keyfile` (prefer the environment variable to the file).",
+        flags=(),
+    )
+    ca_certs: str | None = setting(
+        None,
+        doc="PEM bundle of CAs that client certificates are verified against (mTLS).",
+        flags=("--tls-ca-certs",),
+        check=_check_not_empty,
+        metavar="PATH",
+    )
+    client_auth: TlsClientAuth = setting(  # noqa: RUF009
+        TlsClientAuth.NONE,
+        doc="Client certificates: `none`, `optional` (verified when sent) or `required`.",
+        flags=("--tls-client-auth",),
+    )
+    minimum_version: TlsVersion = setting(  # noqa: RUF009
+        TlsVersion.TLS1_2,
+        doc="Oldest TLS version accepted: `1.2` or `1.3`.",
+        flags=("--tls-minimum-version",),
+    )
+    alpn: str = setting(
+        "h2,http/1.1",
+        doc="ALPN protocols offered, most preferred first (`h2` only when HTTP/2 is enabled).",
+        flags=("--tls-alpn",),
+        check=_check_alpn,
+        rule='comma-separated "h2", "http/1.1"',
+    )
+    use_system_store: bool = setting(
+        False,
+        doc="Also trust the system's CA store for client certificates (needs `pounce[tls]`).",
+        flags=("--tls-use-system-store",),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Http2Config:
+    """``[http2]``: HTTP/2 over TLS (ALPN `h2`) and cleartext (h2c), needs `pounce[h2]`."""
+
+    enabled: bool = setting(True, doc="Offer HTTP/2.", flags=("--http2",))
+    h2c: bool = setting(
+        True,
+        doc=(
+            "On plain listeners, accept HTTP/2 with prior knowledge and `Upgrade: h2c` "
+            "(RFC 7540 §3.2)."
+        ),
+        flags=("--h2c",),
+    )
+    max_concurrent_streams: int = setting(
+        100,
+        doc="SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may open at once.",
+        flags=("--http2-max-concurrent-streams",),
+        minimum=1,
+        maximum=2**31 - 1,
+        metavar="N",
+    )
+    initial_window_size: int = setting(
+        65535,
+        doc="SETTINGS_INITIAL_WINDOW_SIZE: request body bytes a stream may send unread.",
+        flags=("--http2-initial-window-size",),
+        minimum=1,
+        maximum=2**31 - 1,
+        unit="bytes",
+    )
+    max_header_list_size: int = setting(
+        65536,
+        doc="SETTINGS_MAX_HEADER_LIST_SIZE: largest request header list accepted.",
+        flags=("--http2-max-header-list-size",),
+        minimum=1024,
+        maximum=16 * 1024 * 1024,
+        unit="bytes",
     )
 
 
@@ -488,6 +621,44 @@ class MetricsConfig:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """``[websocket]``: WebSocket connections (RFC 6455), needs `pounce[ws]`."""
+
+    enabled: bool = setting(
+        True,
+        doc="Accept WebSocket upgrades; when off the app sees them as plain HTTP requests.",
+        flags=("--ws",),
+    )
+    max_message_size: int = setting(
+        16 * 1024 * 1024,
+        doc="Largest message accepted from a client; larger closes with 1009.",
+        flags=("--ws-max-size",),
+        minimum=1,
+        unit="bytes",
+    )
+    ping_interval: float = setting(
+        20.0,
+        doc="Send a ping this often on an open connection; 0 means never.",
+        flags=("--ws-ping-interval",),
+        minimum=0,
+        unit="seconds",
+    )
+    ping_timeout: float = setting(
+        20.0,
+        doc="Close a connection (1011) whose pong has not arrived this long after a ping.",
+        flags=("--ws-ping-timeout",),
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+    per_message_deflate: bool = setting(
+        True,
+        doc="Compress messages (permessage-deflate, RFC 7692) when the client offers it.",
+        flags=("--ws-per-message-deflate",),
+    )
+
+
 DEFAULT_LISTEN: tuple[ListenConfig, ...] = (ListenConfig(host=DEFAULT_HOST, port=DEFAULT_PORT),)
 
 
@@ -512,6 +683,8 @@ class Config:
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
     listen: tuple[ListenConfig, ...] = DEFAULT_LISTEN
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
+    tls: TlsConfig = dataclasses.field(default_factory=TlsConfig)
+    http2: Http2Config = dataclasses.field(default_factory=Http2Config)
     shutdown: ShutdownConfig = dataclasses.field(default_factory=ShutdownConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     workers: WorkersConfig = dataclasses.field(default_factory=WorkersConfig)
@@ -520,6 +693,7 @@ class Config:
     admin: AdminConfig = dataclasses.field(default_factory=AdminConfig)
     health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
+    websocket: WebSocketConfig = dataclasses.field(default_factory=WebSocketConfig)
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def backlog_for(self, listen: ListenConfig) -> int:

@@ -221,6 +221,10 @@ class ControlServer:
                 await _send(writer, encode_error("permission denied"))
         except (TimeoutError, ConnectionError):
             pass  # idle too long, or the client went away
+        except asyncio.CancelledError:
+            # close() ends open connections: end quietly, or asyncio's stream callback
+            # would log the cancellation as an error.
+            pass
         except Exception:
             log.exception("control connection failed")
         finally:
