@@ -244,7 +244,7 @@ class H2Stream:
             await app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
             if not self.response_complete:
-                self._fail()
+                self._fail_cancelled()
             raise
         except BaseException as exc:
             error_log.error(
@@ -254,7 +254,7 @@ class H2Stream:
                 exc_info=exc,
             )
             if not self.response_complete:
-                self._fail()
+                await self._fail()
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -265,9 +265,16 @@ class H2Stream:
                         self.scope["method"],
                         self.scope["path"],
                     )
-                self._fail()
+                await self._fail()
 
-    def _fail(self) -> None:
+    def _fail_cancelled(self) -> None:
+        """Cancelled (shutdown timeout): reset the stream, never wait."""
+        self.response_complete = True
+        self._record(self._status or 500)
+        self.sink.reset_stream(self.stream_id, CANCEL)
+        self.sink.stream_done(self.stream_id)
+
+    async def _fail(self) -> None:
         self.response_complete = True
         self._wake()
         if self.disconnected:
@@ -287,8 +294,8 @@ class H2Stream:
         self.sink.send_headers(self.stream_id, self._head(body, False), False)
         self.bytes_sent += len(body)
         self._record(500)
-        task = asyncio.ensure_future(self.sink.send_data(self.stream_id, body, True))
-        task.add_done_callback(lambda _: self.sink.stream_done(self.stream_id))
+        await self.sink.send_data(self.stream_id, body, True)
+        self.sink.stream_done(self.stream_id)
 
     def _record(self, status: int) -> None:
         """Count the finished request and write its access-log line (once)."""

@@ -8,6 +8,7 @@ missing, unreadable or mismatched certificate/key is reported up front.
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Any
 
@@ -40,14 +41,13 @@ def build_context(config: Config, *, h2_available: bool = True) -> ssl.SSLContex
     if tls.certfile is None:
         raise ConfigError(["tls.certfile: required by a listener with tls = true"])
     ctx = _new_context(config)
+    _check_files(("tls.certfile", tls.certfile), ("tls.keyfile", tls.keyfile))
     try:
         ctx.load_cert_chain(tls.certfile, tls.keyfile, password=tls.password)
-    except FileNotFoundError as exc:
-        raise ConfigError([f"{_which(tls.certfile, tls.keyfile, exc)}: file not found"]) from None
-    except PermissionError as exc:
-        raise ConfigError([f"{_which(tls.certfile, tls.keyfile, exc)}: not readable"]) from None
-    except ssl.SSLError as exc:
+    except ssl.SSLError as exc:  # (an OSError too: first)
         raise ConfigError([_describe_ssl_error(tls.certfile, tls.keyfile, exc)]) from None
+    except OSError as exc:
+        raise ConfigError([f"tls.certfile ({tls.certfile}): {exc.strerror or exc}"]) from None
     _setup_client_auth(ctx, config)
     protocols = alpn_protocols(config, h2_available=h2_available)
     if protocols:
@@ -89,10 +89,17 @@ def _setup_client_auth(ctx: ssl.SSLContext, config: Config) -> None:
         )
 
 
-def _which(certfile: str, keyfile: str | None, exc: OSError) -> str:
-    if keyfile is not None and exc.filename == keyfile:
-        return f"tls.keyfile ({keyfile})"
-    return f"tls.certfile ({certfile})"
+def _check_files(*files: tuple[str, str | None]) -> None:
+    errors = []
+    for key, path in files:
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            errors.append(f"{key} ({path}): file not found")
+        elif not os.access(path, os.R_OK):
+            errors.append(f"{key} ({path}): not readable")
+    if errors:
+        raise ConfigError(errors)
 
 
 def _describe_ssl_error(certfile: str, keyfile: str | None, exc: ssl.SSLError) -> str:

@@ -161,6 +161,8 @@ class RequestParser:
 
     def _parse_head(self) -> Event:
         buf = self._buf
+        if not buf:
+            return NEED_DATA
         # RFC 9112 §2.2: a server SHOULD ignore empty lines before the request-line.
         while buf.startswith(b"\r\n"):
             del buf[:2]

@@ -226,7 +226,7 @@ class Session:
             out += reply
             if produced is not None:
                 events.append(produced)
-            if self._conn.state is ConnectionState.CLOSED:
+            if self.done:
                 break
         return events, out
 
@@ -237,7 +237,7 @@ class Session:
             self._size += len(event.data)
             if self._size > self.max_message_size:
                 return self._fail(CLOSE_TOO_BIG, "message too big")
-            self._parts.append(event.data)
+            self._parts.append(event.data if isinstance(event.data, str) else bytes(event.data))
             if not event.message_finished:
                 return None, b""
             parts, self._parts, self._size = self._parts, [], 0

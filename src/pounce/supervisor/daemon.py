@@ -121,7 +121,9 @@ class Supervisor:
     async def _start_first_generation(self) -> None:
         self.generation = 1
         started = await self._start_generation(self.config, self.generation, self.listeners)
-        failed = [w for w in started if not w.alive or w.state is not WorkerState.READY]
+        # (a worker that was ready and then crashed on a request is the crash budget's
+        # business, not a start-up failure)
+        failed = [w for w in started if not w.was_ready]
         if failed:
             worker = failed[0]
             message = worker.boot_error or (
@@ -262,8 +264,9 @@ class Supervisor:
         add_counters(self.retired, handle.stats)
         expected = (
             handle.was_drained
-            or self.state in ("stopping", "starting", "draining", "drained")
+            or self.state in ("stopping", "draining", "drained")
             or handle.generation != self.generation
+            or (self.state == "starting" and not handle.was_ready)  # start-up failure
         )
         level = logging.INFO if expected and handle.reason is ExitReason.CLEAN else logging.WARNING
         if not (self.state == "starting" and handle.reason is ExitReason.BOOT_FAILURE):
@@ -300,7 +303,7 @@ class Supervisor:
         async def restart() -> None:
             await asyncio.sleep(delay)
             if (
-                self.state not in ("running", "reloading")
+                self.state not in ("starting", "running", "reloading")
                 or len(self.current_workers()) >= self.target_workers
             ):
                 return

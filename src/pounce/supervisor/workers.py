@@ -77,6 +77,7 @@ class WorkerHandle:
         self.reason: ExitReason | None = None
         self.timed_out = False
         self.was_drained = False  # told to stop: its exit is expected
+        self.was_ready = False
         self.ready_event = asyncio.Event()
         self.exited = asyncio.Event()
         self._on_message = on_message
@@ -134,6 +135,7 @@ class WorkerHandle:
             if self.state is WorkerState.UNHEALTHY:
                 self.state = WorkerState.READY
         elif kind == "ready":
+            self.was_ready = True
             self.last_heartbeat = time.monotonic()
             if self.state is WorkerState.BOOTING:
                 self.state = WorkerState.READY
@@ -146,7 +148,7 @@ class WorkerHandle:
     def _ended(self, code: int) -> None:
         """Called once when the worker is gone."""
         self.exit_code = code
-        if self.state is WorkerState.BOOTING or self.boot_error is not None:
+        if not self.was_ready or self.boot_error is not None:
             self.reason = ExitReason.BOOT_FAILURE
         elif self.timed_out:
             self.reason = ExitReason.TIMEOUT
@@ -236,6 +238,11 @@ class ProcessWorker(WorkerHandle):
     async def _wait(self) -> None:
         assert self.proc is not None
         code = await self.proc.wait()
+        # Read what the worker said before it went ("ready", a last snapshot, "bye"):
+        # the exit may be noticed before those lines are.
+        reader = self._tasks[0] if self._tasks else None
+        if reader is not None and not reader.done():
+            await asyncio.wait([reader], timeout=1.0)
         self._ended(code)
 
     def stop(self, idle_grace: float = 0.0) -> None:

@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 from pounce.asgi.http import BODY_HIGH_WATER, HTTPCycle
 from pounce.config import HttpParser
 from pounce.errors import ProtocolError
+from pounce.net.tls import tls_extension
 from pounce.protocols import http11
 from pounce.protocols.h11engine import H11RequestParser
 from pounce.types import ASGIApp
@@ -48,6 +49,8 @@ class HTTPConnection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
+        # The ASGI TLS extension of a TLS connection, else None.
+        self.tls: dict[str, Any] | None = None
         self.requests = 0
         self.closing = False
         self._reading_paused = False
@@ -69,6 +72,9 @@ class HTTPConnection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server, self.client = _addresses(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.tls = tls_extension(ssl_object)
         self.state.connections.add(self)
         self._set_timer(self.state.config.http.header_timeout, header=True)
         hooks = self.state.hooks
@@ -89,11 +95,12 @@ class HTTPConnection(asyncio.Protocol):
             if hooks.on_first_bytes(self, data):
                 return  # another protocol took the connection (and these bytes)
         self.parser.feed(data)
-        if self.cycle is None and not self._timer_is_header:
-            # The first bytes of a request after an idle keep-alive wait: from now on
-            # the whole head must arrive within header_timeout (slowloris).
-            self._set_timer(self.state.config.http.header_timeout, header=True)
         self._process()
+        if self.cycle is None and self.parser.buffered and not self._timer_is_header:
+            # Part of a request head after an idle keep-alive wait: from now on the
+            # whole head must arrive within header_timeout (slowloris).  (A head that
+            # arrives in one read never needs this timer.)
+            self._set_timer(self.state.config.http.header_timeout, header=True)
 
     def eof_received(self) -> bool | None:
         if self.cycle is not None:
@@ -211,7 +218,7 @@ class HTTPConnection(asyncio.Protocol):
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": request.http_version,
             "method": request.method.decode("ascii"),
-            "scheme": "http",
+            "scheme": "http" if self.tls is None else "https",
             "path": path,
             "raw_path": raw_path,
             "query_string": query,
@@ -220,7 +227,7 @@ class HTTPConnection(asyncio.Protocol):
             "client": self.client,
             "server": self.server,
             "state": self.state.lifespan_state.copy(),
-            "extensions": {},
+            "extensions": {} if self.tls is None else {"tls": self.tls},
         }
 
     def _reject(self, exc: ProtocolError) -> None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Protocol
 
 from pounce.asgi.lifespan import Lifespan
 from pounce.config import Config
@@ -26,10 +26,13 @@ from pounce.logs import reopen_log_files
 from pounce.metrics import Collector
 from pounce.protocols.http11 import Request
 from pounce.net.listeners import Listener
+from pounce.net.tls import build_context, listener_uses_tls
 from pounce.types import ASGIApp
 from pounce.worker.connection import HTTPConnection
+from pounce.worker.h2hooks import h2_available, install_http2
 from pounce.worker.health import special_routes
 from pounce.worker.link import SupervisorLink
+from pounce.worker.websocket import WebSocketUpgrades
 
 log = logging.getLogger("pounce.error")
 
@@ -51,6 +54,13 @@ class ProtocolHooks:
     on_upgrade: Callable[[HTTPConnection, Request, dict[str, Any]], bool] | None = None
 
 
+class Connection(Protocol):
+    """What the worker needs of any connection (HTTP/1.1, HTTP/2, WebSocket)."""
+
+    def shutdown(self, idle_grace: float = 0.0) -> None: ...
+    def abort(self) -> None: ...
+
+
 class ServerState:
     """What every connection of a worker shares."""
 
@@ -59,7 +69,7 @@ class ServerState:
         self.app = app
         self.loop = loop
         self.root_path = config.server.root_path
-        self.connections: set[HTTPConnection] = set()
+        self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         # While draining, how long a kept-alive idle connection waits for one more request.
@@ -108,6 +118,7 @@ class Worker:
         self._servers: list[asyncio.Server] = []
         self._interrupts = 0
         self.state: ServerState | None = None
+        self._websockets: WebSocketUpgrades | None = None
 
     def request_shutdown(self, idle_grace: float | None = None) -> None:
         """Drain and stop.  Idle keep-alive connections get ``idle_grace`` seconds for
@@ -124,6 +135,10 @@ class Worker:
             self.link = self.link_factory(state, self.request_shutdown)
             await self.link.start()
             state.special_routes = special_routes(self.config, state, self.link)
+        if self.config.websocket.enabled:
+            self._websockets = WebSocketUpgrades(state)
+            state.hooks.on_upgrade = self._websockets.on_upgrade
+        install_http2(state)  # after WebSocket: it wraps on_upgrade, dispatching on the token
         lifespan = Lifespan(self.app)
         state.lifespan_state = lifespan.state
         try:
@@ -156,9 +171,13 @@ class Worker:
 
         backlog = listener.config.backlog or self.config.server.backlog
         sock = listener.sock
+        # Built here, in each generation's worker: a reload serves replaced cert files.
+        ctx = None
+        if listener_uses_tls(self.config, listener.config):
+            ctx = build_context(self.config, h2_available=h2_available())
         if sock.family == socket.AF_UNIX:
-            return await loop.create_unix_server(factory, sock=sock, backlog=backlog)
-        return await loop.create_server(factory, sock=sock, backlog=backlog)
+            return await loop.create_unix_server(factory, sock=sock, backlog=backlog, ssl=ctx)
+        return await loop.create_server(factory, sock=sock, backlog=backlog, ssl=ctx)
 
     async def _drain(self, state: ServerState) -> None:
         state.draining = True
@@ -169,6 +188,8 @@ class Worker:
             server.close()
         for conn in list(state.connections):
             conn.shutdown(state.drain_grace)
+        if self._websockets is not None:
+            self._websockets.shutdown()  # close 1001, or 1012 on a handover
         deadline = time.monotonic() + self.config.shutdown.timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -199,6 +220,8 @@ class Worker:
                 task.cancel()
             for conn in list(state.connections):
                 conn.abort()
+            if self._websockets is not None:
+                self._websockets.abort()
             if state.tasks:
                 await asyncio.wait(list(state.tasks), timeout=1.0)
 

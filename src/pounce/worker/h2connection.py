@@ -1,0 +1,413 @@
+"""One HTTP/2 connection (RFC 9113): an ``asyncio.Protocol`` around ``h2``'s state machine.
+
+The ``h2`` library is the sans-I/O core (frames, HPACK, stream states, flow
+control); this module feeds it bytes, turns its events into
+:class:`~pounce.asgi.h2stream.H2Stream` calls and writes what it produces.
+
+Flow control bounds memory both ways: a request body is acknowledged (its
+window re-opened) only as the app reads it, and a response body is sent only
+as far as the peer's connection and stream windows allow (``send_data``
+waits for WINDOW_UPDATE), and as far as the transport's write buffer allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from hpack.exceptions import HPACKError, OversizedHeaderListError
+
+from pounce.asgi.h2stream import CANCEL, NO_ERROR, H2Stream
+from pounce.types import ASGIApp, Scope
+
+if TYPE_CHECKING:
+    from pounce.worker.server import ServerState
+
+error_log = logging.getLogger("pounce.error")
+
+COMPRESSION_ERROR = 0x9
+#: Largest connection-level receive window opened (all streams' bodies together).
+MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
+
+
+class H2Connection(asyncio.Protocol):
+    """HTTP/2 over one transport, taken over from an HTTP/1.1 connection."""
+
+    def __init__(
+        self,
+        state: ServerState,
+        *,
+        client: tuple[str, int] | None,
+        server: tuple[str, int | None] | None,
+        scheme: str,
+        extensions: dict[str, Any],
+        upgrade: tuple[bytes, Scope] | None = None,
+    ) -> None:
+        self.state = state
+        self.client = client
+        self.server = server
+        self.scheme = scheme
+        self.extensions = extensions
+        self._upgrade = upgrade
+        cfg = state.config.http2
+        self.h2 = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=False, header_encoding=None)
+        )
+        self.h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: cfg.initial_window_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
+            },
+        )
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, H2Stream] = {}
+        self.closing = False
+        self.goaway_sent = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._window_waiters: dict[int, asyncio.Future[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.state.connections.add(self)
+        if self._upgrade is not None:
+            settings, scope = self._upgrade
+            self.h2.initiate_upgrade_connection(settings)
+        else:
+            self.h2.initiate_connection()
+        window = min(
+            MAX_CONNECTION_WINDOW,
+            self.state.config.http2.initial_window_size
+            * self.state.config.http2.max_concurrent_streams,
+        )
+        if window > 65535:
+            self.h2.increment_flow_control_window(window - 65535)
+        self._flush()
+        if self._upgrade is not None:
+            # The upgrading HTTP/1.1 request is stream 1, half-closed (RFC 7540 §3.2).
+            self._start_stream(1, dict(scope, http_version="2"), end_stream=True)
+            self._upgrade = None
+        self._arm_idle(self.state.config.http.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.state.connections.discard(self)
+        self._drop_timer()
+        for stream in list(self.streams.values()):
+            stream.disconnect()
+        self._wake_all()
+        self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        for event in events:
+            self._handle(event)
+        self._flush()
+        if self.goaway_sent and not self.streams:
+            self._close()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- events -------------------------------------------------------------------
+
+    def _handle(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            assert event.stream_id is not None and event.headers is not None
+            scope = self._scope(event.headers)
+            if scope is None:
+                self.h2.reset_stream(event.stream_id, 0x1)  # PROTOCOL_ERROR
+                return
+            self._start_stream(event.stream_id, scope, end_stream=event.stream_ended is not None)
+        elif isinstance(event, h2.events.DataReceived):
+            assert event.stream_id is not None and event.data is not None
+            self._data(event.stream_id, event.data, event.flow_controlled_length or 0)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id or 0)
+            if stream is not None:
+                stream.end_body()
+        elif isinstance(event, h2.events.StreamReset):
+            stream = self.streams.pop(event.stream_id or 0, None)
+            if stream is not None:
+                stream.disconnect()  # only this stream: its app gets http.disconnect
+            self._wake(event.stream_id or 0)
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id:
+                self._wake(event.stream_id)
+            else:
+                self._wake_all()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._wake_all()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway_sent = True
+            for stream in list(self.streams.values()):
+                stream.disconnect()
+            self._flush()
+            self._close()
+
+    def _data(self, stream_id: int, data: bytes, flow_length: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            # A stream already answered: keep the connection window open.
+            self.h2.acknowledge_received_data(flow_length, stream_id)
+            return
+        if not stream.feed_body(data, flow_length):
+            # Over http.max_body_size: this stream only.
+            self.h2.acknowledge_received_data(flow_length, stream_id)
+            self.streams.pop(stream_id, None)
+            stream.disconnect()
+            self.h2.reset_stream(stream_id, CANCEL)
+
+    def _start_stream(self, stream_id: int, scope: Scope, *, end_stream: bool) -> None:
+        state = self.state
+        special = state.special_routes.get(scope["path"]) if state.special_routes else None
+        http = state.config.http
+        stream = H2Stream(
+            self,
+            stream_id,
+            scope,
+            access_log=state.config.logging.access_log and special is None,
+            metrics=state.metrics if special is None else None,
+            max_body_size=http.max_body_size,
+        )
+        self.streams[stream_id] = stream
+        self._drop_timer()
+        if end_stream:
+            stream.end_body()
+        app: ASGIApp = special or state.app
+        length = _content_length(scope["headers"])
+        if http.max_body_size and length is not None and length > http.max_body_size:
+            app = _payload_too_large
+        task = state.loop.create_task(stream.run(app))
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+    def _scope(self, headers: list[tuple[bytes, bytes]]) -> Scope | None:
+        pseudo: dict[bytes, bytes] = {}
+        plain: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            if name[:1] == b":":
+                pseudo[name] = value
+            else:
+                plain.append((name, value))
+        method = pseudo.get(b":method")
+        target = pseudo.get(b":path", b"")
+        if method is None or not target:
+            return None
+        authority = pseudo.get(b":authority")
+        if authority is not None and not any(n == b"host" for n, _ in plain):
+            plain.insert(0, (b"host", authority))
+        raw_path, _, query = target.partition(b"?")
+        root_path = self.state.root_path
+        path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        if root_path:
+            path = root_path + path
+            raw_path = root_path.encode() + raw_path
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "2",
+            "method": method.decode("ascii", "replace"),
+            "scheme": self.scheme,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": root_path,
+            "headers": plain,
+            "client": self.client,
+            "server": self.server,
+            "state": self.state.lifespan_state.copy(),
+            "extensions": {**self.extensions, "http.response.trailers": {}},
+        }
+
+    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
+        """h2 queued a GOAWAY with the exception's code; HPACK errors are
+        COMPRESSION_ERROR (RFC 9113 §4.3), which h2 reports as PROTOCOL_ERROR."""
+        out = self.h2.data_to_send()
+        cause = exc.__cause__
+        if (
+            isinstance(cause, HPACKError)
+            and not isinstance(cause, OversizedHeaderListError)
+            and len(out) >= 17
+            and out[-17:-13] == b"\x00\x00\x08\x07"  # a GOAWAY with no debug data
+        ):
+            out = out[:-4] + COMPRESSION_ERROR.to_bytes(4, "big")
+        error_log.info("HTTP/2 protocol error from %s: %s", self.client, exc)
+        self.closing = True
+        for stream in list(self.streams.values()):
+            stream.disconnect()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+            self.transport.close()
+
+    # -- StreamSink -------------------------------------------------------------------
+
+    def send_headers(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
+        if self.closing or stream_id not in self.streams:
+            return
+        self.h2.send_headers(stream_id, headers, end_stream=end_stream)
+        self._flush()
+
+    async def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> bool:
+        view = memoryview(data)
+        while True:
+            if self.closing or stream_id not in self.streams:
+                return False
+            if not view:
+                if end_stream:
+                    self.h2.end_stream(stream_id)
+                    self._flush()
+                return True
+            try:
+                window = self.h2.local_flow_control_window(stream_id)
+            except h2.exceptions.StreamClosedError:
+                return False
+            size = min(window, self.h2.max_outbound_frame_size, len(view))
+            if size <= 0:
+                await self._wait_window(stream_id)
+                continue
+            chunk, view = view[:size], view[size:]
+            self.h2.send_data(stream_id, bytes(chunk), end_stream=end_stream and not view)
+            self._flush()
+            if not self._writable.is_set():
+                await self._writable.wait()
+            if not view:
+                return True
+
+    def reset_stream(self, stream_id: int, code: int) -> None:
+        if not self.closing and stream_id in self.streams:
+            try:
+                self.h2.reset_stream(stream_id, code)
+            except h2.exceptions.StreamClosedError:
+                pass
+            self._flush()
+
+    def consumed(self, stream_id: int, nbytes: int) -> None:
+        if nbytes and not self.closing:
+            try:
+                self.h2.acknowledge_received_data(nbytes, stream_id)
+            except h2.exceptions.StreamClosedError:
+                pass
+            self._flush()
+
+    def stream_done(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None and not stream.body_complete and not self.closing:
+            # Answered before the whole request body: stop it (RFC 9113 §8.1).
+            try:
+                self.h2.reset_stream(stream_id, NO_ERROR)
+            except h2.exceptions.StreamClosedError:
+                pass
+            self._flush()
+        if not self.streams:
+            if self.goaway_sent:
+                self._close()
+            else:
+                self._arm_idle(self.state.config.http.keep_alive_timeout)
+
+    def date_header(self) -> bytes:
+        return self.state.date_header()
+
+    # -- flow control waits -------------------------------------------------------------
+
+    async def _wait_window(self, stream_id: int) -> None:
+        waiter = self._window_waiters.get(stream_id)
+        if waiter is None or waiter.done():
+            waiter = self._window_waiters[stream_id] = self.state.loop.create_future()
+        await waiter
+
+    def _wake(self, stream_id: int) -> None:
+        waiter = self._window_waiters.pop(stream_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_all(self) -> None:
+        for stream_id in list(self._window_waiters):
+            self._wake(stream_id)
+
+    # -- writing, timers, shutdown ----------------------------------------------------
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        self.closing = True
+        self._drop_timer()
+        self._wake_all()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _arm_idle(self, delay: float) -> None:
+        self._drop_timer()
+        self._timer = self.state.loop.call_later(delay, self._idle)
+
+    def _drop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _idle(self) -> None:
+        self._timer = None
+        if not self.streams:
+            self.shutdown()
+
+    def shutdown(self, idle_grace: float = 0.0) -> None:
+        """GOAWAY (NO_ERROR) now; streams in flight finish, then the connection closes."""
+        if self.closing:
+            return
+        if not self.goaway_sent:
+            self.goaway_sent = True
+            self.h2.close_connection(NO_ERROR)
+            self._flush()
+        if not self.streams:
+            self._close()
+
+    def abort(self) -> None:
+        self.closing = True
+        self._drop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+async def _payload_too_large(scope: Scope, receive: Any, send: Any) -> None:
+    body = b"Payload Too Large"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

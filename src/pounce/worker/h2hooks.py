@@ -1,0 +1,111 @@
+"""Where HTTP/2 takes a connection over from HTTP/1.1 (RFC 9113 §3).
+
+* TLS: ALPN selected ``h2`` (``on_connect``).
+* Cleartext, prior knowledge: the first bytes are the connection preface
+  (``on_first_bytes``).
+* Cleartext, ``Upgrade: h2c`` with ``HTTP2-Settings`` (RFC 7540 §3.2; dropped
+  by RFC 9113 but still sent by curl): ``on_upgrade``.  Other upgrade tokens
+  (WebSocket) go to the hook that was installed before this one.
+
+``h2`` is an optional dependency (``pounce[h2]``): without it nothing is installed
+and ALPN does not offer ``h2``.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+from pounce.protocols.http11 import Request
+
+if TYPE_CHECKING:
+    from pounce.worker.connection import HTTPConnection
+    from pounce.worker.server import ServerState
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+
+
+def h2_available() -> bool:
+    """Whether the ``h2`` library is installed."""
+    return importlib.util.find_spec("h2") is not None
+
+
+def install_http2(state: ServerState) -> None:
+    """Add the HTTP/2 hooks to ``state.hooks``, keeping (wrapping) any upgrade hook."""
+    if not state.config.http2.enabled or not h2_available():
+        return
+    hooks = state.hooks
+    hooks.on_connect = _on_connect
+    if state.config.http2.h2c:
+        hooks.on_first_bytes = _on_first_bytes
+        previous = hooks.on_upgrade
+
+        def on_upgrade(conn: HTTPConnection, request: Request, scope: dict[str, Any]) -> bool:
+            if _upgrade_token(request) == b"h2c" and conn.tls is None:
+                if _take_upgrade(conn, request, scope):
+                    return True
+            return previous(conn, request, scope) if previous is not None else False
+
+        hooks.on_upgrade = on_upgrade
+
+
+def _new_h2(conn: HTTPConnection, upgrade: tuple[bytes, dict[str, Any]] | None = None) -> Any:
+    from pounce.worker.h2connection import H2Connection
+
+    return H2Connection(
+        conn.state,
+        client=conn.client,
+        server=conn.server,
+        scheme="https" if conn.tls is not None else "http",
+        extensions={"tls": conn.tls} if conn.tls is not None else {},
+        upgrade=upgrade,
+    )
+
+
+def _on_connect(conn: HTTPConnection) -> None:
+    transport = conn.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+        conn.switch_protocol(_new_h2(conn))
+
+
+def _on_first_bytes(conn: HTTPConnection, data: bytes) -> bool:
+    if conn.tls is not None:
+        return False  # over TLS only ALPN selects HTTP/2 (RFC 9113 §3.3)
+    if not data.startswith(PREFACE[: len(data)]) or len(data) < 3:
+        return False
+    # The preface may arrive split; a prefix of it is enough to commit ("PRI" is
+    # no HTTP/1.1 method we serve), h2 checks the rest.
+    conn.switch_protocol(_new_h2(conn), data)
+    return True
+
+
+def _upgrade_token(request: Request) -> bytes | None:
+    for name, value in request.headers:
+        if name == b"upgrade":
+            return value.strip().lower()
+    return None
+
+
+def _take_upgrade(conn: HTTPConnection, request: Request, scope: dict[str, Any]) -> bool:
+    settings = None
+    for name, value in request.headers:
+        if name == b"http2-settings":
+            settings = value.strip()
+        elif name in (b"content-length", b"transfer-encoding") and value.strip() not in (b"0",):
+            return False  # a request body would have to be read first: stay on HTTP/1.1
+    if settings is None:
+        return False
+    padded = settings + b"=" * (-len(settings) % 4)
+    try:
+        decoded = base64.urlsafe_b64decode(padded)
+    except ValueError:
+        return False
+    if len(decoded) % 6:
+        return False  # not a SETTINGS payload (RFC 9113 §6.5.1)
+    conn.write(SWITCHING)
+    rest = conn.take_buffered()
+    conn.switch_protocol(_new_h2(conn, (padded, scope)), rest)
+    return True

@@ -1,0 +1,206 @@
+"""HTTP/2 error handling at the frame level (RFC 9113), over h2c prior knowledge.
+
+Each case writes frames by hand (``hyperframe``, ``hpack``) on a raw socket and
+expects the error code the RFC names: GOAWAY for connection errors, RST_STREAM
+for stream errors.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from hpack import Encoder
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+from conftest import Server
+
+APP = "apps.h2_app:app"
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x3
+STREAM_CLOSED, FRAME_SIZE_ERROR, COMPRESSION_ERROR = 0x5, 0x6, 0x9
+
+
+@pytest.fixture
+def server(serve: Callable[..., Server]) -> Server:
+    return serve(APP, env={"POUNCE_HTTP2_INITIAL_WINDOW_SIZE": "65535"})
+
+
+class Peer:
+    """A raw HTTP/2 client: writes frames, reads frames until a bounded deadline."""
+
+    def __init__(self, server: Server) -> None:
+        self.sock = socket.create_connection((server.host, server.port), timeout=10)
+        self.buffer = b""
+        self.encoder = Encoder()
+        self.closed = False
+
+    def send(self, *frames: Frame | bytes) -> None:
+        for frame in frames:
+            self.sock.sendall(frame if isinstance(frame, bytes) else frame.serialize())
+
+    def start(self) -> None:
+        self.send(PREFACE, SettingsFrame(0))
+
+    def headers(self, stream_id: int, path: str = "/echo", *, method: str = "POST", end: bool = False) -> HeadersFrame:
+        block = self.encoder.encode(
+            [(":method", method), (":scheme", "http"), (":path", path), (":authority", "x")]
+        )
+        flags = ["END_HEADERS", "END_STREAM"] if end else ["END_HEADERS"]
+        return HeadersFrame(stream_id, block, flags=flags)
+
+    def frames(self, timeout: float = 10.0) -> Iterator[Frame]:
+        deadline = time.monotonic() + timeout
+        while True:
+            while len(self.buffer) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
+                if len(self.buffer) < 9 + length:
+                    break
+                frame.parse_body(memoryview(self.buffer[9 : 9 + length]))
+                self.buffer = self.buffer[9 + length :]
+                yield frame
+            if self.closed or time.monotonic() > deadline:
+                return
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                self.closed = True
+                continue
+            if not chunk:
+                self.closed = True
+            self.buffer += chunk
+
+    def wait_for(self, kind: type[Frame], timeout: float = 10.0, **attrs: object) -> Frame:
+        seen = []
+        for frame in self.frames(timeout):
+            seen.append(frame)
+            if isinstance(frame, kind) and all(getattr(frame, k) == v for k, v in attrs.items()):
+                return frame
+        raise AssertionError(f"no {kind.__name__} {attrs} in {seen}")
+
+    def goaway(self) -> GoAwayFrame:
+        frame = self.wait_for(GoAwayFrame)
+        assert isinstance(frame, GoAwayFrame)
+        return frame
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def peer(server: Server) -> Iterator[Peer]:
+    p = Peer(server)
+    yield p
+    p.close()
+
+
+def test_settings_are_acknowledged_and_server_settings_come_first(peer: Peer) -> None:
+    peer.start()
+    first = next(peer.frames())
+    assert isinstance(first, SettingsFrame) and "ACK" not in first.flags
+    assert first.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 100
+    assert first.settings[SettingsFrame.INITIAL_WINDOW_SIZE] == 65535
+    assert first.settings[SettingsFrame.MAX_HEADER_LIST_SIZE] == 65536
+    peer.wait_for(SettingsFrame, flags={"ACK"})
+
+
+def test_ping_is_answered(peer: Peer) -> None:
+    peer.start()
+    peer.send(PingFrame(0, opaque_data=b"12345678"))
+    pong = peer.wait_for(PingFrame, flags={"ACK"})
+    assert isinstance(pong, PingFrame) and pong.opaque_data == b"12345678"
+
+
+def test_bad_preface_is_protocol_error(server: Server) -> None:
+    peer = Peer(server)
+    # "PRI" commits the connection to HTTP/2; the rest of the preface is wrong.
+    peer.send(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", SettingsFrame(0))
+    assert peer.goaway().error_code == PROTOCOL_ERROR
+    peer.close()
+
+
+def test_oversized_frame_is_frame_size_error(peer: Peer) -> None:
+    peer.start()
+    # 16385 bytes of DATA: over the default SETTINGS_MAX_FRAME_SIZE (RFC 9113 §4.2).
+    peer.send(peer.headers(1))
+    peer.send(DataFrame(1, b"x" * 16385))
+    assert peer.goaway().error_code == FRAME_SIZE_ERROR
+
+
+def test_data_on_a_closed_stream_is_stream_closed(peer: Peer) -> None:
+    peer.start()
+    peer.send(peer.headers(1, "/echo", end=True))
+    peer.wait_for(DataFrame, stream_id=1)  # answered: stream 1 is closed now
+    peer.send(DataFrame(1, b"late"))
+    frame = next(
+        f for f in peer.frames() if isinstance(f, RstStreamFrame | GoAwayFrame)
+    )
+    assert frame.error_code == STREAM_CLOSED
+
+
+def test_data_on_an_idle_stream_is_protocol_error(peer: Peer) -> None:
+    peer.start()
+    peer.send(DataFrame(3, b"never opened"))
+    assert peer.goaway().error_code == PROTOCOL_ERROR
+
+
+def test_overflowing_the_window_is_flow_control_error(peer: Peer) -> None:
+    peer.start()
+    peer.send(peer.headers(1, "/slow?key=never"))  # never reads its body
+    for _ in range(4):
+        peer.send(DataFrame(1, b"x" * 16384))
+    peer.send(DataFrame(1, b"x" * 16384))  # 81920 > 65535
+    frame = next(f for f in peer.frames() if isinstance(f, RstStreamFrame | GoAwayFrame))
+    assert frame.error_code == FLOW_CONTROL_ERROR
+
+
+def test_window_update_overflow_is_flow_control_error(peer: Peer) -> None:
+    peer.start()
+    peer.send(WindowUpdateFrame(0, window_increment=2**31 - 1))
+    assert peer.goaway().error_code == FLOW_CONTROL_ERROR
+
+
+def test_bad_hpack_is_compression_error(peer: Peer) -> None:
+    peer.start()
+    # 0xFF 0xFF...: an indexed field far past the static and dynamic tables.
+    peer.send(HeadersFrame(1, b"\xff\xff\xff\xff\x0f", flags=["END_HEADERS", "END_STREAM"]))
+    assert peer.goaway().error_code == COMPRESSION_ERROR
+
+
+def test_rst_stream_ends_only_that_stream(peer: Peer) -> None:
+    peer.start()
+    peer.send(peer.headers(1, "/hold?key=rst1", method="GET", end=True))
+    peer.wait_for(DataFrame, stream_id=1)
+    peer.send(RstStreamFrame(1, error_code=0x8))  # CANCEL
+    peer.send(peer.headers(3, "/held?key=rst1", method="GET", end=True))
+    data = peer.wait_for(DataFrame, stream_id=3)
+    assert isinstance(data, DataFrame)
+    body = data.data
+    for _ in range(50):
+        if body == b"disconnected":
+            break
+        sid = 5 + 2 * _
+        peer.send(peer.headers(sid, "/held?key=rst1", method="GET", end=True))
+        frame = peer.wait_for(DataFrame, stream_id=sid)
+        assert isinstance(frame, DataFrame)
+        body = frame.data
+    assert body == b"disconnected"  # the app of stream 1 got http.disconnect
+
+
+def test_goaway_from_client_closes_quietly(peer: Peer) -> None:
+    peer.start()
+    peer.send(GoAwayFrame(0, last_stream_id=0, error_code=NO_ERROR))
+    list(peer.frames(5))
+    assert peer.closed
