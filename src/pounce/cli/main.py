@@ -36,9 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("app", nargs="?", help="the app, overriding the config's")
     _add_config_arg(check)
 
+    from pounce.bench import add_bench_parser
     from pounce.ctl import add_ctl_parser
 
     add_ctl_parser(sub)
+    add_bench_parser(sub)
 
     config = sub.add_parser("config", help="inspect the configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
@@ -166,7 +168,19 @@ def cmd_ctl(ns: argparse.Namespace) -> int:
     return run_ctl(ns)
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check, "config": cmd_config_show, "ctl": cmd_ctl}
+def cmd_bench(ns: argparse.Namespace) -> int:
+    from pounce.bench import run_bench
+
+    return run_bench(ns)
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "check": cmd_check,
+    "config": cmd_config_show,
+    "ctl": cmd_ctl,
+    "bench": cmd_bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
