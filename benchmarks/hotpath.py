@@ -52,10 +52,10 @@ async def run(parser: str, n: int, app_spec: str) -> float:
     conn = HTTPConnection(state, None)
     transport = FakeTransport()
     conn.connection_made(transport)
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(n):
         conn.data_received(REQUEST)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert transport.written > 0 and not transport.closed
     return elapsed / n * 1e6
 
