@@ -20,6 +20,7 @@ error_log = logging.getLogger("pounce.error")
 access_log = logging.getLogger("pounce.access")
 
 _NO_BODY_STATUS = frozenset({204, 304})
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 # Pause reading the socket when this much request body waits for the app.
 BODY_HIGH_WATER = 256 * 1024
 
@@ -228,37 +229,35 @@ class HTTPCycle:
     def _head(self, body: bytes, more_body: bool) -> bytes:
         """Decide the framing and return the head bytes (RFC 9112 §6)."""
         status = self._status
-        headers: list[tuple[bytes, bytes]] = []
+        lines = [http11.status_line(status)]
+        add = lines.append
         has_date = has_server = False
         length: int | None = None
         for name, value in self._headers:
             lname = name.lower()
-            if lname == b"content-length":
-                if not value.strip().isdigit():
-                    raise ASGIProtocolError(f"invalid Content-Length {value!r}")
-                length = int(value)
-                continue
-            elif lname == b"transfer-encoding":
-                continue  # framing is ours to choose
-            elif lname == b"connection":
-                if b"close" in value.lower():
+            if lname in _FRAMING:
+                if lname == b"content-length":
+                    if not value.strip().isdigit():
+                        raise ASGIProtocolError(f"invalid Content-Length {value!r}")
+                    length = int(value)
+                elif lname == b"connection" and b"close" in value.lower():
                     self.keep_alive = False
-                continue
-            elif lname == b"date":
+                continue  # framing and connection headers are ours to write
+            if lname == b"date":
                 has_date = True
             elif lname == b"server":
                 has_server = True
-            headers.append((name, value))
+            add(name + b": " + value + b"\r\n")
         if length is not None:
             self._expected_length = None if self.is_head else length
-            headers.append((b"content-length", b"%d" % length))
+            add(b"content-length: %d\r\n" % length)
         elif status < 200 or status in _NO_BODY_STATUS or self.is_head:
             pass
         elif not more_body:
-            headers.append((b"content-length", b"%d" % len(body)))
+            add(b"content-length: %d\r\n" % len(body))
             self._expected_length = len(body)
         elif self.scope["http_version"] == "1.1":
-            headers.append((b"transfer-encoding", b"chunked"))
+            add(b"transfer-encoding: chunked\r\n")
             self._chunked = True
         else:
             self.keep_alive = False  # a close-delimited body
@@ -267,15 +266,17 @@ class HTTPCycle:
             # and discard an unknown amount, close after this response.
             self.keep_alive = False
         if not has_date:
-            headers.append((b"date", self.conn.date_header()))
+            add(b"date: " + self.conn.date_header() + b"\r\n")
         if not has_server:
-            headers.append((b"server", b"pounce"))
+            add(b"server: pounce\r\n")
         if not self.keep_alive:
-            headers.append((b"connection", b"close"))
+            add(b"connection: close\r\n\r\n")
         elif self.scope["http_version"] == "1.0":
-            headers.append((b"connection", b"keep-alive"))
+            add(b"connection: keep-alive\r\n\r\n")
+        else:
+            add(b"\r\n")
         self.head_written = True
-        return http11.serialize_head(status, headers)
+        return b"".join(lines)
 
     def _fail_framing(self, why: str) -> None:
         self._record(self._status)

@@ -453,15 +453,18 @@ def status_line(status: int) -> bytes:
     return line
 
 
-_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_GOOD_NAMES: set[bytes] = set()  # response header names already checked (bounded)
 
 
 def check_response_headers(headers: Headers) -> str | None:
     """Return why ``headers`` can't be written, or None when they are fine."""
     for name, value in headers:
-        if _TOKEN.fullmatch(name) is None:
-            return f"invalid response header name {name!r}"
-        if _BAD_VALUE.search(value):
+        if name not in _GOOD_NAMES:
+            if _TOKEN.fullmatch(name) is None:
+                return f"invalid response header name {name!r}"
+            if len(_GOOD_NAMES) < 1024:
+                _GOOD_NAMES.add(name)
+        if b"\r" in value or b"\n" in value or b"\x00" in value:
             return f"response header {name.decode('latin-1')!r} contains CR, LF or NUL"
     return None
 
