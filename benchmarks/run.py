@@ -36,4 +36,4 @@ DEFAULTS = [
 ]
 
 if __name__ == "__main__":
-    sys.exit(main([*DEFAULTS, *sys.argv[1:]]))
+    sys.exit(main([*DEFAULTS, *sys.argv[1:]], prog="benchmarks/run.py"))

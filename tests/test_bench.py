@@ -8,7 +8,6 @@ import ast
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +17,20 @@ import pytest
 
 from pounce.bench import add_bench_parser
 from pounce.bench.app import CHUNK, CHUNKS, DOWNLOAD, HELLO, app
-from pounce.bench.command import settings_from
 from pounce.bench.machine import cpu_model
 from pounce.bench.procs import parse_stat_ppid, parse_status_kib, process_tree, tree_memory
-from pounce.bench.report import build_report, fmt_ms, fmt_number, render_markdown, table
+from pounce.bench.report import (
+    build_report,
+    fmt_ms,
+    fmt_number,
+    render_markdown,
+    spread,
+    table,
+)
 from pounce.bench.results import RunRecord, median, ratio, ratios, summarise, summarise_cell
 from pounce.bench.runner import interleaved
 from pounce.bench.servers import ServerSpec, parse_peer_list
+from pounce.bench.session import settings_from
 from pounce.bench.workloads import WORKLOADS, select_workloads
 from pounce.bench.wrk import (
     WrkOutputError,
@@ -279,9 +285,18 @@ def test_number_formatting() -> None:
     assert (fmt_ms(0.8123), fmt_ms(12.34), fmt_ms(1234.5)) == ("0.81", "12.3", "1,234")
 
 
+def test_spread_is_half_the_range_over_the_median() -> None:
+    assert spread([90.0, 100.0, 110.0]) == pytest.approx(0.1)
+    assert spread([100.0, 300.0]) == pytest.approx(0.5)
+    assert spread([100.0]) is None
+    assert spread([]) is None
+
+
 def test_markdown_report() -> None:
     runs = [
         _run("pounce", 20_000.0, p50=3.0, p99=8.0),
+        _run("pounce", 19_000.0, rep=2, p50=3.0, p99=8.0),
+        _run("pounce", 21_000.0, rep=3, p50=3.0, p99=8.0),
         _run("uvicorn-h11", 10_000.0, p50=7.0, p99=10.0),
         _run("pounce", 2_000.0, workload="idle-1k", idle_connections_open=1000),
         _run("uvicorn-h11", None, workload="idle-1k", error="exited before answering"),
@@ -290,7 +305,7 @@ def test_markdown_report() -> None:
     assert "Test CPU, 2 cores" in text
     assert "3 repetitions of 5 s" in text
     assert "| workload | pounce | uvicorn-h11 |" in text
-    assert "| hello | 20,000 | 10,000 |" in text
+    assert "| hello | 20,000 ±5% | 10,000 |" in text
     assert "| idle-1k | 2,000 | failed |" in text
     assert "| hello | 2.00× |" in text  # noqa: RUF001 (pounce over uvicorn-h11)
     assert "| hello | 3.00 / 8.00 | 7.00 / 10.0 |" in text
@@ -425,10 +440,11 @@ def test_bench_imports_only_the_standard_library_and_errors() -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install -y wrk)")
 def test_quick_bench_of_pounce_alone(tmp_path: Path) -> None:
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
-    command = [sys.executable, "-m", "pounce.bench", "--quick", "--pounce-variants", "pounce"]
+    # --install: wrk comes from apt-get on a fresh machine (the tests run as root there)
+    command = [sys.executable, "-m", "pounce.bench", "--quick", "--install"]
+    command += ["--pounce-variants", "pounce"]
     command += ["--json", str(out_json), "--markdown", str(out_md)]
     done = subprocess.run(
         command,

@@ -6,13 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pounce.bench.command import EPILOG, add_bench_arguments, run_bench
+from pounce.bench.command import EPILOG, add_bench_arguments
+from pounce.bench.session import run_bench
 from pounce.errors import PounceError
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m pounce.bench") -> int:
+    """Parse ``argv``, run the benchmark, return the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m pounce.bench",
+        prog=prog,
         description="Benchmark Pounce with wrk, alone or side by side with other ASGI servers.",
         epilog=EPILOG,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,10 +81,22 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "")
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
+def spread(values: Sequence[float | None]) -> float | None:
+    """Half the range as a fraction of the median: ``[90, 100, 110]`` -> 0.1."""
+    present = [v for v in values if v is not None]
+    if len(present) < 2:
+        return None
+    mid = statistics.median(present)
+    return (max(present) - min(present)) / 2 / mid if mid else None
+
+
 def _cell_rps(cell: dict[str, Any]) -> str:
     text = fmt_number(cell["requests_per_s"])
     if cell["runs"] and cell["failed"] == cell["runs"]:
         return "failed"
+    plus_minus = spread(cell.get("rps_all") or [])
+    if plus_minus is not None:
+        text += f" ±{plus_minus * 100:.0f}%"
     if cell["failed"] or cell["errors"]:
         text += " †"
     return text
@@ -140,7 +153,8 @@ def _throughput(report: dict[str, Any], servers: list[str]) -> str:
     rows = [
         [w, *(_cell_rps(report["summary"][w][s]) for s in servers)] for w in report["workloads"]
     ]
-    return "## Requests per second (median)\n\n" + table(["workload", *servers], rows)
+    title = "## Requests per second (median; ± half the range over the repetitions)"
+    return title + "\n\n" + table(["workload", *servers], rows)
 
 
 def _ratio_tables(report: dict[str, Any]) -> list[str]:
