@@ -9,10 +9,14 @@ import pytest
 from pounce.config import (
     AdminConfig,
     HealthConfig,
+    Http2Config,
     ListenConfig,
     LogLevel,
     MetricsConfig,
     ReloadConfig,
+    TlsClientAuth,
+    TlsConfig,
+    TlsVersion,
     WorkerMode,
     WorkersConfig,
     env_var_name,
@@ -185,6 +189,19 @@ def test_every_setting_can_be_set_from_env() -> None:
         "POUNCE_WEBSOCKET_PING_INTERVAL": "0",
         "POUNCE_WEBSOCKET_PING_TIMEOUT": "2.5",
         "POUNCE_WEBSOCKET_PER_MESSAGE_DEFLATE": "no",
+        "POUNCE_TLS_CERTFILE": "/etc/pounce/cert.pem",
+        "POUNCE_TLS_KEYFILE": "/etc/pounce/key.pem",
+        "POUNCE_TLS_PASSWORD": "s3cret",
+        "POUNCE_TLS_CA_CERTS": "/etc/pounce/ca.pem",
+        "POUNCE_TLS_CLIENT_AUTH": "REQUIRED",
+        "POUNCE_TLS_MINIMUM_VERSION": "1.3",
+        "POUNCE_TLS_ALPN": "http/1.1",
+        "POUNCE_TLS_USE_SYSTEM_STORE": "yes",
+        "POUNCE_HTTP2_ENABLED": "no",
+        "POUNCE_HTTP2_H2C": "off",
+        "POUNCE_HTTP2_MAX_CONCURRENT_STREAMS": "50",
+        "POUNCE_HTTP2_INITIAL_WINDOW_SIZE": "1048576",
+        "POUNCE_HTTP2_MAX_HEADER_LIST_SIZE": "8192",
     }
     assert set(env) == {s.env_var for s in by_dotted_key().values()}
     config = load_config(env=env)
@@ -195,6 +212,17 @@ def test_every_setting_can_be_set_from_env() -> None:
     assert config.websocket.ping_interval == 0.0
     assert config.websocket.ping_timeout == 2.5
     assert config.websocket.per_message_deflate is False
+    assert config.tls == TlsConfig(
+        certfile="/etc/pounce/cert.pem",
+        keyfile="/etc/pounce/key.pem",
+        password="s3cret",
+        ca_certs="/etc/pounce/ca.pem",
+        client_auth=TlsClientAuth.REQUIRED,
+        minimum_version=TlsVersion.TLS1_3,
+        alpn="http/1.1",
+        use_system_store=True,
+    )
+    assert config.http2 == Http2Config(False, False, 50, 1048576, 8192)
     assert config.app == "pkg.mod:factory()"
     assert config.server.workers == 8
     assert config.server.worker_mode is WorkerMode.THREAD

@@ -88,6 +88,19 @@ def test_dump_defaults_has_every_setting() -> None:
         "ping_timeout": 20.0,
         "per_message_deflate": True,
     }
+    assert document["tls"] == {
+        "client_auth": "none",
+        "minimum_version": "1.2",
+        "alpn": "h2,http/1.1",
+        "use_system_store": False,
+    }
+    assert document["http2"] == {
+        "enabled": True,
+        "h2c": True,
+        "max_concurrent_streams": 100,
+        "initial_window_size": 65535,
+        "max_header_list_size": 65536,
+    }
     for found in tables():
         if not found.array:
             assert set(document[found.name]) == {

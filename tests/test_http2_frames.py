@@ -53,7 +53,9 @@ class Peer:
     def start(self) -> None:
         self.send(PREFACE, SettingsFrame(0))
 
-    def headers(self, stream_id: int, path: str = "/echo", *, method: str = "POST", end: bool = False) -> HeadersFrame:
+    def headers(
+        self, stream_id: int, path: str = "/echo", *, method: str = "POST", end: bool = False
+    ) -> HeadersFrame:
         block = self.encoder.encode(
             [(":method", method), (":scheme", "http"), (":path", path), (":authority", "x")]
         )
@@ -142,11 +144,9 @@ def test_oversized_frame_is_frame_size_error(peer: Peer) -> None:
 def test_data_on_a_closed_stream_is_stream_closed(peer: Peer) -> None:
     peer.start()
     peer.send(peer.headers(1, "/echo", end=True))
-    peer.wait_for(DataFrame, stream_id=1)  # answered: stream 1 is closed now
+    peer.wait_for(HeadersFrame, stream_id=1)  # an empty answer: stream 1 is closed now
     peer.send(DataFrame(1, b"late"))
-    frame = next(
-        f for f in peer.frames() if isinstance(f, RstStreamFrame | GoAwayFrame)
-    )
+    frame = next(f for f in peer.frames() if isinstance(f, RstStreamFrame | GoAwayFrame))
     assert frame.error_code == STREAM_CLOSED
 
 

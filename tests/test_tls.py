@@ -67,9 +67,11 @@ def test_alpn_offers_h2_then_http11(serve: Callable[..., Server], pki: Pki) -> N
     server = _serve_tls(serve, pki)
     for offer, chosen in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):
         ctx = pki.client_context(alpn=offer)
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-                assert s.selected_alpn_protocol() == chosen
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as s,
+        ):
+            assert s.selected_alpn_protocol() == chosen
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
@@ -85,18 +87,22 @@ def test_old_tls_versions_are_refused(
         ctx.minimum_version = version
         ctx.maximum_version = version
     ctx.set_ciphers("ALL:@SECLEVEL=0")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-        with pytest.raises(ssl.SSLError):
-            ctx.wrap_socket(raw)
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
+        ctx.wrap_socket(raw)
 
 
 def test_minimum_version_13(serve: Callable[..., Server], pki: Pki) -> None:
     server = _serve_tls(serve, pki, POUNCE_TLS_MINIMUM_VERSION="1.3")
     ctx = pki.client_context()
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-        with pytest.raises(ssl.SSLError):
-            ctx.wrap_socket(raw, server_hostname="localhost")
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
+        ctx.wrap_socket(raw, server_hostname="localhost")
 
 
 def test_mtls_required(serve: Callable[..., Server], pki: Pki) -> None:
@@ -140,7 +146,7 @@ def test_plain_and_tls_listeners_side_by_side(
     plain, secure = free_port(), free_port()
     cfg = tmp_path / "pounce.toml"
     cfg.write_text(
-        f'[[listen]]\nport = {plain}\ntls = false\n\n[[listen]]\nport = {secure}\n\n'
+        f"[[listen]]\nport = {plain}\ntls = false\n\n[[listen]]\nport = {secure}\n\n"
         f'[tls]\ncertfile = "{pki.cert}"\nkeyfile = "{pki.key}"\n'
     )
     proc = subprocess.Popen(
@@ -207,6 +213,14 @@ def test_check_mtls_needs_a_ca(pki: Pki) -> None:
     assert "tls.client_auth: required needs tls.ca_certs" in out
 
 
+def test_check_tls_listener_needs_a_cert(tmp_path: Path) -> None:
+    cfg = tmp_path / "pounce.toml"
+    cfg.write_text("[[listen]]\nport = 8443\ntls = true\n")
+    result = run_pounce("check", APP, "-c", str(cfg))
+    assert result.returncode == 2
+    assert "tls.certfile: required by a listener with tls = true" in result.stderr
+
+
 def test_serve_refuses_a_mismatched_key_before_listening(pki: Pki) -> None:
     result = run_pounce(
         "serve", APP, "--port", "0", env=pki.env(POUNCE_TLS_KEYFILE=str(pki.other_key))
@@ -222,9 +236,11 @@ def _served_cert(port: int) -> bytes:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw) as s:
-            der = s.getpeercert(binary_form=True)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw) as s,
+    ):
+        der = s.getpeercert(binary_form=True)
     assert der is not None
     return der
 
@@ -261,11 +277,24 @@ def test_reload_serves_replaced_certificate(serve: Callable[..., Server], pki: P
 def test_scope_json_shape(serve: Callable[..., Server], pki: Pki) -> None:
     server = _serve_tls(serve, pki)
     ctx = pki.client_context(alpn=["http/1.1"])
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            s.sendall(b"GET /scope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as s,
+    ):
+        s.sendall(b"GET /scope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
     body = data.split(b"\r\n\r\n", 1)[1]
     assert json.loads(body)["scheme"] == "https"
+
+
+def test_websocket_over_tls_is_wss(serve: Callable[..., Server], pki: Pki) -> None:
+    from websockets.sync.client import connect
+
+    server = serve("apps.ws_echo:app", env=pki.env(), ready=False)
+    tls_ready(server, pki)
+    ctx = pki.client_context(alpn=["http/1.1"])
+    with connect(f"wss://localhost:{server.port}/scope", ssl=ctx, open_timeout=10) as ws:
+        scope = json.loads(ws.recv(timeout=10))
+    assert scope["scheme"] == "wss"

@@ -12,9 +12,10 @@ import struct
 from collections.abc import Callable
 
 import pytest
-from conftest import Server, http_exchange, wait_for
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+
+from conftest import Server, http_exchange, wait_for
 
 APP = "apps.ws_echo:app"
 KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -136,7 +137,9 @@ def test_client_close_code_reaches_the_app(serve: Serve) -> None:
 
 
 def http_exchange_body(server: Server, path: str) -> bytes:
-    raw = http_exchange(server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    raw = http_exchange(
+        server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
     return raw.partition(b"\r\n\r\n")[2]
 
 
@@ -233,6 +236,32 @@ def test_sigterm_closes_1001(serve: Serve) -> None:
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == 1001
     assert server.proc.wait(15) == 0
+
+
+def test_app_error_after_accept_closes_1011(serve: Serve) -> None:
+    server = serve(APP)
+    with connect(ws_url(server), open_timeout=10) as ws:
+        ws.send("raise")
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1011
+    assert wait_for(lambda: "boom after accept" in server.output)
+
+
+def test_reload_closes_1012(serve: Serve) -> None:
+    server = serve(APP)
+    with connect(ws_url(server), open_timeout=10) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "hi"
+        server.signal(signal.SIGHUP)
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=20)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1012
+    with connect(ws_url(server), open_timeout=10) as ws:  # the new generation serves
+        ws.send("again")
+        assert ws.recv(timeout=10) == "again"
 
 
 def test_starlette_websocket_route(serve: Serve) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import start_server  # noqa: E402
+from conftest import start_server
 
 VERSION = "0.8.2"
 CACHE = Path(os.environ.get("POUNCE_AUTOBAHN_CACHE", "~/.cache/pounce-autobahn")).expanduser()
@@ -138,9 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--compression", action="store_true", help="only 12.* and 13.*")
     group.add_argument("--all", action="store_true", help="every case")
+    group.add_argument("--cases", nargs="+", metavar="CASE", help='only these, e.g. "12.1.*"')
     parser.add_argument("--outdir", help="keep the reports here (default: a temporary dir)")
     args = parser.parse_args(argv)
-    if args.compression:
+    if args.cases:
+        cases, exclude = args.cases, []
+    elif args.compression:
         cases, exclude = COMPRESSION, []
     elif args.all:
         cases, exclude = ["*"], []

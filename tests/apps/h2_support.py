@@ -8,6 +8,7 @@ server certificate for ``localhost``/``127.0.0.1`` and a client certificate
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 import socket
 import ssl
@@ -42,7 +43,9 @@ class Pki:
     def env(self, **extra: str) -> dict[str, str]:
         return {"POUNCE_TLS_CERTFILE": str(self.cert), "POUNCE_TLS_KEYFILE": str(self.key), **extra}
 
-    def client_context(self, *, alpn: list[str] | None = None, client_cert: bool = False) -> ssl.SSLContext:
+    def client_context(
+        self, *, alpn: list[str] | None = None, client_cert: bool = False
+    ) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.ca))
         if alpn:
             ctx.set_alpn_protocols(alpn)
@@ -76,7 +79,7 @@ def issue(
 ) -> tuple[Path, Path]:
     """A certificate for ``cn`` signed by the CA: (cert path, key path)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
     builder = (
         x509.CertificateBuilder()
@@ -101,9 +104,11 @@ def issue(
     return cert_path, key_path
 
 
-def make_ca(directory: Path, cn: str = "Pounce Test CA") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, Path]:
+def make_ca(
+    directory: Path, cn: str = "Pounce Test CA"
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
@@ -140,7 +145,9 @@ def pki() -> Iterator[Pki]:
     directory = Path(tempfile.mkdtemp(prefix="pounce-pki-"))
     ca_key, ca_cert, ca_path = make_ca(directory)
     cert, key = issue(directory, "server", "localhost", ca_key, ca_cert)
-    client_cert, client_key = issue(directory, "client", "pounce-client", ca_key, ca_cert, client=True)
+    client_cert, client_key = issue(
+        directory, "client", "pounce-client", ca_key, ca_cert, client=True
+    )
     other = directory / "other.key"
     _write_key(other, ec.generate_private_key(ec.SECP256R1()))
     yield Pki(directory, ca_path, cert, key, client_cert, client_key, other)
@@ -179,10 +186,10 @@ def ensure_apt(binary: str, package: str) -> str:
     found = shutil.which(binary)
     if found:
         return found
-    import os
-
     assert os.geteuid() == 0, f"{binary} is missing: apt-get install {package}"
-    subprocess.run(["apt-get", "install", "-y", package], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", package], check=True, capture_output=True, timeout=600
+    )
     found = shutil.which(binary)
     assert found, f"{package} did not provide {binary}"
     return found

@@ -5,7 +5,8 @@ WebSocket routes (anything not listed is ``/echo``):
 ``/echo``
     Accepts (choosing subprotocol ``chat`` when offered, with a response header
     ``x-extra: yes``) and echoes every message, text as text and bytes as bytes.
-    The text ``close:CODE:REASON`` makes the app close with that code and reason.
+    The text ``close:CODE:REASON`` makes the app close with that code and reason;
+    the text ``raise`` makes it raise (the server closes with 1011).
     The code of a disconnect is kept for ``GET /last-close``.
 ``/scope``
     Accepts and sends the scope (less ``state``) as one JSON text message.
@@ -49,6 +50,8 @@ async def _echo(scope: Scope, receive: Any, send: Any) -> None:
             _last_close.append(f"{message['code']}")
             return
         text = message.get("text")
+        if text == "raise":
+            raise RuntimeError("boom after accept")
         if text is not None and text.startswith("close:"):
             _, code, reason = text.split(":", 2)
             await send({"type": "websocket.close", "code": int(code), "reason": reason})

@@ -116,6 +116,8 @@ class WebSocketCycle:
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._deny_chunked = False
+        self._close_on_accept: tuple[int, str] | None = None
+        self._deny_headers: list[tuple[bytes, bytes]] | None = None
 
     # -- fed by the connection -------------------------------------------------
 
@@ -170,6 +172,9 @@ class WebSocketCycle:
 
     def close(self, code: int, reason: str = "") -> None:
         """Server-side close (drain, ping timeout): the app sees a disconnect."""
+        if self.phase is Phase.CONNECTING:
+            self._close_on_accept = (code, reason)  # the handshake is still the app's
+            return
         if self.session is not None and self.phase is Phase.OPEN:
             self.phase = Phase.CLOSED
             self._write(self.session.close(code, reason))
@@ -273,6 +278,8 @@ class WebSocketCycle:
         pending, self._pending = self._pending, b""
         if pending:
             self._feed(pending)
+        if self._close_on_accept is not None:
+            self.close(*self._close_on_accept)  # the worker began draining meanwhile
 
     def _start_denial(self, message: dict[str, Any]) -> None:
         status = message["status"]
@@ -298,8 +305,6 @@ class WebSocketCycle:
         if not more_body:
             self._denied()
 
-    _deny_headers: list[tuple[bytes, bytes]] | None = None
-
     def _deny(
         self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, more_body: bool
     ) -> None:
@@ -312,6 +317,8 @@ class WebSocketCycle:
             lname = name.lower()
             if lname == b"content-length":
                 length = value.strip()
+                if not length.isdigit():
+                    raise ASGIProtocolError(f"invalid Content-Length {value!r}")
             elif lname not in (b"transfer-encoding", b"connection"):
                 out.append((name, value))
         if length is not None:
@@ -321,9 +328,12 @@ class WebSocketCycle:
             out.append((b"transfer-encoding", b"chunked"))
         else:
             out.append((b"content-length", b"%d" % len(body)))
-        out += [(b"date", self.conn.date_header()), (b"connection", b"close")]
-        if not any(name.lower() == b"server" for name, _ in out):
+        names = {name.lower() for name, _ in out}
+        if b"date" not in names:
+            out.append((b"date", self.conn.date_header()))
+        if b"server" not in names:
             out.append((b"server", b"pounce"))
+        out.append((b"connection", b"close"))
         data = http11.serialize_head(status, out)
         data += http11.chunk(body) if self._deny_chunked and body else body
         if not more_body and self._deny_chunked:

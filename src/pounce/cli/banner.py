@@ -13,6 +13,7 @@ from rich.table import Table
 from pounce import __version__
 from pounce.config import Config
 from pounce.net.listeners import Listener
+from pounce.net.tls import listener_uses_tls
 from pounce.worker.loops import resolve_loop
 
 
@@ -38,7 +39,10 @@ def banner_table(
     table.add_row("engine", f"{loop} loop, {config.http.parser.value} HTTP/1.1 parser")
     table.add_row("workers", f"{config.server.workers} ({config.server.worker_mode.value} mode)")
     for i, listener in enumerate(listeners):
-        table.add_row("listen" if i == 0 else "", listener.describe())
+        shown = listener.describe()
+        if listener_uses_tls(config, listener.config) and shown.startswith("http://"):
+            shown = "https://" + shown.removeprefix("http://")
+        table.add_row("listen" if i == 0 else "", shown)
     for key, value in (extras or {}).items():
         table.add_row(key, value)
     if config.source:

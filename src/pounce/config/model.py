@@ -381,7 +381,7 @@ class TlsConfig:
     )
     use_system_store: bool = setting(
         False,
-        doc="Also trust the system's CA store for client certificates (needs `pounce[tls]`).",
+        doc="Also trust the system's CA store (OpenSSL's default paths) for client certificates.",
         flags=("--tls-use-system-store",),
     )
 

@@ -91,9 +91,13 @@ class HTTPConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         hooks = self.state.hooks
-        if self.requests == 0 and hooks.on_first_bytes is not None and self.cycle is None:
-            if hooks.on_first_bytes(self, data):
-                return  # another protocol took the connection (and these bytes)
+        if (
+            self.requests == 0
+            and hooks.on_first_bytes is not None
+            and self.cycle is None
+            and hooks.on_first_bytes(self, data)
+        ):
+            return  # another protocol took the connection (and these bytes)
         self.parser.feed(data)
         self._process()
         if self.cycle is None and self.parser.buffered and not self._timer_is_header:
@@ -180,9 +184,12 @@ class HTTPConnection(asyncio.Protocol):
             keep_alive = False
         scope = self._scope(request)
         hooks = state.hooks
-        if hooks.on_upgrade is not None and _wants_upgrade(request):
-            if hooks.on_upgrade(self, request, scope):
-                return  # e.g. WebSocket: the handler owns the transport now
+        if (
+            hooks.on_upgrade is not None
+            and _wants_upgrade(request)
+            and hooks.on_upgrade(self, request, scope)
+        ):
+            return  # e.g. WebSocket: the handler owns the transport now
         # Health and metrics paths are answered before the app, outside the access log.
         special = state.special_routes.get(scope["path"]) if state.special_routes else None
         cycle = HTTPCycle(
@@ -395,10 +402,7 @@ class HTTPConnection(asyncio.Protocol):
 
 
 def _wants_upgrade(request: http11.Request) -> bool:
-    for name, value in request.headers:
-        if name == b"upgrade":
-            return True
-    return False
+    return any(name == b"upgrade" for name, _ in request.headers)
 
 
 def start_eagerly(

@@ -13,6 +13,7 @@ waits for WINDOW_UPDATE), and as far as the transport's write buffer allows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -23,6 +24,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.frame import GoAwayFrame
 
 from pounce.asgi.h2stream import CANCEL, NO_ERROR, H2Stream
 from pounce.types import ASGIApp, Scope
@@ -32,7 +34,10 @@ if TYPE_CHECKING:
 
 error_log = logging.getLogger("pounce.error")
 
+REFUSED_STREAM = 0x7
 COMPRESSION_ERROR = 0x9
+#: Length 8, type GOAWAY: the frame h2 queues on a connection error (no debug data).
+_GOAWAY_HEAD = b"\x00\x00\x08\x07"
 #: Largest connection-level receive window opened (all streams' bodies together).
 MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
 
@@ -72,6 +77,7 @@ class H2Connection(asyncio.Protocol):
         self.streams: dict[int, H2Stream] = {}
         self.closing = False
         self.goaway_sent = False
+        self._last_stream_id = 0
         self._writable = asyncio.Event()
         self._writable.set()
         self._window_waiters: dict[int, asyncio.Future[None]] = {}
@@ -97,7 +103,9 @@ class H2Connection(asyncio.Protocol):
         self._flush()
         if self._upgrade is not None:
             # The upgrading HTTP/1.1 request is stream 1, half-closed (RFC 7540 §3.2).
-            self._start_stream(1, dict(scope, http_version="2"), end_stream=True)
+            extensions = {**scope["extensions"], "http.response.trailers": {}}
+            scope = dict(scope, http_version="2", extensions=extensions)
+            self._start_stream(1, scope, end_stream=True)
             self._upgrade = None
         self._arm_idle(self.state.config.http.header_timeout)
 
@@ -135,6 +143,9 @@ class H2Connection(asyncio.Protocol):
     def _handle(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
             assert event.stream_id is not None and event.headers is not None
+            if self.goaway_sent and event.stream_id > self._last_stream_id:
+                self.h2.reset_stream(event.stream_id, REFUSED_STREAM)  # after our GOAWAY
+                return
             scope = self._scope(event.headers)
             if scope is None:
                 self.h2.reset_stream(event.stream_id, 0x1)  # PROTOCOL_ERROR
@@ -245,12 +256,16 @@ class H2Connection(asyncio.Protocol):
         """h2 queued a GOAWAY with the exception's code; HPACK errors are
         COMPRESSION_ERROR (RFC 9113 §4.3), which h2 reports as PROTOCOL_ERROR."""
         out = self.h2.data_to_send()
+        if out[-17:-13] != _GOAWAY_HEAD:
+            # A bad client preface fails before h2 queues its GOAWAY (RFC 9113 §3.4).
+            code = int(getattr(exc, "error_code", 0x1) or 0x1)
+            out += _GOAWAY_HEAD + bytes(5) + bytes(4) + code.to_bytes(4, "big")
         cause = exc.__cause__
         if (
             isinstance(cause, HPACKError)
             and not isinstance(cause, OversizedHeaderListError)
             and len(out) >= 17
-            and out[-17:-13] == b"\x00\x00\x08\x07"  # a GOAWAY with no debug data
+            and out[-17:-13] == _GOAWAY_HEAD
         ):
             out = out[:-4] + COMPRESSION_ERROR.to_bytes(4, "big")
         error_log.info("HTTP/2 protocol error from %s: %s", self.client, exc)
@@ -299,28 +314,22 @@ class H2Connection(asyncio.Protocol):
 
     def reset_stream(self, stream_id: int, code: int) -> None:
         if not self.closing and stream_id in self.streams:
-            try:
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
                 self.h2.reset_stream(stream_id, code)
-            except h2.exceptions.StreamClosedError:
-                pass
             self._flush()
 
     def consumed(self, stream_id: int, nbytes: int) -> None:
         if nbytes and not self.closing:
-            try:
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
                 self.h2.acknowledge_received_data(nbytes, stream_id)
-            except h2.exceptions.StreamClosedError:
-                pass
             self._flush()
 
     def stream_done(self, stream_id: int) -> None:
         stream = self.streams.pop(stream_id, None)
         if stream is not None and not stream.body_complete and not self.closing:
             # Answered before the whole request body: stop it (RFC 9113 §8.1).
-            try:
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
                 self.h2.reset_stream(stream_id, NO_ERROR)
-            except h2.exceptions.StreamClosedError:
-                pass
             self._flush()
         if not self.streams:
             if self.goaway_sent:
@@ -381,9 +390,14 @@ class H2Connection(asyncio.Protocol):
         if self.closing:
             return
         if not self.goaway_sent:
-            self.goaway_sent = True
-            self.h2.close_connection(NO_ERROR)
+            # Written around h2: its close_connection() would also stop the streams
+            # in flight, which a graceful GOAWAY lets finish (RFC 9113 §6.8).
             self._flush()
+            self.goaway_sent = True
+            self._last_stream_id = self.h2.highest_inbound_stream_id
+            frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=NO_ERROR)
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(frame.serialize())
         if not self.streams:
             self._close()
 

@@ -43,9 +43,9 @@ def install_http2(state: ServerState) -> None:
         previous = hooks.on_upgrade
 
         def on_upgrade(conn: HTTPConnection, request: Request, scope: dict[str, Any]) -> bool:
-            if _upgrade_token(request) == b"h2c" and conn.tls is None:
-                if _take_upgrade(conn, request, scope):
-                    return True
+            token = _upgrade_token(request)
+            if token == b"h2c" and conn.tls is None and _take_upgrade(conn, request, scope):
+                return True
             return previous(conn, request, scope) if previous is not None else False
 
         hooks.on_upgrade = on_upgrade
@@ -74,10 +74,11 @@ def _on_connect(conn: HTTPConnection) -> None:
 def _on_first_bytes(conn: HTTPConnection, data: bytes) -> bool:
     if conn.tls is not None:
         return False  # over TLS only ALPN selects HTTP/2 (RFC 9113 §3.3)
-    if not data.startswith(PREFACE[: len(data)]) or len(data) < 3:
+    head = data[:16]  # "PRI * HTTP/2.0\r\n"
+    if len(head) < 3 or not PREFACE.startswith(head):
         return False
-    # The preface may arrive split; a prefix of it is enough to commit ("PRI" is
-    # no HTTP/1.1 method we serve), h2 checks the rest.
+    # The preface may arrive split: its start is enough to commit ("PRI * HTTP/2.0"
+    # is no HTTP/1.1 request), h2 checks the rest (a bad one: GOAWAY PROTOCOL_ERROR).
     conn.switch_protocol(_new_h2(conn), data)
     return True
 

@@ -17,22 +17,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pounce.asgi.lifespan import Lifespan
 from pounce.config import Config
 from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
 from pounce.metrics import Collector
-from pounce.protocols.http11 import Request
 from pounce.net.listeners import Listener
 from pounce.net.tls import build_context, listener_uses_tls
+from pounce.protocols.http11 import Request
 from pounce.types import ASGIApp
 from pounce.worker.connection import HTTPConnection
 from pounce.worker.h2hooks import h2_available, install_http2
 from pounce.worker.health import special_routes
 from pounce.worker.link import SupervisorLink
-from pounce.worker.websocket import WebSocketUpgrades
+
+if TYPE_CHECKING:
+    from pounce.worker.websocket import WebSocketUpgrades
 
 log = logging.getLogger("pounce.error")
 
@@ -136,8 +138,17 @@ class Worker:
             await self.link.start()
             state.special_routes = special_routes(self.config, state, self.link)
         if self.config.websocket.enabled:
-            self._websockets = WebSocketUpgrades(state)
-            state.hooks.on_upgrade = self._websockets.on_upgrade
+            try:
+                from pounce.worker.websocket import WebSocketUpgrades
+            except ImportError as exc:  # wsproto comes with the pounce[ws] extra
+                log.warning(
+                    "WebSocket support needs pounce[ws] (%s): upgrades go to the app as "
+                    "HTTP requests; set websocket.enabled = false to silence this",
+                    exc,
+                )
+            else:
+                self._websockets = WebSocketUpgrades(state)
+                state.hooks.on_upgrade = self._websockets.on_upgrade
         install_http2(state)  # after WebSocket: it wraps on_upgrade, dispatching on the token
         lifespan = Lifespan(self.app)
         state.lifespan_state = lifespan.state

@@ -243,6 +243,7 @@ class WebSocketConnection(asyncio.Protocol):
             self.cycle.close(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
         if self.transport is not None:
             self.transport.close()  # after the close frame: the peer is not answering
+            self._arm_close_timer()  # and abort if it does not read that either
 
     def _cancel_ping(self) -> None:
         if self._ping_timer is not None:

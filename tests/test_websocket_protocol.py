@@ -1,0 +1,166 @@
+"""The sans-I/O WebSocket layer, with bytes alone (a wsproto client is the peer)."""
+
+from __future__ import annotations
+
+import pytest
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.extensions import PerMessageDeflate
+
+from pounce.protocols import http11
+from pounce.protocols.websocket import (
+    Closed,
+    Message,
+    Session,
+    UpgradeError,
+    check_upgrade,
+    is_websocket_upgrade,
+)
+
+RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3
+
+
+def request(
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    method: bytes = b"GET",
+    version: str = "1.1",
+    drop: tuple[bytes, ...] = (),
+) -> http11.Request:
+    base = [
+        (b"host", b"x"),
+        (b"upgrade", b"WebSocket"),
+        (b"connection", b"keep-alive, Upgrade"),
+        (b"sec-websocket-key", RFC_KEY),
+        (b"sec-websocket-version", b"13"),
+    ]
+    all_headers = [h for h in base if h[0] not in drop] + (headers or [])
+    return http11.Request(method, b"/chat", version, all_headers, True, False, None, False)
+
+
+def test_accept_token_subprotocols_and_headers() -> None:
+    handshake = check_upgrade(request([(b"sec-websocket-protocol", b"chat, superchat")]))
+    assert handshake.subprotocols == ["chat", "superchat"]
+    head = handshake.accept("chat", [(b"x-a", b"1"), (b"upgrade", b"no")], deflate=True, date=b"D")
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
+    assert b"sec-websocket-protocol: chat\r\n" in head
+    assert b"x-a: 1\r\n" in head
+    assert b"upgrade: no" not in head
+    assert b"sec-websocket-extensions" not in head  # not offered
+    assert handshake.extensions == []
+
+
+def test_deflate_negotiated_only_when_offered_and_enabled() -> None:
+    offer = [(b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")]
+    on = check_upgrade(request(offer))
+    assert b"sec-websocket-extensions: permessage-deflate" in on.accept(
+        None, [], deflate=True, date=b"D"
+    )
+    assert [e.name for e in on.extensions] == ["permessage-deflate"]
+    off = check_upgrade(request(offer))
+    assert b"sec-websocket-extensions" not in off.accept(None, [], deflate=False, date=b"D")
+    assert off.extensions == []
+
+
+@pytest.mark.parametrize(
+    ("req", "status"),
+    [
+        (request(version="1.0"), 400),
+        (request(method=b"POST"), 400),
+        (request(drop=(b"connection",)), 400),
+        (request(drop=(b"sec-websocket-key",)), 400),
+        (request(drop=(b"sec-websocket-version",)), 426),
+        (request([(b"sec-websocket-key", RFC_KEY)]), 400),  # two keys
+    ],
+)
+def test_invalid_upgrade_requests(req: http11.Request, status: int) -> None:
+    with pytest.raises(UpgradeError) as info:
+        check_upgrade(req)
+    assert info.value.status == status
+    response = info.value.response()
+    assert response.startswith(b"HTTP/1.1 %d " % status)
+    if status == 426:
+        assert b"sec-websocket-version: 13\r\n" in response
+
+
+def test_bad_key_and_upgrade_detection() -> None:
+    bad = request([(b"sec-websocket-key", b"not base64 at all")], drop=(b"sec-websocket-key",))
+    with pytest.raises(UpgradeError):
+        check_upgrade(bad)
+    assert is_websocket_upgrade([(b"upgrade", b"websocket")])
+    assert not is_websocket_upgrade([(b"upgrade", b"h2c")])
+
+
+def pair(max_size: int = 1 << 20, deflate: bool = False) -> tuple[Session, Connection]:
+    server_ext = [PerMessageDeflate()] if deflate else []
+    client_ext = [PerMessageDeflate()] if deflate else []
+    if deflate:
+        server_ext[0].accept("permessage-deflate")
+        client_ext[0].finalize("permessage-deflate")
+    return Session(list(server_ext), max_size), Connection(ConnectionType.CLIENT, client_ext)
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_messages_both_ways(deflate: bool) -> None:
+    session, client = pair(deflate=deflate)
+    wire = client.send(TextMessage("hé", message_finished=False))
+    wire += client.send(TextMessage("llo"))
+    wire += client.send(BytesMessage(b"\x00" * 1000))
+    events, out = session.receive(wire)
+    assert events == [Message("héllo"), Message(b"\x00" * 1000)]
+    assert out == b""
+    client.receive_data(session.send("back") + session.send(b"bin"))
+    got = list(client.events())
+    assert [e.data for e in got] == ["back", b"bin"]
+
+
+def test_ping_is_answered_and_pongs_are_kept() -> None:
+    session, client = pair()
+    events, out = session.receive(client.send(Ping(b"p1")) + client.send(Pong(b"p2")))
+    assert events == []
+    client.receive_data(out)
+    assert [type(e) for e in client.events()] == [Pong]
+    assert session.pong_payloads == [b"p2"]
+
+
+def test_message_too_big_closes_1009() -> None:
+    session, client = pair(max_size=10)
+    events, out = session.receive(client.send(TextMessage("x" * 11)))
+    assert events == [Closed(1009, "message too big", by_peer=False)]
+    assert session.done
+    client.receive_data(out)
+    (close,) = client.events()
+    assert isinstance(close, CloseConnection) and close.code == 1009
+
+
+def test_close_by_peer_is_answered() -> None:
+    session, client = pair()
+    events, out = session.receive(client.send(CloseConnection(4000, "bye")))
+    assert events == [Closed(4000, "bye")]
+    assert session.done
+    client.receive_data(out)
+    (close,) = client.events()
+    assert isinstance(close, CloseConnection) and close.code == 4000
+    assert session.send("late") == b""
+
+
+def test_close_by_server_waits_for_the_reply() -> None:
+    session, client = pair()
+    client.receive_data(session.close(1001, "going away"))
+    (close,) = client.events()
+    assert isinstance(close, CloseConnection) and close.code == 1001
+    assert not session.done
+    events, _ = session.receive(client.send(close.response()))
+    assert events == []  # the closer already knows
+    assert session.done
+
+
+def test_invalid_utf8_fails_1007() -> None:
+    session, _ = pair()
+    frame = b"\x81\x82" + b"\x00\x00\x00\x00" + b"\xc3\x28"  # masked, zero mask
+    events, out = session.receive(frame)
+    assert len(events) == 1 and isinstance(events[0], Closed)
+    assert (events[0].code, events[0].by_peer) == (1007, False)
+    assert out[0] == 0x88 and out[2:4] == b"\x03\xef"  # a close frame with 1007
+    assert session.done
