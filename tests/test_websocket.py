@@ -88,6 +88,18 @@ def test_echo_text_binary_subprotocol_headers_and_deflate(serve: Serve) -> None:
     assert wait_for(lambda: '"GET /echo HTTP/1.1" 101' in server.output)
 
 
+def test_handshakes_are_counted_in_metrics(serve: Serve) -> None:
+    server = serve(APP)
+    with connect(ws_url(server), open_timeout=10) as ws:
+        ws.send("x")
+        assert ws.recv(timeout=10) == "x"
+    with pytest.raises(InvalidStatus):
+        connect(ws_url(server, "/deny"), open_timeout=10)
+    metrics = http_exchange_body(server, "/metrics").decode()
+    assert 'http_requests_total{method="GET",status="101"} 1' in metrics
+    assert 'http_requests_total{method="GET",status="418"} 1' in metrics
+
+
 def test_no_subprotocol_and_deflate_off(serve: Serve) -> None:
     server = serve(APP, env={"POUNCE_WEBSOCKET_PER_MESSAGE_DEFLATE": "false"})
     with connect(ws_url(server), open_timeout=10) as ws:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.extensions import PerMessageDeflate
@@ -164,3 +166,25 @@ def test_invalid_utf8_fails_1007() -> None:
     assert (events[0].code, events[0].by_peer) == (1007, False)
     assert out[0] == 0x88 and out[2:4] == b"\x03\xef"  # a close frame with 1007
     assert session.done
+
+
+@given(
+    messages=st.lists(st.one_of(st.text(max_size=300), st.binary(max_size=300)), max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=10),
+    deflate=st.booleans(),
+)
+def test_any_split_of_the_bytes_gives_the_same_messages(
+    messages: list[str | bytes], cuts: list[int], deflate: bool
+) -> None:
+    session, client = pair(deflate=deflate)
+    wire = b"".join(
+        client.send(TextMessage(m) if isinstance(m, str) else BytesMessage(m)) for m in messages
+    )
+    got: list[Message | Closed] = []
+    start = 0
+    for cut in [*sorted(c for c in cuts if c < len(wire)), len(wire)]:
+        events, out = session.receive(wire[start:cut])
+        got += events
+        assert out == b""
+        start = cut
+    assert got == [Message(m) for m in messages]
