@@ -79,8 +79,17 @@ def websocket_scope(http_scope: Scope, handshake: Handshake, *, secure: bool) ->
         "server": http_scope["server"],
         "subprotocols": list(handshake.subprotocols),
         "state": http_scope["state"],
-        "extensions": {"websocket.http.response": {}},
+        "extensions": _extensions(http_scope),
     }
+
+
+def _extensions(http_scope: Scope) -> dict[str, Any]:
+    """The Denial Response extension, and the TLS one when the HTTP scope has it."""
+    extensions: dict[str, Any] = {"websocket.http.response": {}}
+    tls = http_scope.get("extensions", {}).get("tls")
+    if tls is not None:
+        extensions["tls"] = tls
+    return extensions
 
 
 class WebSocketCycle:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -30,6 +31,7 @@ from pounce.asgi.h2stream import CANCEL, NO_ERROR, H2Stream
 from pounce.types import ASGIApp, Scope
 
 if TYPE_CHECKING:
+    from pounce.asgi.h2websocket import H2WebSocketStream
     from pounce.worker.server import ServerState
 
 error_log = logging.getLogger("pounce.error")
@@ -71,10 +73,12 @@ class H2Connection(asyncio.Protocol):
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: cfg.initial_window_size,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
+                # WebSocket over HTTP/2: extended CONNECT (RFC 8441 §3).
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(_websocket_enabled(state)),
             },
         )
         self.transport: asyncio.Transport | None = None
-        self.streams: dict[int, H2Stream] = {}
+        self.streams: dict[int, H2Stream | H2WebSocketStream] = {}
         self.closing = False
         self.goaway_sent = False
         self._last_stream_id = 0
@@ -146,6 +150,11 @@ class H2Connection(asyncio.Protocol):
             if self.goaway_sent and event.stream_id > self._last_stream_id:
                 self.h2.reset_stream(event.stream_id, REFUSED_STREAM)  # after our GOAWAY
                 return
+            if _is_extended_connect(event.headers):
+                self._start_websocket(
+                    event.stream_id, event.headers, event.stream_ended is not None
+                )
+                return
             scope = self._scope(event.headers)
             if scope is None:
                 self.h2.reset_stream(event.stream_id, 0x1)  # PROTOCOL_ERROR
@@ -213,6 +222,57 @@ class H2Connection(asyncio.Protocol):
         task = state.loop.create_task(stream.run(app))
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
+
+    def _start_websocket(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
+        """An extended CONNECT (RFC 8441): a WebSocket in this stream, or an error answer."""
+        pseudo = {name: value for name, value in headers if name[:1] == b":"}
+        version = [value.strip() for name, value in headers if name == b"sec-websocket-version"]
+        scope = self._scope(headers)
+        if (
+            not _websocket_enabled(self.state)
+            or pseudo.get(b":protocol", b"").lower() != b"websocket"
+            or scope is None
+        ):
+            self._answer(stream_id, 501 if scope is not None else 400, [])
+            return
+        if version != [b"13"]:
+            self._answer(stream_id, 426, [(b"sec-websocket-version", b"13")])
+            return
+        if self.state.special_routes and scope["path"] in self.state.special_routes:
+            self._answer(stream_id, 400, [])  # health and metrics paths are HTTP only
+            return
+        from pounce.asgi.h2websocket import H2WebSocketStream, h2_websocket_scope
+
+        ws_scope, offers = h2_websocket_scope(
+            scope, scope["headers"], secure="tls" in self.extensions
+        )
+        config = self.state.config.websocket
+        stream = H2WebSocketStream(
+            self,
+            stream_id,
+            ws_scope,
+            offers,
+            max_message_size=config.max_message_size,
+            per_message_deflate=config.per_message_deflate,
+            access_log=self.state.config.logging.access_log,
+            metrics=self.state.metrics,
+        )
+        self.streams[stream_id] = stream
+        self._drop_timer()
+        if end_stream:
+            stream.end_body()
+        if self.state.draining:
+            stream.close(*_drain_close(self.state))
+        task = self.state.loop.create_task(stream.run(self.state.app))
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    def _answer(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """A complete header-only response to a stream that gets no app."""
+        head = [(b":status", b"%d" % status), *headers, (b"date", self.state.date_header())]
+        self.h2.send_headers(stream_id, head, end_stream=True)
 
     def _scope(self, headers: list[tuple[bytes, bytes]]) -> Scope | None:
         pseudo: dict[bytes, bytes] = {}
@@ -389,6 +449,9 @@ class H2Connection(asyncio.Protocol):
         """GOAWAY (NO_ERROR) now; streams in flight finish, then the connection closes."""
         if self.closing:
             return
+        for stream in list(self.streams.values()):
+            if not isinstance(stream, H2Stream):
+                stream.close(*_drain_close(self.state))  # WebSockets: 1001, or 1012
         if not self.goaway_sent:
             # Written around h2: its close_connection() would also stop the streams
             # in flight, which a graceful GOAWAY lets finish (RFC 9113 §6.8).
@@ -406,6 +469,28 @@ class H2Connection(asyncio.Protocol):
         self._drop_timer()
         if self.transport is not None:
             self.transport.abort()
+
+
+def _websocket_enabled(state: ServerState) -> bool:
+    """WebSocket over HTTP/2 needs ``websocket.enabled`` and wsproto (``pounce[ws]``)."""
+    return state.config.websocket.enabled and importlib.util.find_spec("wsproto") is not None
+
+
+def _is_extended_connect(headers: list[tuple[bytes, bytes]]) -> bool:
+    method = protocol = None
+    for name, value in headers:
+        if name == b":method":
+            method = value
+        elif name == b":protocol":
+            protocol = value
+    return method == b"CONNECT" and protocol is not None
+
+
+def _drain_close(state: ServerState) -> tuple[int, str]:
+    """The close code on drain: 1012 when another generation takes over, else 1001."""
+    if state.drain_grace > 0:
+        return 1012, "server restarting"
+    return 1001, "server shutting down"
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:

@@ -1,0 +1,403 @@
+"""WebSocket over TLS and over HTTP/2 (RFC 8441 extended CONNECT).
+
+The HTTP/2 client is written with ``h2`` (the client side of its state machine) and
+wsproto's frame layer (``Connection(ConnectionType.CLIENT)``) over a TLS socket that
+negotiated ``h2`` by ALPN, or a cleartext one (h2c, prior knowledge).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Event, Message, TextMessage
+
+from apps.h2_support import Pki, pki, tls_ready
+from conftest import Server
+
+__all__ = ["pki"]
+
+APP = "apps.ws_echo:app"
+
+
+def _serve_tls(serve: Callable[..., Server], pki: Pki, *args: str, **env: str) -> Server:
+    server = serve(APP, *args, env=pki.env(**env), ready=False)
+    tls_ready(server, pki)
+    return server
+
+
+def test_websocket_scope_has_the_tls_extension(serve: Callable[..., Server], pki: Pki) -> None:
+    from websockets.sync.client import connect
+
+    server = _serve_tls(
+        serve, pki, POUNCE_TLS_CLIENT_AUTH="optional", POUNCE_TLS_CA_CERTS=str(pki.ca)
+    )
+    ctx = pki.client_context(alpn=["http/1.1"], client_cert=True)
+    with connect(f"wss://localhost:{server.port}/scope", ssl=ctx, open_timeout=10) as ws:
+        scope = json.loads(ws.recv(timeout=10))
+    assert scope["scheme"] == "wss"
+    assert scope["http_version"] == "1.1"
+    tls = scope["extensions"]["tls"]
+    assert tls["tls_version"] in (0x0303, 0x0304)
+    assert tls["cipher_name"]
+    assert tls["client_cert_name"] == "CN=pounce-client"
+    assert len(tls["client_cert_chain"]) == 1
+    assert "websocket.http.response" in scope["extensions"]
+
+
+def test_plain_websocket_scope_has_no_tls_extension(serve: Callable[..., Server]) -> None:
+    from websockets.sync.client import connect
+
+    server = serve(APP)
+    with connect(f"ws://127.0.0.1:{server.port}/scope", open_timeout=10) as ws:
+        scope = json.loads(ws.recv(timeout=10))
+    assert scope["extensions"] == {"websocket.http.response": {}}
+
+
+class H2WebSocketClient:
+    """One HTTP/2 connection; ``open()`` starts a WebSocket stream on it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.h2.initiate_connection()
+        self.events: list[h2.events.Event] = []
+        self.data: dict[int, bytes] = {}
+        self.ended: set[int] = set()
+        self.reset: set[int] = set()
+        self.after_goaway = False
+        self._buffer = b""
+        self.response: dict[int, dict[bytes, bytes]] = {}
+        self._flush()
+        self.pump_until(lambda: self.h2.remote_settings.enable_connect_protocol == 1)
+
+    def _flush(self) -> None:
+        out = self.h2.data_to_send()
+        if out:
+            self.sock.sendall(out)
+
+    def pump_until(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"timed out; events: {self.events}"
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+            assert chunk, f"connection closed; events: {self.events}"
+            self._receive(chunk)
+
+    def pump_for(self, seconds: float) -> None:
+        """Process what arrives for ``seconds``, without waiting past them."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                return
+            assert chunk, f"connection closed; events: {self.events}"
+            self._receive(chunk)
+
+    def _receive(self, chunk: bytes) -> None:
+        # One frame at a time, so that the GOAWAY below can be handled before what follows.
+        self._buffer += chunk
+        while len(self._buffer) >= 9:
+            size = 9 + int.from_bytes(self._buffer[:3], "big")
+            if len(self._buffer) < size:
+                break
+            frame, self._buffer = self._buffer[:size], self._buffer[size:]
+            self._frame(frame)
+        self._flush()
+
+    def _frame(self, frame: bytes) -> None:
+        for event in self.h2.receive_data(frame):
+            self.events.append(event)
+            if isinstance(event, h2.events.ResponseReceived):
+                assert event.stream_id is not None and event.headers is not None
+                self.response[event.stream_id] = dict(event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                assert event.stream_id is not None and event.data is not None
+                sid = event.stream_id
+                self.data[sid] = self.data.get(sid, b"") + event.data
+                self.h2.acknowledge_received_data(event.flow_controlled_length or 0, sid)
+            elif isinstance(event, h2.events.StreamEnded):
+                self.ended.add(event.stream_id or 0)
+            elif isinstance(event, h2.events.StreamReset):
+                self.reset.add(event.stream_id or 0)
+            elif isinstance(event, h2.events.ConnectionTerminated) and self.after_goaway:
+                # A graceful GOAWAY lets open streams finish (RFC 9113 §6.8), but h2's
+                # client state machine takes no frame after one: keep it open.
+                self.h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+
+    def open(
+        self, path: str, *, scheme: str = "https", extra: list[tuple[bytes, bytes]] | None = None
+    ) -> H2WebSocket:
+        sid = self.h2.get_next_available_stream_id()
+        headers = [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"websocket"),
+            (b":scheme", scheme.encode()),
+            (b":path", path.encode()),
+            (b":authority", b"localhost"),
+            (b"sec-websocket-version", b"13"),
+            *(extra or []),
+        ]
+        self.h2.send_headers(sid, headers)
+        self._flush()
+        self.pump_until(lambda: sid in self.response or sid in self.reset)
+        return H2WebSocket(self, sid)
+
+
+class H2WebSocket:
+    def __init__(self, client: H2WebSocketClient, stream_id: int) -> None:
+        self.client = client
+        self.stream_id = stream_id
+        self.ws = Connection(ConnectionType.CLIENT)
+        self.pending: list[Event] = []
+        self._fed = 0
+
+    @property
+    def status(self) -> bytes:
+        return self.client.response[self.stream_id][b":status"]
+
+    def send(self, event: Event) -> None:
+        """Send one event's frames, as far as the server's windows allow at a time."""
+        conn, data = self.client.h2, self.ws.send(event)
+        while data:
+            self.client.pump_until(lambda: conn.local_flow_control_window(self.stream_id) > 0)
+            size = min(conn.local_flow_control_window(self.stream_id), conn.max_outbound_frame_size)
+            conn.send_data(self.stream_id, data[:size])
+            data = data[size:]
+            self.client._flush()
+
+    def _events(self) -> None:
+        data = self.client.data.get(self.stream_id, b"")
+        if len(data) > self._fed:
+            self.ws.receive_data(data[self._fed :])
+            self._fed = len(data)
+            self.pending += list(self.ws.events())
+
+    def next(self, timeout: float = 10.0) -> Event:
+        def ready() -> bool:
+            self._events()
+            return bool(self.pending)
+
+        self.client.pump_until(ready, timeout)
+        return self.pending.pop(0)
+
+    def message(self) -> str | bytes:
+        parts: list[Any] = []
+        while True:
+            event = self.next()
+            assert isinstance(event, Message), event
+            parts.append(event.data)
+            if event.message_finished:
+                return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+
+    def ended(self) -> bool:
+        return self.stream_id in self.client.ended
+
+
+def _tls_h2(server: Server, pki: Pki) -> H2WebSocketClient:
+    ctx = pki.client_context(alpn=["h2"])
+    raw = socket.create_connection((server.host, server.port), timeout=10)
+    sock = ctx.wrap_socket(raw, server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == "h2"
+    return H2WebSocketClient(sock)
+
+
+def test_h2_websocket_echo_text_binary_and_close(serve: Callable[..., Server], pki: Pki) -> None:
+    server = _serve_tls(serve, pki)
+    client = _tls_h2(server, pki)
+    with client.sock:
+        ws = client.open("/echo", extra=[(b"sec-websocket-protocol", b"chat")])
+        assert ws.status == b"200"
+        assert client.response[ws.stream_id][b"sec-websocket-protocol"] == b"chat"
+        assert client.response[ws.stream_id][b"x-extra"] == b"yes"
+        ws.send(TextMessage(data="hello over h2"))
+        assert ws.message() == "hello over h2"
+        ws.send(BytesMessage(data=b"\x00\x01binary\xff"))
+        assert ws.message() == b"\x00\x01binary\xff"
+        big = bytes(range(256)) * 1024  # 256 KiB: more than the initial windows
+        ws.send(BytesMessage(data=big))
+        assert ws.message() == big
+        # A second WebSocket on the same connection, at the same time.
+        other = client.open("/echo")
+        other.send(TextMessage(data="second"))
+        assert other.message() == "second"
+        # The app closes with a code: close frame, then the stream ends.
+        ws.send(TextMessage(data="close:4001:bye"))
+        event = ws.next()
+        assert isinstance(event, CloseConnection)
+        assert (event.code, event.reason) == (4001, "bye")
+        ws.send(event.response())
+        client.h2.end_stream(ws.stream_id)
+        client._flush()
+        client.pump_until(ws.ended)
+        # The client closes the other one.
+        other.send(CloseConnection(code=1000, reason="done"))
+        reply = other.next()
+        assert isinstance(reply, CloseConnection) and reply.code == 1000
+        client.h2.end_stream(other.stream_id)
+        client._flush()
+        client.pump_until(other.ended)
+        assert other.stream_id not in client.reset
+    assert server.wait_output('"CONNECT /echo HTTP/2" 200', timeout=10), server.output
+    assert "Exception" not in server.output, server.output
+
+
+def test_h2_websocket_scope(serve: Callable[..., Server], pki: Pki) -> None:
+    server = _serve_tls(serve, pki)
+    client = _tls_h2(server, pki)
+    with client.sock:
+        ws = client.open("/scope?a=1", extra=[(b"sec-websocket-protocol", b"p1, p2")])
+        assert ws.status == b"200"
+        message = ws.message()
+        assert isinstance(message, str)
+        scope = json.loads(message)
+    assert scope["type"] == "websocket"
+    assert scope["http_version"] == "2"
+    assert scope["scheme"] == "wss"
+    assert scope["path"] == "/scope"
+    assert scope["query_string"] == "a=1"
+    assert scope["subprotocols"] == ["p1", "p2"]
+    assert scope["extensions"]["tls"]["tls_version"] in (0x0303, 0x0304)
+    assert "websocket.http.response" in scope["extensions"]
+    assert ["host", "localhost"] in scope["headers"]
+
+
+def test_h2_websocket_denials(serve: Callable[..., Server], pki: Pki) -> None:
+    server = _serve_tls(serve, pki)
+    client = _tls_h2(server, pki)
+    with client.sock:
+        deny = client.open("/deny")
+        assert deny.status == b"418"
+        client.pump_until(deny.ended)
+        assert client.data[deny.stream_id] == b"no tea"
+        reject = client.open("/reject")
+        assert reject.status == b"403"
+        crash = client.open("/crash")
+        assert crash.status == b"500"
+        # The connection goes on after all of them.
+        ws = client.open("/echo")
+        ws.send(TextMessage(data="still here"))
+        assert ws.message() == "still here"
+
+
+def test_h2_websocket_bad_version_and_protocol(serve: Callable[..., Server], pki: Pki) -> None:
+    server = _serve_tls(serve, pki)
+    client = _tls_h2(server, pki)
+    with client.sock:
+        sid = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(
+            sid,
+            [
+                (b":method", b"CONNECT"),
+                (b":protocol", b"websocket"),
+                (b":scheme", b"https"),
+                (b":path", b"/echo"),
+                (b":authority", b"localhost"),
+                (b"sec-websocket-version", b"8"),
+            ],
+        )
+        client._flush()
+        client.pump_until(lambda: sid in client.response)
+        assert client.response[sid][b":status"] == b"426"
+        assert client.response[sid][b"sec-websocket-version"] == b"13"
+        sid = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(
+            sid,
+            [
+                (b":method", b"CONNECT"),
+                (b":protocol", b"not-websocket"),
+                (b":scheme", b"https"),
+                (b":path", b"/echo"),
+                (b":authority", b"localhost"),
+            ],
+        )
+        client._flush()
+        client.pump_until(lambda: sid in client.response)
+        assert client.response[sid][b":status"] == b"501"
+
+
+def test_h2c_websocket_echo(serve: Callable[..., Server]) -> None:
+    server = serve(APP)
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    client = H2WebSocketClient(sock)
+    with sock:
+        ws = client.open("/scope", scheme="http")
+        assert ws.status == b"200"
+        message = ws.message()
+        assert isinstance(message, str)
+        assert json.loads(message)["scheme"] == "ws"
+        echo = client.open("/echo", scheme="http")
+        echo.send(TextMessage(data="cleartext"))
+        assert echo.message() == "cleartext"
+
+
+def test_no_extended_connect_without_websocket(serve: Callable[..., Server]) -> None:
+    server = serve(APP, "--no-ws")
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    with sock:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            events = conn.receive_data(sock.recv(65536))
+            if any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
+                break
+        assert conn.remote_settings.enable_connect_protocol == 0
+
+
+def test_h2_websocket_closed_with_1001_on_shutdown(serve: Callable[..., Server]) -> None:
+    server = serve(APP)
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    client = H2WebSocketClient(sock)
+    with sock:
+        ws = client.open("/echo", scheme="http")
+        ws.send(TextMessage(data="before"))
+        assert ws.message() == "before"
+        client.after_goaway = True
+        server.signal(signal.SIGTERM)
+        event = ws.next()
+        assert isinstance(event, CloseConnection)
+        assert event.code == 1001
+        ws.send(event.response())
+        client.h2.end_stream(ws.stream_id)
+        client._flush()
+        client.pump_until(ws.ended)
+        assert any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events)
+    assert server.proc.wait(15) == 0, server.output
+
+
+def test_h2_websocket_window_stays_shut_while_the_app_does_not_read(
+    serve: Callable[..., Server],
+) -> None:
+    server = serve("apps.browser_app:app")
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    client = H2WebSocketClient(sock)
+    with sock:
+        ws = client.open("/slow", scheme="http")
+        assert ws.status == b"200"
+        ws.send(TextMessage(data="start"))
+        for _ in range(40):
+            ws.send(BytesMessage(data=b"x" * 1024))
+        client.pump_for(0.7)  # the app sleeps 1.5 s
+        # 16 messages wait for the app: the rest (24 KiB and more) stays unacknowledged.
+        held = client.h2.local_flow_control_window(ws.stream_id)
+        assert held < 65535 - 24 * 1024, held
+        ws.send(TextMessage(data="end"))
+        assert ws.message() == "got 40"
+        client.pump_until(lambda: client.h2.local_flow_control_window(ws.stream_id) > 60000)
