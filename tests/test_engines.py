@@ -104,5 +104,3 @@ def test_unknown_loop_name_is_rejected() -> None:
     result = run_pounce("serve", "examples.hello:app", "--loop", "tokio")
     assert result.returncode == 2
     assert "tokio" in result.stderr
-
-
