@@ -13,14 +13,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
+from pounce.asgi.accesslog import access_log, log_request
 from pounce.asgi.http import ASGIProtocolError
 from pounce.metrics import Collector
 from pounce.types import ASGIApp, Message, Scope
 
 error_log = logging.getLogger("pounce.error")
-access_log = logging.getLogger("pounce.access")
 
 #: Connection-specific header fields, forbidden in HTTP/2 (RFC 9113 §8.2.2).
 CONNECTION_HEADERS = frozenset(
@@ -308,31 +308,3 @@ class H2Stream:
         if not self.access_log or not access_log.isEnabledFor(logging.INFO):
             return
         log_request(self.scope, status, self.bytes_sent, duration)
-
-
-def log_request(scope: Scope, status: int, nbytes: int, duration: float) -> None:
-    """One access-log line, in the HTTP/1.1 format."""
-    client = scope.get("client")
-    client_str = f"{client[0]}:{client[1]}" if client else "-"
-    query = scope["query_string"]
-    path = scope["raw_path"].decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-    extra: dict[str, Any] = {
-        "client": client_str,
-        "method": scope["method"],
-        "path": path,
-        "http_version": scope["http_version"],
-        "status": status,
-        "bytes": nbytes,
-        "duration_ms": round(duration * 1000, 3),
-    }
-    access_log.info(
-        '%s - "%s %s HTTP/%s" %d %d %.1fms',
-        client_str,
-        scope["method"],
-        path,
-        scope["http_version"],
-        status,
-        nbytes,
-        duration * 1000,
-        extra=extra,
-    )

@@ -22,7 +22,8 @@ from typing import Any
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
-from pounce.asgi.h2stream import CANCEL, CONNECTION_HEADERS, StreamSink, log_request
+from pounce.asgi.accesslog import access_log, log_request
+from pounce.asgi.h2stream import CANCEL, CONNECTION_HEADERS, StreamSink
 from pounce.asgi.http import ASGIProtocolError, _as_header_list
 from pounce.asgi.websocket import QUEUE_HIGH_WATER, ClientDisconnected, Phase
 from pounce.metrics import Collector
@@ -467,5 +468,5 @@ class H2WebSocketStream:
         duration = time.perf_counter() - self.start_time
         if self.metrics is not None:
             self.metrics.observe("CONNECT", status, duration, self.bytes_sent)
-        if self.access_log and logging.getLogger("pounce.access").isEnabledFor(logging.INFO):
-            log_request({**self.scope, "method": "CONNECT"}, status, self.bytes_sent, duration)
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
+            log_request(self.scope, status, self.bytes_sent, duration, method="CONNECT")

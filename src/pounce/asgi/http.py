@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from pounce.asgi.accesslog import access_log, log_request
 from pounce.metrics import Collector
 from pounce.protocols import http11
 from pounce.types import ASGIApp, Message, Scope
 
 error_log = logging.getLogger("pounce.error")
-access_log = logging.getLogger("pounce.access")
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
@@ -350,32 +350,7 @@ class HTTPCycle:
             self.metrics.observe(self.scope["method"], status, duration, self.bytes_sent)
         if not self.access_log or not access_log.isEnabledFor(logging.INFO):
             return
-        scope = self.scope
-        client = scope.get("client")
-        client_str = f"{client[0]}:{client[1]}" if client else "-"
-        query = scope["query_string"]
-        path = scope["raw_path"].decode("latin-1") + (
-            "?" + query.decode("latin-1") if query else ""
-        )
-        access_log.info(
-            '%s - "%s %s HTTP/%s" %d %d %.1fms',
-            client_str,
-            scope["method"],
-            path,
-            scope["http_version"],
-            status,
-            self.bytes_sent,
-            duration * 1000,
-            extra={
-                "client": client_str,
-                "method": scope["method"],
-                "path": path,
-                "http_version": scope["http_version"],
-                "status": status,
-                "bytes": self.bytes_sent,
-                "duration_ms": round(duration * 1000, 3),
-            },
-        )
+        log_request(self.scope, status, self.bytes_sent, duration)
 
 
 def _as_header_list(raw: Iterable[Any]) -> list[tuple[bytes, bytes]]:

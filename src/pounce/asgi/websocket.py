@@ -16,6 +16,7 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from pounce.asgi.accesslog import access_log, log_request
 from pounce.asgi.http import ASGIProtocolError, _as_header_list
 from pounce.metrics import Collector
 from pounce.protocols import http11
@@ -31,7 +32,6 @@ from pounce.protocols.websocket import (
 from pounce.types import ASGIApp, Scope
 
 error_log = logging.getLogger("pounce.error")
-access_log = logging.getLogger("pounce.access")
 
 # Pause reading the socket when this many received messages wait for the app.
 QUEUE_HIGH_WATER = 16
@@ -409,28 +409,4 @@ class WebSocketCycle:
             self.metrics.observe("GET", status, duration, self.bytes_sent)
         if not self.access_log or not access_log.isEnabledFor(logging.INFO):
             return
-        scope = self.scope
-        client = scope.get("client")
-        client_str = f"{client[0]}:{client[1]}" if client else "-"
-        query = scope["query_string"]
-        path = scope["raw_path"].decode("latin-1") + (
-            "?" + query.decode("latin-1") if query else ""
-        )
-        access_log.info(
-            '%s - "GET %s HTTP/%s" %d %d %.1fms',
-            client_str,
-            path,
-            scope["http_version"],
-            status,
-            self.bytes_sent,
-            duration * 1000,
-            extra={
-                "client": client_str,
-                "method": "GET",
-                "path": path,
-                "http_version": scope["http_version"],
-                "status": status,
-                "bytes": self.bytes_sent,
-                "duration_ms": round(duration * 1000, 3),
-            },
-        )
+        log_request(self.scope, status, self.bytes_sent, duration, method="GET")
