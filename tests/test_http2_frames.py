@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
-from hpack import Encoder
+from hpack import Decoder, Encoder
 from hyperframe.frame import (
     DataFrame,
     Frame,
@@ -29,7 +30,7 @@ from conftest import Server
 APP = "apps.h2_app:app"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x3
-STREAM_CLOSED, FRAME_SIZE_ERROR, COMPRESSION_ERROR = 0x5, 0x6, 0x9
+STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x9
 
 
 @pytest.fixture
@@ -54,11 +55,16 @@ class Peer:
         self.send(PREFACE, SettingsFrame(0))
 
     def headers(
-        self, stream_id: int, path: str = "/echo", *, method: str = "POST", end: bool = False
+        self,
+        stream_id: int,
+        path: str = "/echo",
+        *,
+        method: str = "POST",
+        end: bool = False,
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> HeadersFrame:
-        block = self.encoder.encode(
-            [(":method", method), (":scheme", "http"), (":path", path), (":authority", "x")]
-        )
+        pseudo = [(":method", method), (":scheme", "http"), (":path", path), (":authority", "x")]
+        block = self.encoder.encode([*pseudo, *extra])
         flags = ["END_HEADERS", "END_STREAM"] if end else ["END_HEADERS"]
         return HeadersFrame(stream_id, block, flags=flags)
 
@@ -204,3 +210,93 @@ def test_goaway_from_client_closes_quietly(peer: Peer) -> None:
     peer.send(GoAwayFrame(0, last_stream_id=0, error_code=NO_ERROR))
     list(peer.frames(5))
     assert peer.closed
+
+
+def test_a_stream_over_max_concurrent_streams_is_refused_alone(
+    serve: Callable[..., Server],
+) -> None:
+    """RFC 9113 §5.1.2: one stream too many is a stream error (REFUSED_STREAM, so the
+    client may retry it), not a connection error; the other streams carry on."""
+    server = serve(APP, env={"POUNCE_HTTP2_MAX_CONCURRENT_STREAMS": "2"})
+    peer = Peer(server)
+    decoder = Decoder()
+    seen: list[Frame] = []
+
+    def release(key: str) -> None:  # over another connection: this one is full
+        with urllib.request.urlopen(f"{server.url}/release?key={key}", timeout=10) as answer:
+            assert answer.read() == b"released"
+
+    def answer(stream_id: int) -> tuple[bytes, bytes]:
+        """(:status, body) of a stream, read up to its END_STREAM."""
+        status, body = b"", b""
+        for frame in peer.frames():
+            seen.append(frame)
+            if isinstance(frame, HeadersFrame):
+                headers = decoder.decode(frame.data, raw=True)
+                if frame.stream_id == stream_id:
+                    status = dict(headers)[b":status"]
+            elif isinstance(frame, DataFrame) and frame.stream_id == stream_id:
+                body += frame.data
+            if frame.stream_id == stream_id and "END_STREAM" in frame.flags:
+                return status, body
+        raise AssertionError(f"stream {stream_id} did not end: {seen}")
+
+    try:
+        peer.start()
+        settings = peer.wait_for(SettingsFrame)
+        assert isinstance(settings, SettingsFrame)
+        assert settings.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 2
+        # The limit holds once the client acknowledges it (RFC 9113 §6.5.3).
+        peer.send(SettingsFrame(0, flags=["ACK"]))
+        # Two streams whose apps wait, and a third with a body already in flight; its
+        # header block adds an HPACK table entry that stream 7 refers to below.
+        marker = (("x-marker", "from-the-refused-stream"),)
+        peer.send(
+            peer.headers(1, "/slow?key=cap-1", method="GET", end=True),
+            peer.headers(3, "/slow?key=cap-3", method="GET", end=True),
+            peer.headers(5, "/hold?key=cap-5", method="POST", extra=marker),
+            DataFrame(5, b"x" * 1000, flags=["END_STREAM"]),
+        )
+        for frame in peer.frames():
+            seen.append(frame)
+            if isinstance(frame, RstStreamFrame):
+                break
+        assert isinstance(frame, RstStreamFrame), seen
+        assert (frame.stream_id, frame.error_code) == (5, REFUSED_STREAM)
+
+        release("cap-1")
+        assert answer(1) == (b"200", b"done")
+        # Stream 1 is closed: a new stream fits, and stream 5's app was never called.
+        peer.send(peer.headers(7, "/held?key=cap-5", method="GET", end=True, extra=marker))
+        assert answer(7) == (b"200", b"unknown")
+        release("cap-3")
+        assert answer(3) == (b"200", b"done")
+    finally:
+        peer.close()
+    assert not any(isinstance(f, GoAwayFrame) for f in seen), seen
+    resets = [f for f in seen if isinstance(f, RstStreamFrame)]
+    # Only stream 5 was reset; the DATA already sent on it may be answered with
+    # STREAM_CLOSED, as on any stream the server reset (RFC 9113 §5.1, "closed").
+    assert {f.stream_id for f in resets} == {5}, resets
+    assert resets[0].error_code == REFUSED_STREAM
+
+
+def test_headers_on_a_closed_stream_at_the_limit_is_still_stream_closed(
+    serve: Callable[..., Server],
+) -> None:
+    """At the limit, HEADERS on a stream that ended opens no stream: it is the
+    connection error STREAM_CLOSED (RFC 9113 §5.1), as below the limit."""
+    server = serve(APP, env={"POUNCE_HTTP2_MAX_CONCURRENT_STREAMS": "1"})
+    peer = Peer(server)
+    try:
+        peer.start()
+        peer.wait_for(SettingsFrame)
+        peer.send(SettingsFrame(0, flags=["ACK"]))
+        peer.send(peer.headers(1, "/held?key=none", method="GET", end=True))
+        peer.wait_for(DataFrame, stream_id=1)  # stream 1 ended both ways
+        peer.send(peer.headers(3, "/hold?key=limit1", method="GET", end=True))  # at the limit
+        peer.wait_for(DataFrame, stream_id=3)  # stream 3 was taken, not refused
+        peer.send(peer.headers(1, "/again", method="GET", end=True))
+        assert peer.goaway().error_code == STREAM_CLOSED
+    finally:
+        peer.close()

@@ -8,6 +8,10 @@ Flow control bounds memory both ways: a request body is acknowledged (its
 window re-opened) only as the app reads it, and a response body is sent only
 as far as the peer's connection and stream windows allow (``send_data``
 waits for WINDOW_UPDATE), and as far as the transport's write buffer allows.
+
+A stream over SETTINGS_MAX_CONCURRENT_STREAMS is refused on its own with
+RST_STREAM REFUSED_STREAM (RFC 9113 §5.1.2), where ``h2`` would end the
+connection: see :class:`_RefusingH2Connection`.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from pounce.asgi.h2stream import CANCEL, NO_ERROR, H2Stream
 from pounce.types import ASGIApp, Scope
@@ -64,7 +69,7 @@ class H2Connection(asyncio.Protocol):
         self.extensions = extensions
         self._upgrade = upgrade
         cfg = state.config.http2
-        self.h2 = h2.connection.H2Connection(
+        self.h2 = _RefusingH2Connection(
             config=h2.config.H2Configuration(client_side=False, header_encoding=None)
         )
         self.h2.local_settings = h2.settings.Settings(
@@ -469,6 +474,39 @@ class H2Connection(asyncio.Protocol):
         self._drop_timer()
         if self.transport is not None:
             self.transport.abort()
+
+
+class _RefusingH2Connection(h2.connection.H2Connection):
+    """``h2``'s connection, with a stream over SETTINGS_MAX_CONCURRENT_STREAMS refused.
+
+    ``h2`` treats one stream too many as a connection error (GOAWAY PROTOCOL_ERROR);
+    RFC 9113 §5.1.2 makes it a stream error, and REFUSED_STREAM tells the client that
+    nothing was processed, so it may retry the request (§8.7).  The other streams and
+    the connection carry on; the refused stream never reaches an app.
+    """
+
+    def _receive_headers_frame(
+        self, frame: HeadersFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        try:
+            return super()._receive_headers_frame(frame)
+        except h2.exceptions.TooManyStreamsError:
+            if frame.stream_id % 2 == 0:
+                raise  # never a client's stream: a connection error all the same
+        stream_id = frame.stream_id
+        # The header block is decoded all the same: the HPACK table is the connection's
+        # (RFC 9113 §4.3), and skipping one block would garble every later one.
+        h2.connection._decode_headers(self.decoder, frame.data)
+        self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
+        if stream_id <= self.highest_inbound_stream_id:
+            # HEADERS on a closed stream opens nothing: what h2 does under the limit.
+            raise h2.exceptions.StreamIDTooLowError(stream_id, self.highest_inbound_stream_id)
+        # The id is used up (§5.1.1) and the stream closed by our RST_STREAM: DATA still
+        # in flight on it is handled as on any stream h2 reset (the connection window
+        # re-opened, RST_STREAM STREAM_CLOSED), later HEADERS on it likewise.
+        self.highest_inbound_stream_id = stream_id
+        self._closed_streams[stream_id] = h2.stream.StreamClosedBy.SEND_RST_STREAM
+        return [RstStreamFrame(stream_id, error_code=REFUSED_STREAM)], []
 
 
 def _websocket_enabled(state: ServerState) -> bool:
