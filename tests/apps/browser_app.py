@@ -1,10 +1,14 @@
 """ASGI app for the headless-browser test (``apps.browser_app:app``).
 
 ``GET /``  an HTML page whose script opens a WebSocket to ``/ws`` on the same
-           origin, sends ``hello from chromium``, and writes what comes back into
-           ``#result`` and ``document.title`` (``echo:<text>``, or ``error:...``).
+           origin (or to the ``wss://`` URL in the query parameter ``ws``), sends
+           ``hello from chromium``, writes what comes back into ``#result`` and
+           ``document.title`` (``echo:<text>``, or ``error:...``), then asks for the
+           WebSocket scope and writes it into ``#scope``.  ``window.outcome`` is a
+           promise of ``{result, scope}``, settled when the page is done.
 ``/ws``    WebSocket: echoes every message, text as text, bytes as bytes;
-           the reply to text is prefixed ``echo:``.
+           the reply to text is prefixed ``echo:``, except the text ``scope?``,
+           answered with the JSON ``{"http_version", "scheme"}`` of its scope.
 ``/slow``  WebSocket (flow-control test): after the text ``start`` it reads nothing
            for 1.5 s, then counts the messages up to the text ``end`` and answers
            ``got N``.
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 PAGE = b"""<!doctype html>
@@ -20,17 +25,31 @@ PAGE = b"""<!doctype html>
 <head><meta charset="utf-8"><title>waiting</title></head>
 <body>
 <div id="result">waiting</div>
+<div id="scope">waiting</div>
 <script>
 const result = document.getElementById("result");
 function show(text) { result.textContent = text; document.title = text; }
-try {
-  const ws = new WebSocket("wss://" + location.host + "/ws");
-  ws.onopen = () => ws.send("hello from chromium");
-  ws.onmessage = (event) => { show(String(event.data)); ws.close(1000); };
-  ws.onerror = () => show("error:websocket");
-} catch (e) {
-  show("error:" + e);
-}
+window.outcome = new Promise((resolve) => {
+  try {
+    const target = new URLSearchParams(location.search).get("ws");
+    const ws = new WebSocket(target || "wss://" + location.host + "/ws");
+    ws.onopen = () => ws.send("hello from chromium");
+    ws.onmessage = (event) => {
+      if (result.textContent === "waiting") {
+        show(String(event.data));
+        ws.send("scope?");
+      } else {
+        document.getElementById("scope").textContent = String(event.data);
+        ws.close(1000);
+        resolve({result: result.textContent, scope: JSON.parse(event.data)});
+      }
+    };
+    ws.onerror = () => { show("error:websocket"); resolve({result: "error:websocket"}); };
+  } catch (e) {
+    show("error:" + e);
+    resolve({result: "error:" + e});
+  }
+});
 </script>
 </body>
 </html>
@@ -64,7 +83,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return
-        if message.get("text") is not None:
+        if message.get("text") == "scope?":
+            seen = {"http_version": scope["http_version"], "scheme": scope["scheme"]}
+            await send({"type": "websocket.send", "text": json.dumps(seen)})
+        elif message.get("text") is not None:
             await send({"type": "websocket.send", "text": "echo:" + message["text"]})
         else:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
