@@ -246,7 +246,7 @@ def test_a_stream_over_max_concurrent_streams_is_refused_alone(
         settings = peer.wait_for(SettingsFrame)
         assert isinstance(settings, SettingsFrame)
         assert settings.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 2
-        # The limit holds once the client acknowledges it (RFC 9113 §6.5.3).
+        # As a client does (RFC 9113 §6.5.3); Pounce holds to the limit from the start.
         peer.send(SettingsFrame(0, flags=["ACK"]))
         # Two streams whose apps wait, and a third with a body already in flight; its
         # header block adds an HPACK table entry that stream 7 refers to below.
