@@ -54,7 +54,10 @@ async def run(parser: str, n: int, app_spec: str) -> float:
     conn.connection_made(transport)
     start = time.process_time()
     for _ in range(n):
+        before = transport.written
         conn.data_received(REQUEST)
+        while transport.written == before:  # the app may run in a Task (Python 3.11)
+            await asyncio.sleep(0)
     elapsed = time.process_time() - start
     assert transport.written > 0 and not transport.closed
     return elapsed / n * 1e6

@@ -45,7 +45,7 @@ class Collector:
     )
 
     def __init__(self) -> None:
-        self._requests: dict[str, int] = {}
+        self._requests: dict[tuple[str, int], int] = {}
         self._buckets = [0] * (len(BUCKETS) + 1)
         self._duration_sum = 0.0
         self.response_bytes = 0
@@ -54,8 +54,9 @@ class Collector:
 
     def observe(self, method: str, status: int, duration: float, nbytes: int) -> None:
         """Count one finished request."""
-        key = f"{method} {status}"
-        self._requests[key] = self._requests.get(key, 0) + 1
+        key = (method, status)
+        requests = self._requests
+        requests[key] = requests.get(key, 0) + 1
         self._buckets[bisect.bisect_left(BUCKETS, duration)] += 1
         self._duration_sum += duration
         self.response_bytes += nbytes
@@ -66,7 +67,7 @@ class Collector:
 
     def snapshot(self) -> Snapshot:
         return {
-            "requests": dict(self._requests),
+            "requests": {f"{m} {s}": n for (m, s), n in self._requests.items()},
             "buckets": list(self._buckets),
             "duration_sum": self._duration_sum,
             "response_bytes": self.response_bytes,

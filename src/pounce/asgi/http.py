@@ -43,26 +43,33 @@ class ASGIProtocolError(RuntimeError):
 
 
 class HTTPCycle:
-    """The ASGI side of one request."""
+    """The ASGI side of one request.
+
+    This is the per-request hot path: the response head's header lines are checked
+    and rendered once, when ``http.response.start`` arrives, and written together
+    with the first body bytes.
+    """
 
     __slots__ = (
         "_body",
-        "_body_complete",
         "_chunked",
         "_continue_sent",
         "_expected_length",
-        "_headers",
+        "_has_date",
+        "_has_server",
+        "_lines",
+        "_no_body",
         "_sent",
         "_sent_last_body",
         "_status",
         "_waiter",
         "access_log",
+        "body_complete",
         "bytes_sent",
         "conn",
         "disconnected",
         "expect_continue",
         "head_written",
-        "is_head",
         "keep_alive",
         "metrics",
         "recorded",
@@ -70,6 +77,8 @@ class HTTPCycle:
         "response_started",
         "scope",
         "start_time",
+        "task",
+        "tasks",
     )
 
     def __init__(
@@ -81,18 +90,20 @@ class HTTPCycle:
         expect_continue: bool,
         access_log: bool,
         metrics: Collector | None = None,
+        tasks: set[asyncio.Task[None]] | None = None,
     ) -> None:
         self.conn = conn
-        self.metrics = metrics
-        self.recorded = False
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
         self.access_log = access_log
-        self.is_head = scope["method"] == "HEAD"
+        self.metrics = metrics
+        self.tasks = tasks
+        #: The Task running the app, once the connection made one (None if it finished eagerly).
+        self.task: asyncio.Task[None] | None = None
         self.start_time = time.perf_counter()
         self._body = bytearray()
-        self._body_complete = False
+        self.body_complete = False
         self._waiter: asyncio.Future[None] | None = None
         self._continue_sent = False
         self._sent_last_body = False
@@ -100,18 +111,18 @@ class HTTPCycle:
         self.response_started = False
         self.head_written = False
         self.response_complete = False
+        self.recorded = False
         self._status = 0
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._lines = b""
+        self._no_body = False
+        self._has_date = False
+        self._has_server = False
         self._chunked = False
         self._expected_length: int | None = None
         self._sent = 0
         self.bytes_sent = 0
 
     # -- fed by the connection -------------------------------------------------
-
-    @property
-    def body_complete(self) -> bool:
-        return self._body_complete
 
     @property
     def buffered(self) -> int:
@@ -122,8 +133,9 @@ class HTTPCycle:
         self._wake()
 
     def end_body(self) -> None:
-        self._body_complete = True
-        self._wake()
+        self.body_complete = True
+        if self._waiter is not None:
+            self._wake()
 
     def disconnect(self) -> None:
         self.disconnected = True
@@ -139,10 +151,13 @@ class HTTPCycle:
     async def receive(self) -> Message:
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
-        if self._body_complete and not self._body and self._sent_last_body:
-            await self._wait()
-            return {"type": "http.disconnect"}
-        if not self._body and not self._body_complete:
+        if self.body_complete and not self._body:
+            if self._sent_last_body:
+                await self._wait()
+                return {"type": "http.disconnect"}
+            self._sent_last_body = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if not self._body and not self.body_complete:
             if self.expect_continue and not self._continue_sent and not self.response_started:
                 self._continue_sent = True
                 self.conn.write(http11.CONTINUE)
@@ -152,7 +167,7 @@ class HTTPCycle:
         body = bytes(self._body)
         self._body.clear()
         self.conn.resume_reading()
-        more = not self._body_complete
+        more = not self.body_complete
         if not more:
             self._sent_last_body = True
         return {"type": "http.request", "body": body, "more_body": more}
@@ -162,7 +177,7 @@ class HTTPCycle:
         while True:
             if self.disconnected or self.response_complete:
                 return
-            if self._body or (self._body_complete and not self._sent_last_body):
+            if self._body or (self.body_complete and not self._sent_last_body):
                 return
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -172,11 +187,7 @@ class HTTPCycle:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.start":
-            if self.response_started:
-                raise ASGIProtocolError("http.response.start sent twice")
-            self._start(message)
-        elif kind == "http.response.body":
+        if kind == "http.response.body":
             if not self.response_started:
                 raise ASGIProtocolError("http.response.body sent before http.response.start")
             if self.response_complete:
@@ -186,97 +197,149 @@ class HTTPCycle:
             if self.disconnected:
                 return
             body = message.get("body", b"")
-            more_body = bool(message.get("more_body", False))
-            self._body_message(bytes(body), more_body)
-            if more_body:
+            if type(body) is not bytes:
+                body = bytes(body)
+            if message.get("more_body", False):
+                self._body_message(body, True)
                 await self.conn.drain()
+            else:
+                self._body_message(body, False)
+        elif kind == "http.response.start":
+            if self.response_started:
+                raise ASGIProtocolError("http.response.start sent twice")
+            self._start(message)
         else:
             raise ASGIProtocolError(f"unexpected ASGI message {kind!r} for an HTTP request")
 
     def _start(self, message: Message) -> None:
         status = message["status"]
-        if not isinstance(status, int) or not 100 <= status <= 999:
+        if type(status) is not int:
+            if not isinstance(status, int) or isinstance(status, bool):
+                raise ASGIProtocolError(f"invalid status {status!r}")
+            status = int(status)  # e.g. http.HTTPStatus.OK
+        if not 100 <= status <= 999:
             raise ASGIProtocolError(f"invalid status {status!r}")
-        headers = _as_header_list(message.get("headers", ()))
-        problem = http11.check_response_headers(headers)
-        if problem is not None:
-            raise ASGIProtocolError(problem)
+        headers = message.get("headers", ())
+        if type(headers) is not list and type(headers) is not tuple:
+            headers = list(headers)  # read it once: a retry below reads it again
+        try:
+            self._render(headers)
+        except (TypeError, ValueError):
+            # An odd shape (not 2-tuples of bytes): normalize it, saying what is wrong.
+            self._render(_as_header_list(headers))
         self.response_started = True
         self._status = status
-        self._headers = headers
+
+    def _render(self, headers: Iterable[Any]) -> None:
+        """Check the app's header lines and render them, framing fields aside."""
+        lines = []
+        add = lines.append
+        names = _CHECKED_NAMES
+        for name, value in headers:
+            lname = names.get(name)
+            if lname is None:
+                lname = _check_name(name)
+            if lname in _RESPONSE_SPECIAL:
+                if lname == b"content-length":
+                    if not value.strip().isdigit():
+                        raise ASGIProtocolError(f"invalid Content-Length {value!r}")
+                    self._expected_length = int(value)
+                    continue
+                if lname == b"date":
+                    self._has_date = True
+                elif lname == b"server":
+                    self._has_server = True
+                else:
+                    if lname == b"connection" and b"close" in value.lower():
+                        self.keep_alive = False
+                    continue  # transfer-encoding and connection are ours to write
+            add(name + b": " + value + b"\r\n")
+        block = b"".join(lines)
+        n = len(lines)
+        if block.count(b"\r") != n or block.count(b"\n") != n or b"\x00" in block:
+            for line in lines:
+                if line.count(b"\r") != 1 or line.count(b"\n") != 1 or b"\x00" in line:
+                    name = line.partition(b":")[0].decode("latin-1")
+                    raise ASGIProtocolError(
+                        f"response header {name!r} contains CR, LF or NUL"
+                    )
+        self._lines = block
 
     def _body_message(self, body: bytes, more_body: bool) -> None:
-        out = b""
-        if not self.head_written:
-            out = self._head(body, more_body)
-        if body and not self.is_head and self._status not in _NO_BODY_STATUS:
+        out = self._head(body, more_body) if not self.head_written else b""
+        if body and not self._no_body:
             self._sent += len(body)
             if self._expected_length is not None and self._sent > self._expected_length:
                 self._fail_framing("the app sent more bytes than its Content-Length")
                 return
-            out += http11.chunk(body) if self._chunked else body
-        if not more_body:
             if self._chunked:
-                out += http11.LAST_CHUNK
-            self.response_complete = True
+                out += http11.chunk(body)
+            else:
+                out += body
+        if more_body:
+            if out:
+                self.conn.write(out)
+                self.bytes_sent += len(out)
+            return
+        if self._chunked:
+            out += http11.LAST_CHUNK
+        self.response_complete = True
         if out:
             self.conn.write(out)
             self.bytes_sent += len(out)
-        if not more_body:
+        if self._waiter is not None:
             self._wake()
-            self._finish()
+        if self._expected_length is not None and self._sent < self._expected_length:
+            self._fail_framing("the app sent fewer bytes than its Content-Length")
+            return
+        self._record(self._status)
+        self.conn.response_done(self.keep_alive)
 
     def _head(self, body: bytes, more_body: bool) -> bytes:
         """Decide the framing and return the head bytes (RFC 9112 §6)."""
         status = self._status
-        lines = [http11.status_line(status)]
-        add = lines.append
-        has_date = has_server = False
-        length: int | None = None
-        for name, value in self._headers:
-            lname = name.lower()
-            if lname in _FRAMING:
-                if lname == b"content-length":
-                    if not value.strip().isdigit():
-                        raise ASGIProtocolError(f"invalid Content-Length {value!r}")
-                    length = int(value)
-                elif lname == b"connection" and b"close" in value.lower():
-                    self.keep_alive = False
-                continue  # framing and connection headers are ours to write
-            if lname == b"date":
-                has_date = True
-            elif lname == b"server":
-                has_server = True
-            add(name + b": " + value + b"\r\n")
-        if length is not None:
-            self._expected_length = None if self.is_head else length
-            add(b"content-length: %d\r\n" % length)
-        elif status < 200 or status in _NO_BODY_STATUS or self.is_head:
-            pass
+        length = self._expected_length
+        is_head = self.scope["method"] == "HEAD"
+        self._no_body = is_head or status in _NO_BODY_STATUS
+        if status < 200 or status == 204:
+            # No Content-Length in a 1xx or 204 response (RFC 9110 §8.6), and no body.
+            self._expected_length = None
+            framing = b""
+        elif length is not None:
+            if is_head or status == 304:
+                self._expected_length = None  # the length of what a GET would send
+            framing = b"content-length: %d\r\n" % length
+        elif status == 304 or is_head:
+            framing = b""
         elif not more_body:
-            add(b"content-length: %d\r\n" % len(body))
+            framing = b"content-length: %d\r\n" % len(body)
             self._expected_length = len(body)
         elif self.scope["http_version"] == "1.1":
-            add(b"transfer-encoding: chunked\r\n")
+            framing = b"transfer-encoding: chunked\r\n"
             self._chunked = True
         else:
+            framing = b""
             self.keep_alive = False  # a close-delimited body
-        if self.conn.request_body_pending:
+        conn = self.conn
+        if not self.body_complete and conn.request_body_pending:
             # The app answered before reading the whole request body: rather than read
             # and discard an unknown amount, close after this response.
             self.keep_alive = False
-        if not has_date:
-            add(b"date: " + self.conn.date_header() + b"\r\n")
-        if not has_server:
-            add(b"server: pounce\r\n")
-        if not self.keep_alive:
-            add(b"connection: close\r\n\r\n")
-        elif self.scope["http_version"] == "1.0":
-            add(b"connection: keep-alive\r\n\r\n")
-        else:
-            add(b"\r\n")
         self.head_written = True
-        return b"".join(lines)
+        return b"".join(
+            (
+                http11.status_line(status),
+                self._lines,
+                framing,
+                b"" if self._has_date else b"date: " + conn.date_header() + b"\r\n",
+                b"" if self._has_server else b"server: pounce\r\n",
+                (
+                    (b"connection: keep-alive\r\n\r\n" if self.scope["http_version"] == "1.0" else b"\r\n")
+                    if self.keep_alive
+                    else b"connection: close\r\n\r\n"
+                ),
+            )
+        )
 
     def _fail_framing(self, why: str) -> None:
         self._record(self._status)
@@ -286,13 +349,6 @@ class HTTPCycle:
         self.response_complete = True
         self.keep_alive = False
         self.conn.abort()
-
-    def _finish(self) -> None:
-        if self._expected_length is not None and self._sent < self._expected_length:
-            self._fail_framing("the app sent fewer bytes than its Content-Length")
-            return
-        self._record(self._status)
-        self.conn.response_done(self.keep_alive)
 
     # -- running the app ---------------------------------------------------------
 
@@ -323,6 +379,11 @@ class HTTPCycle:
                     self.scope["path"],
                 )
                 self._fail(None)
+        finally:
+            # The worker counts in-flight requests by their Tasks (and waits for them
+            # on shutdown); a done callback would cost a loop round trip per request.
+            if self.task is not None and self.tasks is not None:
+                self.tasks.discard(self.task)
 
     def _fail(self, exc: BaseException | None) -> None:
         self.response_complete = True
@@ -348,9 +409,28 @@ class HTTPCycle:
         duration = time.perf_counter() - self.start_time
         if self.metrics is not None:
             self.metrics.observe(self.scope["method"], status, duration, self.bytes_sent)
-        if not self.access_log or not access_log.isEnabledFor(logging.INFO):
-            return
-        log_request(self.scope, status, self.bytes_sent, duration)
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
+            log_request(self.scope, status, self.bytes_sent, duration)
+
+
+# Response fields the cycle interprets rather than copies (RFC 9112 §6, RFC 9110 §6.6).
+_RESPONSE_SPECIAL = frozenset(
+    (b"content-length", b"transfer-encoding", b"connection", b"date", b"server")
+)
+# Response header names already checked, by their spelling: the lower-case form.
+_CHECKED_NAMES: dict[bytes, bytes] = {}
+
+
+def _check_name(name: bytes) -> bytes:
+    """Check one response header name (a token, RFC 9110 §5.1); return it lower-cased."""
+    if type(name) is not bytes:
+        raise TypeError("not bytes")  # the caller normalizes and retries
+    if http11.TOKEN.fullmatch(name) is None:
+        raise ASGIProtocolError(f"invalid response header name {name!r}")
+    lname = name.lower()
+    if len(_CHECKED_NAMES) < 1024:
+        _CHECKED_NAMES[name] = lname
+    return lname
 
 
 def _as_header_list(raw: Iterable[Any]) -> list[tuple[bytes, bytes]]:

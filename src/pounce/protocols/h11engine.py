@@ -55,6 +55,11 @@ class H11RequestParser:
         else:
             self._conn.receive_data(data)
 
+    def feed_head(self, data: bytes) -> http11.Request | None:
+        """:meth:`feed` (h11 has no fast path to offer)."""
+        self.feed(data)
+        return None
+
     def take_buffered(self) -> bytes:
         """Remove and return the bytes not parsed yet (they belong to an upgraded protocol)."""
         if self._in_head:
@@ -131,6 +136,7 @@ class H11RequestParser:
                 expect_continue=checked.expect_continue,
                 content_length=checked.content_length,
                 chunked=checked.chunked,
+                upgrade=checked.upgrade,
             )
         if isinstance(event, h11.Data):
             self._body_seen += len(event.data)

@@ -22,7 +22,8 @@ from pounce.errors import ProtocolError
 Headers = list[tuple[bytes, bytes]]
 
 # RFC 9110 §5.6.2: token = 1*tchar
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = TOKEN
 # A header line: field-name ":" OWS field-value OWS (RFC 9112 §5); no space before ":".
 _HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*")
 # Control characters other than HTAB (CR and LF are checked separately).
@@ -48,6 +49,8 @@ class Request:
     expect_continue: bool
     content_length: int | None
     chunked: bool
+    #: The request has an ``Upgrade`` header (WebSocket, h2c): worth asking the hooks.
+    upgrade: bool = False
 
 
 @dataclass(slots=True)
@@ -130,6 +133,35 @@ class RequestParser:
 
     def feed(self, data: bytes) -> None:
         self._buf += data
+
+    def feed_head(self, data: bytes) -> Request | None:
+        """Feed ``data``; return its request at once when it is exactly one request head.
+
+        This is the keep-alive fast path: with nothing buffered and ``data`` holding one
+        complete head (and no more), the request is returned without going through
+        :meth:`next_event`.  A request without a body is then complete: the parser is
+        paused, as after :data:`END_OF_MESSAGE`; otherwise its body events follow from
+        :meth:`next_event`.  In every other case this is :meth:`feed` and returns None.
+        Raises :class:`ProtocolError` for a malformed head.
+        """
+        if (
+            self._buf
+            or self._state is not _State.HEAD
+            or data[-4:] != b"\r\n\r\n"
+            or len(data) > self.max_header_size
+        ):
+            self._buf += data
+            return None
+        end = data.find(b"\r\n\r\n")
+        if end + 4 != len(data) or data[:2] == b"\r\n":
+            self._buf += data
+            return None
+        request = parse_head(data[:end])
+        if request.chunked or request.content_length:
+            self._begin_body(request)
+        else:
+            self._state = _State.DONE
+        return request
 
     def take_buffered(self) -> bytes:
         """Remove and return the bytes not parsed yet (they belong to an upgraded protocol)."""
@@ -304,24 +336,52 @@ def _parse_fields(lines: list[bytes], block: bytes | None) -> Headers:
 # that fails it goes through the step-by-step checks below, which say what is wrong.
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _HEAD = re.compile(
-    rb"(" + _TCHAR + rb"+) ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r\n"
-    rb"((?:" + _TCHAR + rb"+:[\t\x20-\x7e\x80-\xff]*\r\n)*)"
+    rb"(" + _TCHAR + rb"+) ([^\x00-\x20\x7f]+) HTTP/1\.([01])"
+    rb"((?:\r\n" + _TCHAR + rb"+:[\t\x20-\x7e\x80-\xff]*)*)"
 )
-_VERSIONS = {b"1": "1.1", b"0": "1.0"}
+# Fields whose presence changes framing or the connection: they take _interpret's
+# general path.  A head with none of them (and one valid Host) is read without it.
+_SPECIAL_FIELDS = frozenset(
+    (b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade")
+)
+_GOOD_HOSTS: set[bytes] = set()  # Host values already checked (bounded)
 
 
 def parse_head(head: bytes) -> Request:
     """Parse a request head (without its final blank line) into a :class:`Request`."""
-    m = _HEAD.fullmatch(head + b"\r\n")
-    if m is not None:
-        method, target, minor, block = m.groups()
+    m = _HEAD.fullmatch(head)
+    if m is None:
+        return _parse_head_strictly(head)
+    method, target, minor, block = m.groups()
+    if target[:1] != b"/":
         _check_target(method, target)
-        headers = [
-            (name.lower(), value.strip(b" \t"))
-            for name, _, value in (line.partition(b":") for line in block.split(b"\r\n")[:-1])
-        ]
+    headers: Headers = []
+    append = headers.append
+    hosts = 0
+    host = b""
+    special = False
+    for line in block.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        value = value.strip(b" \t")
+        append((name, value))
+        if name == b"host":
+            hosts += 1
+            host = value
+        elif name in _SPECIAL_FIELDS:
+            special = True
+    if special or hosts != 1 or minor == b"0":
         return _interpret(method, target, _VERSIONS[minor], headers)
-    return _parse_head_strictly(head)
+    if host not in _GOOD_HOSTS:
+        if _HOST.fullmatch(host) is None:
+            raise ProtocolError("malformed Host header")
+        if len(_GOOD_HOSTS) < 1024:
+            _GOOD_HOSTS.add(host)
+    # HTTP/1.1 without a body or any framing or connection field: RFC 9112 §6.3 (7).
+    return Request(method, target, "1.1", headers, True, False, None, False)
+
+
+_VERSIONS = {b"1": "1.1", b"0": "1.0"}
 
 
 def _parse_head_strictly(head: bytes) -> Request:
@@ -368,6 +428,7 @@ def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers
     hosts = 0
     connection: list[bytes] = []
     expect_continue = False
+    upgrade = False
     for name, value in headers:
         if name == b"content-length":
             for item in value.split(b","):
@@ -388,6 +449,8 @@ def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers
             connection.extend(c.strip(b" \t").lower() for c in value.split(b","))
         elif name == b"expect":
             expect_continue = value.lower() == b"100-continue"
+        elif name == b"upgrade":
+            upgrade = True
     if hosts > 1:
         raise ProtocolError("more than one Host header")
     if content_length is not None and (
@@ -424,6 +487,7 @@ def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers
         expect_continue=expect_continue and http_version == "1.1",
         content_length=content_length,
         chunked=chunked,
+        upgrade=upgrade,
     )
 
 

@@ -60,6 +60,13 @@ class HTTPConnection(asyncio.Protocol):
         self._timer_is_header = False
         self._processing = False
         self._unlaunched: ASGIApp | None = None
+        # Read per request: copied here once.
+        self.loop = state.loop
+        self._scheme = "http"
+        self._access_log = state.config.logging.access_log
+        self._max_requests = http.max_requests_per_connection
+        self._header_timeout = http.header_timeout
+        self._keep_alive_timeout = http.keep_alive_timeout
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -74,6 +81,7 @@ class HTTPConnection(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.tls = tls_extension(ssl_object)
+            self._scheme = "https"
         self.state.connections.add(self)
         self._set_timer(self.state.config.http.header_timeout, header=True)
         hooks = self.state.hooks
@@ -89,21 +97,33 @@ class HTTPConnection(asyncio.Protocol):
         self._writable.set()
 
     def data_received(self, data: bytes) -> None:
-        hooks = self.state.hooks
-        if (
-            self.requests == 0
-            and hooks.on_first_bytes is not None
-            and self.cycle is None
-            and hooks.on_first_bytes(self, data)
-        ):
-            return  # another protocol took the connection (and these bytes)
-        self.parser.feed(data)
+        parser = self.parser
+        if self.cycle is None and not self.closing:
+            if self.requests == 0:
+                hooks = self.state.hooks
+                if hooks.on_first_bytes is not None and hooks.on_first_bytes(self, data):
+                    return  # another protocol took the connection (and these bytes)
+            try:
+                request = parser.feed_head(data)
+            except ProtocolError as exc:
+                self._reject(exc)
+                return
+            if request is not None:
+                # The keep-alive fast path: one whole request head in one read.
+                self._start_cycle(request)
+                cycle = self.cycle
+                if cycle is not None and not (request.chunked or request.content_length):
+                    cycle.body_complete = True
+                    self._launch(cycle)
+                    return
+        else:
+            parser.feed(data)
         self._process()
-        if self.cycle is None and self.parser.buffered and not self._timer_is_header:
+        if self.cycle is None and not self._timer_is_header and parser.buffered:
             # Part of a request head after an idle keep-alive wait: from now on the
             # whole head must arrive within header_timeout (slowloris).  (A head that
             # arrives in one read never needs this timer.)
-            self._set_timer(self.state.config.http.header_timeout, header=True)
+            self._set_timer(self._header_timeout, header=True)
 
     def eof_received(self) -> bool | None:
         if self.cycle is not None:
@@ -129,102 +149,99 @@ class HTTPConnection(asyncio.Protocol):
 
     def _process_events(self) -> None:
         parser = self.parser
+        next_event = parser.next_event
         while not self.closing:
             cycle = self.cycle
             if cycle is not None and cycle.body_complete:
-                self._launch()
+                if self._unlaunched is not None:
+                    self._launch(cycle)
                 if self.cycle is None:
                     continue  # answered at once: go on with a pipelined request
                 if parser.buffered > PIPELINE_HIGH_WATER:
                     self._pause_reading()
                 return
             try:
-                event = parser.next_event()
+                event = next_event()
             except ProtocolError as exc:
                 self._reject(exc)
                 return
-            if event is http11.NEED_DATA or event is http11.PAUSED:
-                self._launch()
-                return
-            if isinstance(event, http11.Data):
-                assert cycle is not None
-                cycle.feed_body(event.data)
-                if cycle.buffered > BODY_HIGH_WATER:
-                    self._pause_reading()
-                    self._launch()
-                    return
+            kind = type(event)
+            if kind is http11.Request:
+                self._start_cycle(event)  # type: ignore[arg-type]
             elif event is http11.END_OF_MESSAGE:
                 assert cycle is not None
                 cycle.end_body()
-            else:
-                assert isinstance(event, http11.Request)
-                self._start_cycle(event)
+            elif kind is http11.Data:
+                assert cycle is not None
+                cycle.feed_body(event.data)  # type: ignore[union-attr]
+                if cycle.buffered > BODY_HIGH_WATER:
+                    self._pause_reading()
+                    if self._unlaunched is not None:
+                        self._launch(cycle)
+                    return
+            else:  # NEED_DATA or PAUSED
+                if cycle is not None and self._unlaunched is not None:
+                    self._launch(cycle)
+                return
 
-    def _launch(self) -> None:
-        """Start the app of a new cycle, once the body bytes already here are in it."""
-        app, self._unlaunched = self._unlaunched, None
-        cycle = self.cycle
-        if app is None or cycle is None:
-            return
-        state = self.state
-        task = start_eagerly(cycle.run(app), state.loop)
-        if task is not None:
-            self.task = task if self.cycle is cycle else None
-            state.tasks.add(task)
-            task.add_done_callback(state.tasks.discard)
+    def _launch(self, cycle: HTTPCycle) -> None:
+        """Start the app of a new cycle, once the body bytes already here are in it.
+
+        On Python 3.12+ the Task starts eagerly: it runs up to its first suspension
+        right here, so most responses complete without a trip through the loop's ready
+        queue (``asyncio.current_task()`` is set during that step, as libraries expect).
+        On 3.11 it is an ordinary Task.
+        """
+        app = self._unlaunched
+        self._unlaunched = None
+        assert app is not None
+        if _EAGER:
+            task: asyncio.Task[None] = asyncio.Task(cycle.run(app), loop=self.loop, eager_start=True)  # type: ignore[call-arg, unused-ignore]
+            if task.done():
+                return
+        else:
+            task = self.loop.create_task(cycle.run(app))
+        cycle.task = task
+        self.state.tasks.add(task)  # the cycle removes it when the app is done
+        if self.cycle is cycle:
+            self.task = task
 
     def _start_cycle(self, request: http11.Request) -> None:
-        self._cancel_timer()
+        self._deadline = None  # the request is here: no header or idle timeout now
+        self._timer_is_header = False
         state = self.state
         self.requests += 1
         keep_alive = request.keep_alive and not state.draining
-        limit = state.config.http.max_requests_per_connection
+        limit = self._max_requests
         if limit and self.requests >= limit:
             keep_alive = False
-        scope = self._scope(request)
-        hooks = state.hooks
-        if (
-            hooks.on_upgrade is not None
-            and _wants_upgrade(request)
-            and hooks.on_upgrade(self, request, scope)
-        ):
-            return  # e.g. WebSocket: the handler owns the transport now
-        # Health and metrics paths are answered before the app, outside the access log.
-        special = state.special_routes.get(scope["path"]) if state.special_routes else None
-        cycle = HTTPCycle(
-            self,
-            scope,
-            keep_alive=keep_alive,
-            expect_continue=request.expect_continue,
-            access_log=state.config.logging.access_log and special is None,
-            metrics=state.metrics if special is None else None,
-        )
-        self.cycle = cycle
-        self._unlaunched = special or state.app
-
-    def _scope(self, request: http11.Request) -> dict[str, Any]:
+        # The scope (ASGI 2.3 §"HTTP connection scope").
         target = request.target
         if target[:1] != b"/" and b"://" in target:
             # absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
             rest = target.split(b"://", 1)[1]
             slash = rest.find(b"/")
             target = rest[slash:] if slash >= 0 else b"/"
-        raw_path, _, query = target.partition(b"?")
-        raw_path = raw_path.partition(b"#")[0]
-        root_path = self.state.root_path
+        if b"?" in target or b"#" in target:
+            raw_path, _, query = target.partition(b"?")
+            raw_path = raw_path.partition(b"#")[0]
+        else:
+            raw_path = target
+            query = b""
         if b"%" in raw_path:
             path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
         else:
             path = raw_path.decode("utf-8", "replace")
+        root_path = state.root_path
         if root_path:
             path = root_path + path
             raw_path = root_path.encode() + raw_path
-        return {
+        scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": request.http_version,
-            "method": request.method.decode("ascii"),
-            "scheme": "http" if self.tls is None else "https",
+            "method": _METHODS.get(request.method) or request.method.decode("ascii"),
+            "scheme": self._scheme,
             "path": path,
             "raw_path": raw_path,
             "query_string": query,
@@ -232,9 +249,37 @@ class HTTPConnection(asyncio.Protocol):
             "headers": request.headers,
             "client": self.client,
             "server": self.server,
-            "state": self.state.lifespan_state.copy(),
+            "state": state.lifespan_state.copy(),
             "extensions": {} if self.tls is None else {"tls": self.tls},
         }
+        if request.upgrade:
+            on_upgrade = state.hooks.on_upgrade
+            if on_upgrade is not None and on_upgrade(self, request, scope):
+                return  # e.g. WebSocket: the handler owns the transport now
+        # Health and metrics paths are answered before the app, outside the access log.
+        special = state.special_routes.get(path) if state.special_routes else None
+        if special is None:
+            self.cycle = HTTPCycle(
+                self,
+                scope,
+                keep_alive=keep_alive,
+                expect_continue=request.expect_continue,
+                access_log=self._access_log,
+                metrics=state.metrics,
+                tasks=state.tasks,
+            )
+            self._unlaunched = state.app
+        else:
+            self.cycle = HTTPCycle(
+                self,
+                scope,
+                keep_alive=keep_alive,
+                expect_continue=request.expect_continue,
+                access_log=False,
+                metrics=None,
+                tasks=state.tasks,
+            )
+            self._unlaunched = special
 
     def _reject(self, exc: ProtocolError) -> None:
         """Answer a malformed request with its status and close (RFC 9112 §11.2)."""
@@ -276,8 +321,9 @@ class HTTPConnection(asyncio.Protocol):
     # -- Sink interface for HTTPCycle -------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
     async def drain(self) -> None:
         if not self._writable.is_set():
@@ -325,15 +371,17 @@ class HTTPConnection(asyncio.Protocol):
             self.closing = True
             transport.close()
             return
-        self.parser.start_next_cycle()
-        self.resume_reading()
-        if self.state.draining:
+        parser = self.parser
+        parser.start_next_cycle()
+        if self._reading_paused:
+            self.resume_reading()
+        if parser.buffered:
+            self._set_timer(self._header_timeout, header=True)
+            self._process()
+        elif self.state.draining:
             self._set_timer(self.state.drain_grace, header=False)
         else:
-            self._set_timer(self.state.config.http.keep_alive_timeout, header=False)
-        if self.parser.buffered:
-            self._set_timer(self.state.config.http.header_timeout, header=True)
-            self._process()
+            self._set_timer(self._keep_alive_timeout, header=False)
 
     # -- timers and shutdown -------------------------------------------------------
 
@@ -400,8 +448,10 @@ class HTTPConnection(asyncio.Protocol):
                 self.transport.close()
 
 
-def _wants_upgrade(request: http11.Request) -> bool:
-    return any(name == b"upgrade" for name, _ in request.headers)
+# Methods as str, without a decode per request.
+_METHODS: dict[bytes, str] = {
+    m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
+}
 
 
 def start_eagerly(
