@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
-from collections.abc import Callable
 from typing import Protocol
 
-from pounce.asgi.accesslog import access_log, log_request
-from pounce.asgi.http import ASGIProtocolError
+from pounce.asgi.exchange import ASGIProtocolError, Exchange, response_status
 from pounce.metrics import Collector
-from pounce.types import ASGIApp, Message, Scope
+from pounce.types import Message, Scope
 
 error_log = logging.getLogger("pounce.error")
 
@@ -46,8 +42,22 @@ class StreamSink(Protocol):
     def date_header(self) -> bytes: ...
 
 
-class H2Stream:
-    """The ASGI side of one HTTP/2 request stream."""
+class H2Stream(Exchange):
+    """One HTTP/2 request stream: the :class:`~pounce.asgi.exchange.Exchange` plus
+    HEADERS/DATA framing, flow control and trailers."""
+
+    __slots__ = (
+        "_body_done",
+        "_flow_pending",
+        "_headers",
+        "_received",
+        "_status",
+        "_trailers_pending",
+        "is_head",
+        "max_body_size",
+        "sink",
+        "stream_id",
+    )
 
     def __init__(
         self,
@@ -58,81 +68,39 @@ class H2Stream:
         access_log: bool,
         metrics: Collector | None,
         max_body_size: int = 0,
+        tasks: set[asyncio.Task[None]] | None = None,
     ) -> None:
+        Exchange.__init__(self, scope, access_log=access_log, metrics=metrics, tasks=tasks)
         self.sink = sink
         self.stream_id = stream_id
-        self.scope = scope
-        self.access_log = access_log
-        self.metrics = metrics
         self.max_body_size = max_body_size
         self.is_head = scope["method"] == "HEAD"
-        self.start_time = time.perf_counter()
-        self._chunks: deque[tuple[bytes, int]] = deque()
         self._received = 0
-        self.body_complete = False
-        self.disconnected = False
-        self.response_started = False
-        self.head_written = False
-        self.response_complete = False
+        self._flow_pending = 0
         self._trailers_pending = False
         self._body_done = False
-        self._sent_last_body = False
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self.bytes_sent = 0
-        self.recorded = False
 
     # -- fed by the connection -------------------------------------------------
 
-    def feed_body(self, data: bytes, flow_length: int) -> bool:
-        """Queue request body; False when it goes over ``max_body_size``."""
+    def feed_body(self, data: bytes, flow_length: int | None = None) -> bool:  # type: ignore[override]
+        """Queue request body; False when it goes over ``max_body_size``.
+
+        ``flow_length`` is what the DATA frame counted against the flow-control
+        windows (padding included); the windows reopen only as the app reads.
+        """
         self._received += len(data)
         if self.max_body_size and self._received > self.max_body_size:
             return False
-        self._chunks.append((data, flow_length))
-        self._wake()
+        self._flow_pending += len(data) if flow_length is None else flow_length
+        Exchange.feed_body(self, data)
         return True
 
-    def end_body(self) -> None:
-        self.body_complete = True
-        self._wake()
-
-    def disconnect(self) -> None:
-        """The client reset the stream or the connection went away."""
-        self.disconnected = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- ASGI --------------------------------------------------------------------
-
-    async def receive(self) -> Message:
-        if self._sent_last_body:
-            # After the whole body: wait for the response to finish, then disconnect.
-            await self._wait(lambda: self.response_complete or self.disconnected)
-            return {"type": "http.disconnect"}
-        await self._wait(lambda: bool(self._chunks) or self.body_complete or self.disconnected)
-        if self.disconnected:
-            return {"type": "http.disconnect"}
-        body = b"".join(chunk for chunk, _ in self._chunks)
+    def _body_taken(self, nbytes: int) -> None:
         # Opening the windows only as the app reads is what bounds the buffering.
-        self.sink.consumed(self.stream_id, sum(n for _, n in self._chunks))
-        self._chunks.clear()
-        more = not self.body_complete
-        self._sent_last_body = not more
-        return {"type": "http.request", "body": body, "more_body": more}
-
-    async def _wait(self, ready: Callable[[], bool]) -> None:
-        while not ready():
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        flow, self._flow_pending = self._flow_pending, 0
+        self.sink.consumed(self.stream_id, flow)
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -147,7 +115,7 @@ class H2Stream:
                 return
             if self.response_complete or self._body_done:
                 raise ASGIProtocolError("http.response.body sent after the response completed")
-            await self._body(bytes(message.get("body", b"")), bool(message.get("more_body")))
+            await self._send_body(bytes(message.get("body", b"")), bool(message.get("more_body")))
         elif kind == "http.response.trailers":
             if self.disconnected:
                 return
@@ -156,9 +124,7 @@ class H2Stream:
             raise ASGIProtocolError(f"unexpected ASGI message {kind!r} for an HTTP request")
 
     def _start(self, message: Message) -> None:
-        status = message["status"]
-        if not isinstance(status, int) or not 100 <= status <= 999:
-            raise ASGIProtocolError(f"invalid status {status!r}")
+        status = response_status(message)
         headers: list[tuple[bytes, bytes]] = []
         for item in message.get("headers", ()):
             try:
@@ -193,7 +159,7 @@ class H2Stream:
             headers.append((b"server", b"pounce"))
         return headers
 
-    async def _body(self, body: bytes, more_body: bool) -> None:
+    async def _send_body(self, body: bytes, more_body: bool) -> None:
         no_body = self.is_head or self._status in _NO_BODY_STATUS
         end = not more_body and not self._trailers_pending
         if not self.head_written:
@@ -236,45 +202,17 @@ class H2Stream:
         self._record(self._status)
         self.sink.stream_done(self.stream_id)
 
-    # -- running the app ---------------------------------------------------------
+    # -- failures ------------------------------------------------------------------
 
-    async def run(self, app: ASGIApp) -> None:
-        """Call the app; a failure becomes a 500 before the head, a reset after."""
-        try:
-            await app(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            if not self.response_complete:
-                self._fail_cancelled()
-            raise
-        except BaseException as exc:
-            error_log.error(
-                "Exception in ASGI application (%s %s)",
-                self.scope["method"],
-                self.scope["path"],
-                exc_info=exc,
-            )
-            if not self.response_complete:
-                await self._fail()
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            if not self.response_complete:
-                if not self.disconnected:
-                    error_log.error(
-                        "ASGI application returned without completing the response (%s %s)",
-                        self.scope["method"],
-                        self.scope["path"],
-                    )
-                await self._fail()
-
-    def _fail_cancelled(self) -> None:
+    def _cancelled(self) -> None:
         """Cancelled (shutdown timeout): reset the stream, never wait."""
         self.response_complete = True
         self._record(self._status or 500)
         self.sink.reset_stream(self.stream_id, CANCEL)
         self.sink.stream_done(self.stream_id)
 
-    async def _fail(self) -> None:
+    async def _failed(self) -> None:
+        """A 500 before the head was written, a reset (INTERNAL_ERROR) after."""
         self.response_complete = True
         self._wake()
         if self.disconnected:
@@ -296,15 +234,3 @@ class H2Stream:
         self._record(500)
         await self.sink.send_data(self.stream_id, body, True)
         self.sink.stream_done(self.stream_id)
-
-    def _record(self, status: int) -> None:
-        """Count the finished request and write its access-log line (once)."""
-        if self.recorded:
-            return
-        self.recorded = True
-        duration = time.perf_counter() - self.start_time
-        if self.metrics is not None:
-            self.metrics.observe(self.scope["method"], status, duration, self.bytes_sent)
-        if not self.access_log or not access_log.isEnabledFor(logging.INFO):
-            return
-        log_request(self.scope, status, self.bytes_sent, duration)

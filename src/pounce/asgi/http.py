@@ -1,26 +1,27 @@
-"""One HTTP request/response cycle as ASGI: ``receive()`` and ``send()`` for the app.
+"""One HTTP/1.1 request/response cycle as ASGI: the response side, framed for HTTP/1.1.
 
-The cycle knows ASGI messages and HTTP/1.1 framing, never sockets: it talks to
-its connection through the small :class:`Sink` interface.
+The request side (``receive()``, running the app, recording) is
+:class:`~pounce.asgi.exchange.Exchange`, shared with HTTP/2.  The cycle knows ASGI
+messages and HTTP/1.1 framing, never sockets: it talks to its connection through
+the small :class:`Sink` interface.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from pounce.asgi.accesslog import access_log, log_request
+from pounce.asgi.exchange import ASGIProtocolError as ASGIProtocolError
+from pounce.asgi.exchange import Exchange, response_status
 from pounce.metrics import Collector
 from pounce.protocols import http11
-from pounce.types import ASGIApp, Message, Scope
+from pounce.types import Message, Scope
 
 error_log = logging.getLogger("pounce.error")
 
 _NO_BODY_STATUS = frozenset({204, 304})
-_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 # Pause reading the socket when this much request body waits for the app.
 BODY_HIGH_WATER = 256 * 1024
 
@@ -38,12 +39,8 @@ class Sink(Protocol):
     def date_header(self) -> bytes: ...
 
 
-class ASGIProtocolError(RuntimeError):
-    """The app sent a message out of order or malformed."""
-
-
-class HTTPCycle:
-    """The ASGI side of one request.
+class HTTPCycle(Exchange):
+    """One HTTP/1.1 request: the :class:`~pounce.asgi.exchange.Exchange` plus HTTP/1.1 framing.
 
     This is the per-request hot path: the response head's header lines are checked
     and rendered once, when ``http.response.start`` arrives, and written together
@@ -51,7 +48,6 @@ class HTTPCycle:
     """
 
     __slots__ = (
-        "_body",
         "_chunked",
         "_continue_sent",
         "_expected_length",
@@ -60,25 +56,10 @@ class HTTPCycle:
         "_lines",
         "_no_body",
         "_sent",
-        "_sent_last_body",
         "_status",
-        "_waiter",
-        "access_log",
-        "body_complete",
-        "bytes_sent",
         "conn",
-        "disconnected",
         "expect_continue",
-        "head_written",
         "keep_alive",
-        "metrics",
-        "recorded",
-        "response_complete",
-        "response_started",
-        "scope",
-        "start_time",
-        "task",
-        "tasks",
     )
 
     def __init__(
@@ -92,26 +73,11 @@ class HTTPCycle:
         metrics: Collector | None = None,
         tasks: set[asyncio.Task[None]] | None = None,
     ) -> None:
+        Exchange.__init__(self, scope, access_log=access_log, metrics=metrics, tasks=tasks)
         self.conn = conn
-        self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
-        self.access_log = access_log
-        self.metrics = metrics
-        self.tasks = tasks
-        #: The Task running the app, once the connection made one (None if it finished eagerly).
-        self.task: asyncio.Task[None] | None = None
-        self.start_time = time.perf_counter()
-        self._body = bytearray()
-        self.body_complete = False
-        self._waiter: asyncio.Future[None] | None = None
         self._continue_sent = False
-        self._sent_last_body = False
-        self.disconnected = False
-        self.response_started = False
-        self.head_written = False
-        self.response_complete = False
-        self.recorded = False
         self._status = 0
         self._lines = b""
         self._no_body = False
@@ -120,70 +86,19 @@ class HTTPCycle:
         self._chunked = False
         self._expected_length: int | None = None
         self._sent = 0
-        self.bytes_sent = 0
 
-    # -- fed by the connection -------------------------------------------------
+    # -- receive() hooks ---------------------------------------------------------------
 
-    @property
-    def buffered(self) -> int:
-        return len(self._body)
+    def _before_wait(self) -> None:
+        if self.expect_continue and not self._continue_sent and not self.response_started:
+            # RFC 9110 §10.1.1: the app wants the body, so ask the client for it.
+            self._continue_sent = True
+            self.conn.write(http11.CONTINUE)
 
-    def feed_body(self, data: bytes) -> None:
-        self._body += data
-        self._wake()
-
-    def end_body(self) -> None:
-        self.body_complete = True
-        if self._waiter is not None:
-            self._wake()
-
-    def disconnect(self) -> None:
-        self.disconnected = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- ASGI --------------------------------------------------------------------
-
-    async def receive(self) -> Message:
-        if self.disconnected or self.response_complete:
-            return {"type": "http.disconnect"}
-        if self.body_complete and not self._body:
-            if self._sent_last_body:
-                await self._wait()
-                return {"type": "http.disconnect"}
-            self._sent_last_body = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        if not self._body and not self.body_complete:
-            if self.expect_continue and not self._continue_sent and not self.response_started:
-                self._continue_sent = True
-                self.conn.write(http11.CONTINUE)
-            await self._wait()
-            if self.disconnected or self.response_complete:
-                return {"type": "http.disconnect"}
-        body = bytes(self._body)
-        self._body.clear()
+    def _body_taken(self, nbytes: int) -> None:
         self.conn.resume_reading()
-        more = not self.body_complete
-        if not more:
-            self._sent_last_body = True
-        return {"type": "http.request", "body": body, "more_body": more}
 
-    async def _wait(self) -> None:
-        """Wait until the connection has something new for this cycle."""
-        while True:
-            if self.disconnected or self.response_complete:
-                return
-            if self._body or (self.body_complete and not self._sent_last_body):
-                return
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+    # -- send() ------------------------------------------------------------------------
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -212,13 +127,7 @@ class HTTPCycle:
             raise ASGIProtocolError(f"unexpected ASGI message {kind!r} for an HTTP request")
 
     def _start(self, message: Message) -> None:
-        status = message["status"]
-        if type(status) is not int:
-            if not isinstance(status, int) or isinstance(status, bool):
-                raise ASGIProtocolError(f"invalid status {status!r}")
-            status = int(status)  # e.g. http.HTTPStatus.OK
-        if not 100 <= status <= 999:
-            raise ASGIProtocolError(f"invalid status {status!r}")
+        status = response_status(message)
         headers = message.get("headers", ())
         if type(headers) is not list and type(headers) is not tuple:
             headers = list(headers)  # read it once: a retry below reads it again
@@ -232,7 +141,7 @@ class HTTPCycle:
 
     def _render(self, headers: Iterable[Any]) -> None:
         """Check the app's header lines and render them, framing fields aside."""
-        lines = []
+        lines: list[bytes] = []
         add = lines.append
         names = _CHECKED_NAMES
         for name, value in headers:
@@ -260,9 +169,7 @@ class HTTPCycle:
             for line in lines:
                 if line.count(b"\r") != 1 or line.count(b"\n") != 1 or b"\x00" in line:
                     name = line.partition(b":")[0].decode("latin-1")
-                    raise ASGIProtocolError(
-                        f"response header {name!r} contains CR, LF or NUL"
-                    )
+                    raise ASGIProtocolError(f"response header {name!r} contains CR, LF or NUL")
         self._lines = block
 
     def _body_message(self, body: bytes, more_body: bool) -> None:
@@ -326,6 +233,12 @@ class HTTPCycle:
             # and discard an unknown amount, close after this response.
             self.keep_alive = False
         self.head_written = True
+        if not self.keep_alive:
+            end = b"connection: close\r\n\r\n"
+        elif self.scope["http_version"] == "1.0":
+            end = b"connection: keep-alive\r\n\r\n"
+        else:
+            end = b"\r\n"
         return b"".join(
             (
                 http11.status_line(status),
@@ -333,11 +246,7 @@ class HTTPCycle:
                 framing,
                 b"" if self._has_date else b"date: " + conn.date_header() + b"\r\n",
                 b"" if self._has_server else b"server: pounce\r\n",
-                (
-                    (b"connection: keep-alive\r\n\r\n" if self.scope["http_version"] == "1.0" else b"\r\n")
-                    if self.keep_alive
-                    else b"connection: close\r\n\r\n"
-                ),
+                end,
             )
         )
 
@@ -350,42 +259,16 @@ class HTTPCycle:
         self.keep_alive = False
         self.conn.abort()
 
-    # -- running the app ---------------------------------------------------------
+    # -- failures ------------------------------------------------------------------
 
-    async def run(self, app: ASGIApp) -> None:
-        """Call the app, turning its failures into a 500 or a closed connection."""
-        try:
-            await app(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            if not self.response_complete:
-                self._fail(None)
-            raise
-        except BaseException as exc:
-            error_log.error(
-                "Exception in ASGI application (%s %s)",
-                self.scope["method"],
-                self.scope["path"],
-                exc_info=exc,
-            )
-            if not self.response_complete:
-                self._fail(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            if not self.response_complete:
-                error_log.error(
-                    "ASGI application returned without completing the response (%s %s)",
-                    self.scope["method"],
-                    self.scope["path"],
-                )
-                self._fail(None)
-        finally:
-            # The worker counts in-flight requests by their Tasks (and waits for them
-            # on shutdown); a done callback would cost a loop round trip per request.
-            if self.task is not None and self.tasks is not None:
-                self.tasks.discard(self.task)
+    async def _failed(self) -> None:
+        self._fail()
 
-    def _fail(self, exc: BaseException | None) -> None:
+    def _cancelled(self) -> None:
+        self._fail()
+
+    def _fail(self) -> None:
+        """A 500 if no head was written yet, else close the connection mid-response."""
         self.response_complete = True
         self.keep_alive = False
         self._wake()
@@ -400,17 +283,6 @@ class HTTPCycle:
         self.bytes_sent += len(response)
         self._record(500)
         self.conn.response_done(False)
-
-    def _record(self, status: int) -> None:
-        """Count the finished request and write its access-log line (once)."""
-        if self.recorded:
-            return
-        self.recorded = True
-        duration = time.perf_counter() - self.start_time
-        if self.metrics is not None:
-            self.metrics.observe(self.scope["method"], status, duration, self.bytes_sent)
-        if self.access_log and access_log.isEnabledFor(logging.INFO):
-            log_request(self.scope, status, self.bytes_sent, duration)
 
 
 # Response fields the cycle interprets rather than copies (RFC 9112 §6, RFC 9110 §6.6).

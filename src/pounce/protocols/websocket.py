@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -22,13 +22,14 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
-from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token, split_comma_header
 
 from pounce.errors import ProtocolError
 from pounce.protocols import http11
+from pounce.protocols.ws_deflate import BoundedPerMessageDeflate
 
 __all__ = [
     "CLOSE_ABNORMAL",
@@ -44,6 +45,8 @@ __all__ = [
     "UpgradeError",
     "check_upgrade",
     "is_websocket_upgrade",
+    "negotiate_extensions",
+    "offers",
 ]
 
 WEBSOCKET_VERSION = b"13"
@@ -105,6 +108,38 @@ def is_websocket_upgrade(headers: http11.Headers) -> bool:
     return "websocket" in _tokens(headers, b"upgrade")
 
 
+def offers(headers: http11.Headers) -> tuple[list[str], list[str]]:
+    """The subprotocols and the extension offers of a handshake's headers, in order
+    (``Sec-WebSocket-Protocol``, ``Sec-WebSocket-Extensions``; HTTP/1.1 and HTTP/2 alike)."""
+    subprotocols: list[str] = []
+    extensions: list[str] = []
+    for key, value in headers:
+        if key == b"sec-websocket-protocol":
+            subprotocols += _items(value)
+        elif key == b"sec-websocket-extensions":
+            extensions += _items(value)
+    return subprotocols, extensions
+
+
+def _items(value: bytes) -> list[str]:
+    return [item for piece in value.decode("latin-1").split(",") if (item := piece.strip())]
+
+
+def negotiate_extensions(
+    extension_offers: list[str], *, max_message_size: int
+) -> tuple[bytes | None, list[Extension]]:
+    """Agree on permessage-deflate (RFC 7692) when offered: the
+    ``Sec-WebSocket-Extensions`` answer (None: no extension) and the extensions
+    for the :class:`Session`, whose inflation stops past ``max_message_size``."""
+    if not extension_offers:
+        return None, []
+    offered: list[Extension] = [BoundedPerMessageDeflate(max_message_size)]
+    agreed = server_extensions_handshake(extension_offers, offered)
+    if agreed is None:
+        return None, []
+    return agreed, [e for e in offered if e.enabled()]
+
+
 @dataclass(slots=True)
 class Handshake:
     """A valid upgrade request, waiting for the app to accept or deny it."""
@@ -112,17 +147,17 @@ class Handshake:
     key: bytes
     subprotocols: list[str]
     extension_offers: list[str]
-    extensions: list[Extension] = field(default_factory=list)
 
     def accept(
         self,
         subprotocol: str | None,
         headers: http11.Headers,
         *,
-        deflate: bool,
+        extensions: bytes | None,
         date: bytes,
     ) -> bytes:
-        """The ``101 Switching Protocols`` head (RFC 6455 §4.2.2)."""
+        """The ``101 Switching Protocols`` head (RFC 6455 §4.2.2); ``extensions`` is
+        the agreed ``Sec-WebSocket-Extensions`` (:func:`negotiate_extensions`)."""
         out: http11.Headers = [
             (b"upgrade", b"websocket"),
             (b"connection", b"Upgrade"),
@@ -130,12 +165,8 @@ class Handshake:
         ]
         if subprotocol is not None:
             out.append((b"sec-websocket-protocol", subprotocol.encode("ascii")))
-        if deflate and self.extension_offers:
-            offered: list[Extension] = [PerMessageDeflate()]
-            agreed = server_extensions_handshake(self.extension_offers, offered)
-            if agreed is not None:
-                out.append((b"sec-websocket-extensions", agreed))
-                self.extensions = [e for e in offered if e.enabled()]
+        if extensions is not None:
+            out.append((b"sec-websocket-extensions", extensions))
         names = {name for name, _ in out}
         has_date = has_server = False
         for name, value in headers:
@@ -178,14 +209,8 @@ def check_upgrade(request: http11.Request) -> Handshake:
         decoded = b""
     if len(decoded) != 16:
         raise UpgradeError("invalid Sec-WebSocket-Key")
-    subprotocols: list[str] = []
-    offers: list[str] = []
-    for key, value in headers:
-        if key == b"sec-websocket-protocol":
-            subprotocols += split_comma_header(value)
-        elif key == b"sec-websocket-extensions":
-            offers += split_comma_header(value)
-    return Handshake(keys[0].strip(), subprotocols, offers)
+    subprotocols, extension_offers = offers(headers)
+    return Handshake(keys[0].strip(), subprotocols, extension_offers)
 
 
 class Session:
@@ -251,7 +276,10 @@ class Session:
             return None, b""
         assert isinstance(event, CloseConnection)
         if self._conn.state is ConnectionState.OPEN:
-            # wsproto reports a protocol violation this way (1002, 1007, ...): we close.
+            # wsproto reports a protocol violation this way (1002, 1007, ...): we close;
+            # 1009 is a compressed message inflating past the limit (ws_deflate).
+            if event.code == CLOSE_TOO_BIG:
+                return self._fail(CLOSE_TOO_BIG, "message too big")
             return self._fail(event.code, event.reason or "")
         if self._conn.state is ConnectionState.REMOTE_CLOSING:
             code = event.code

@@ -196,7 +196,9 @@ class HTTPConnection(asyncio.Protocol):
         self._unlaunched = None
         assert app is not None
         if _EAGER:
-            task: asyncio.Task[None] = asyncio.Task(cycle.run(app), loop=self.loop, eager_start=True)  # type: ignore[call-arg, unused-ignore]
+            task: asyncio.Task[None] = asyncio.Task(
+                cycle.run(app), loop=self.loop, eager_start=True
+            )  # type: ignore[call-arg, unused-ignore]
             if task.done():
                 return
         else:
