@@ -51,8 +51,6 @@ class HTTPCycle(Exchange):
         "_chunked",
         "_continue_sent",
         "_expected_length",
-        "_has_date",
-        "_has_server",
         "_lines",
         "_no_body",
         "_sent",
@@ -81,8 +79,6 @@ class HTTPCycle(Exchange):
         self._status = 0
         self._lines = b""
         self._no_body = False
-        self._has_date = False
-        self._has_server = False
         self._chunked = False
         self._expected_length: int | None = None
         self._sent = 0
@@ -127,7 +123,9 @@ class HTTPCycle(Exchange):
             raise ASGIProtocolError(f"unexpected ASGI message {kind!r} for an HTTP request")
 
     def _start(self, message: Message) -> None:
-        status = response_status(message)
+        status = message["status"]
+        if type(status) is not int or not 100 <= status <= 999:
+            status = response_status(message)
         headers = message.get("headers", ())
         if type(headers) is not list and type(headers) is not tuple:
             headers = list(headers)  # read it once: a retry below reads it again
@@ -144,6 +142,7 @@ class HTTPCycle(Exchange):
         lines: list[bytes] = []
         add = lines.append
         names = _CHECKED_NAMES
+        has_date = has_server = False
         for name, value in headers:
             lname = names.get(name)
             if lname is None:
@@ -155,14 +154,18 @@ class HTTPCycle(Exchange):
                     self._expected_length = int(value)
                     continue
                 if lname == b"date":
-                    self._has_date = True
+                    has_date = True
                 elif lname == b"server":
-                    self._has_server = True
+                    has_server = True
                 else:
                     if lname == b"connection" and b"close" in value.lower():
                         self.keep_alive = False
                     continue  # transfer-encoding and connection are ours to write
             add(name + b": " + value + b"\r\n")
+        if not has_date:
+            add(b"date: " + self.conn.date_header() + b"\r\n")  # RFC 9110 §6.6.1
+        if not has_server:
+            add(b"server: pounce\r\n")
         block = b"".join(lines)
         n = len(lines)
         if block.count(b"\r") != n or block.count(b"\n") != n or b"\x00" in block:
@@ -241,11 +244,9 @@ class HTTPCycle(Exchange):
             end = b"\r\n"
         return b"".join(
             (
-                http11.status_line(status),
+                http11.STATUS_LINES.get(status) or http11.status_line(status),
                 self._lines,
                 framing,
-                b"" if self._has_date else b"date: " + conn.date_header() + b"\r\n",
-                b"" if self._has_server else b"server: pounce\r\n",
                 end,
             )
         )

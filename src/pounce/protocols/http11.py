@@ -504,14 +504,14 @@ def _phrases() -> None:
 
 
 _phrases()
-_STATUS_LINES: Final[dict[int, bytes]] = {
+STATUS_LINES: Final[dict[int, bytes]] = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in STATUS_PHRASES.items()
 }
 
 
 def status_line(status: int) -> bytes:
     """The pre-encoded status line for ``status``."""
-    line = _STATUS_LINES.get(status)
+    line = STATUS_LINES.get(status)
     if line is None:
         line = b"HTTP/1.1 %d %s\r\n" % (status, STATUS_PHRASES.get(status, b""))
     return line

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_to_bytes
 
@@ -62,6 +62,7 @@ class HTTPConnection(asyncio.Protocol):
         self._unlaunched: ASGIApp | None = None
         # Read per request: copied here once.
         self.loop = state.loop
+        self.date_header: Callable[[], bytes] = state.date_header
         self._scheme = "http"
         self._access_log = state.config.logging.access_log
         self._max_requests = http.max_requests_per_connection
@@ -202,7 +203,8 @@ class HTTPConnection(asyncio.Protocol):
             if task.done():
                 return
         else:
-            task = self.loop.create_task(cycle.run(app))
+            # (asyncio.Task directly: loop.create_task only adds checks we don't need)
+            task = asyncio.Task(cycle.run(app), loop=self.loop)
         cycle.task = task
         self.state.tasks.add(task)  # the cycle removes it when the app is done
         if self.cycle is cycle:
@@ -334,9 +336,6 @@ class HTTPConnection(asyncio.Protocol):
     @property
     def request_body_pending(self) -> bool:
         return self.parser.in_body
-
-    def date_header(self) -> bytes:
-        return self.state.date_header()
 
     def abort(self) -> None:
         self.closing = True
