@@ -1,5 +1,5 @@
-"""The ASGI side of a WebSocket (``WebSocketCycle``) against a fake connection:
-message order, the bounded receive queue and send backpressure."""
+"""The ASGI side of a WebSocket (``WebSocketCycle`` over ``HTTP11WebSocket``) against a
+fake connection: message order, the bounded receive queue and send backpressure."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, TextMessage
 
 from pounce.asgi.websocket import QUEUE_HIGH_WATER, WebSocketCycle
+from pounce.asgi.ws_http11 import HTTP11WebSocket
 from pounce.protocols import http11
 from pounce.protocols.websocket import check_upgrade
 
@@ -31,6 +32,9 @@ class FakeSink:
     def finish(self) -> None:
         self.finished = True
 
+    def hang_up(self) -> None:
+        self.finished = True
+
     def abort(self) -> None:
         self.finished = True
 
@@ -39,9 +43,6 @@ class FakeSink:
 
     def resume_reading(self) -> None:
         self.paused = False
-
-    def accepted(self) -> None:
-        pass
 
     def date_header(self) -> bytes:
         return b"Thu, 01 Jan 2026 00:00:00 GMT"
@@ -58,10 +59,11 @@ def make_cycle() -> tuple[WebSocketCycle, FakeSink]:
     request = http11.Request(b"GET", b"/", "1.1", headers, True, False, None, False)
     sink = FakeSink()
     scope: dict[str, Any] = {"type": "websocket", "path": "/", "query_string": b""}
+    handshake = check_upgrade(request)
     cycle = WebSocketCycle(
-        sink,
+        HTTP11WebSocket(sink, handshake),
         scope,
-        check_upgrade(request),
+        handshake.extension_offers,
         max_message_size=1 << 20,
         per_message_deflate=False,
         access_log=False,

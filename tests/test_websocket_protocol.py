@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,7 +20,10 @@ from pounce.protocols.websocket import (
     UpgradeError,
     check_upgrade,
     is_websocket_upgrade,
+    negotiate_extensions,
+    offers,
 )
+from pounce.protocols.ws_deflate import BoundedPerMessageDeflate
 
 RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3
 
@@ -43,26 +49,40 @@ def request(
 def test_accept_token_subprotocols_and_headers() -> None:
     handshake = check_upgrade(request([(b"sec-websocket-protocol", b"chat, superchat")]))
     assert handshake.subprotocols == ["chat", "superchat"]
-    head = handshake.accept("chat", [(b"x-a", b"1"), (b"upgrade", b"no")], deflate=True, date=b"D")
+    assert handshake.extension_offers == []
+    head = handshake.accept(
+        "chat", [(b"x-a", b"1"), (b"upgrade", b"no")], extensions=None, date=b"D"
+    )
     assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
     assert b"sec-websocket-protocol: chat\r\n" in head
     assert b"x-a: 1\r\n" in head
     assert b"upgrade: no" not in head
-    assert b"sec-websocket-extensions" not in head  # not offered
-    assert handshake.extensions == []
+    assert b"sec-websocket-extensions" not in head
 
 
-def test_deflate_negotiated_only_when_offered_and_enabled() -> None:
+def test_deflate_negotiated_only_when_offered() -> None:
     offer = [(b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")]
-    on = check_upgrade(request(offer))
-    assert b"sec-websocket-extensions: permessage-deflate" in on.accept(
-        None, [], deflate=True, date=b"D"
+    handshake = check_upgrade(request(offer))
+    agreed, extensions = negotiate_extensions(handshake.extension_offers, max_message_size=10)
+    assert agreed is not None and agreed.startswith(b"permessage-deflate")
+    assert [type(e) for e in extensions] == [BoundedPerMessageDeflate]
+    head = handshake.accept(None, [], extensions=agreed, date=b"D")
+    assert b"sec-websocket-extensions: permessage-deflate" in head
+    assert negotiate_extensions([], max_message_size=10) == (None, [])
+    assert negotiate_extensions(["x-unknown"], max_message_size=10) == (None, [])
+
+
+def test_offers_from_headers() -> None:
+    headers = [
+        (b"sec-websocket-protocol", b"p1, ,p2"),
+        (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits, x-y"),
+        (b"sec-websocket-protocol", b"p\xe9"),  # not ASCII: no exception
+    ]
+    assert offers(headers) == (
+        ["p1", "p2", "p\xe9"],
+        ["permessage-deflate; client_max_window_bits", "x-y"],
     )
-    assert [e.name for e in on.extensions] == ["permessage-deflate"]
-    off = check_upgrade(request(offer))
-    assert b"sec-websocket-extensions" not in off.accept(None, [], deflate=False, date=b"D")
-    assert off.extensions == []
 
 
 @pytest.mark.parametrize(
@@ -95,12 +115,12 @@ def test_bad_key_and_upgrade_detection() -> None:
 
 
 def pair(max_size: int = 1 << 20, deflate: bool = False) -> tuple[Session, Connection]:
-    server_ext = [PerMessageDeflate()] if deflate else []
-    client_ext = [PerMessageDeflate()] if deflate else []
-    if deflate:
-        server_ext[0].accept("permessage-deflate")
-        client_ext[0].finalize("permessage-deflate")
-    return Session(list(server_ext), max_size), Connection(ConnectionType.CLIENT, client_ext)
+    if not deflate:
+        return Session([], max_size), Connection(ConnectionType.CLIENT, [])
+    _, server_ext = negotiate_extensions(["permessage-deflate"], max_message_size=max_size)
+    client_ext = PerMessageDeflate()
+    client_ext.finalize("permessage-deflate")
+    return Session(server_ext, max_size), Connection(ConnectionType.CLIENT, [client_ext])
 
 
 @pytest.mark.parametrize("deflate", [False, True])
@@ -188,3 +208,71 @@ def test_any_split_of_the_bytes_gives_the_same_messages(
         assert out == b""
         start = cut
     assert got == [Message(m) for m in messages]
+
+
+# -- permessage-deflate: inflation bounded by the message size (ws_deflate) ------------
+
+
+def _peak_bytes_allocated(work: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_compressed_bomb_is_refused_1009_without_inflating_it() -> None:
+    session, client = pair(max_size=1 << 20, deflate=True)
+    wire = client.send(BytesMessage(bytes(32 << 20)))  # 32 MiB of zeros: ~32 KiB on the wire
+    assert len(wire) < 64 << 10
+    got: list[tuple[list[Message | Closed], bytes]] = []
+    peak = _peak_bytes_allocated(lambda: got.append(session.receive(wire)))
+    ((events, out),) = got
+    assert events == [Closed(1009, "message too big", by_peer=False)]
+    assert session.done
+    client.receive_data(out)
+    (close,) = client.events()
+    assert isinstance(close, CloseConnection) and close.code == 1009
+    # At most max_size + 1 bytes inflated (and a copy or two of them), not 32 MiB.
+    assert peak < 6 << 20, peak
+
+
+def test_the_bound_covers_all_the_fragments_of_a_message() -> None:
+    session, client = pair(max_size=100_000, deflate=True)
+    wire = b"".join(
+        client.send(BytesMessage(bytes(40_000), message_finished=i == 2)) for i in range(3)
+    )
+    events, _ = session.receive(wire)
+    assert events == [Closed(1009, "message too big", by_peer=False)]
+
+
+def test_a_message_of_exactly_max_size_inflates_and_context_carries_on() -> None:
+    session, client = pair(max_size=100_000, deflate=True)
+    for _ in range(3):  # context takeover: each message is compressed with the last in mind
+        events, _ = session.receive(client.send(BytesMessage(bytes(100_000))))
+        assert events == [Message(bytes(100_000))]
+    events, _ = session.receive(client.send(TextMessage("x" * 100_001)))
+    assert events == [Closed(1009, "message too big", by_peer=False)]
+
+
+def test_pings_between_compressed_fragments_and_messages() -> None:
+    # wsproto's own PerMessageDeflate forgets the message is compressed after the ping.
+    session, client = pair(deflate=True)
+    wire = client.send(TextMessage("hello " * 50, message_finished=False))
+    wire += client.send(Ping(b"x"))
+    wire += client.send(TextMessage("world " * 50))
+    wire += client.send(Ping(b"y"))  # and one between two messages
+    wire += client.send(TextMessage("again " * 50))
+    events, out = session.receive(wire)
+    assert events == [Message("hello " * 50 + "world " * 50), Message("again " * 50)]
+    client.receive_data(out)
+    assert [type(e) for e in client.events()] == [Pong, Pong]
+
+
+def test_corrupt_compressed_data_fails_1007() -> None:
+    session, _ = pair(deflate=True)
+    frame = b"\xc2\x84" + b"\x00\x00\x00\x00" + b"\xff\xff\xff\xff"  # RSV1, masked, zero mask
+    events, _ = session.receive(frame)
+    assert len(events) == 1 and isinstance(events[0], Closed)
+    assert events[0].code == 1007

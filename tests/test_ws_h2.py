@@ -19,7 +19,7 @@ import h2.connection
 import h2.events
 import h2.settings
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Event, Message, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
 
 from apps.h2_support import Pki, pki, tls_ready
 from conftest import Server
@@ -209,6 +209,11 @@ class H2WebSocket:
         return self.stream_id in self.client.ended
 
 
+def h2c(server: Server) -> H2WebSocketClient:
+    """An HTTP/2 connection with prior knowledge, in cleartext (close ``client.sock``)."""
+    return H2WebSocketClient(socket.create_connection((server.host, server.port), timeout=10))
+
+
 def _tls_h2(server: Server, pki: Pki) -> H2WebSocketClient:
     ctx = pki.client_context(alpn=["h2"])
     raw = socket.create_connection((server.host, server.port), timeout=10)
@@ -333,9 +338,8 @@ def test_h2_websocket_bad_version_and_protocol(serve: Callable[..., Server], pki
 
 def test_h2c_websocket_echo(serve: Callable[..., Server]) -> None:
     server = serve(APP)
-    sock = socket.create_connection((server.host, server.port), timeout=10)
-    client = H2WebSocketClient(sock)
-    with sock:
+    client = h2c(server)
+    with client.sock:
         ws = client.open("/scope", scheme="http")
         assert ws.status == b"200"
         message = ws.message()
@@ -363,9 +367,8 @@ def test_no_extended_connect_without_websocket(serve: Callable[..., Server]) -> 
 
 def test_h2_websocket_closed_with_1001_on_shutdown(serve: Callable[..., Server]) -> None:
     server = serve(APP)
-    sock = socket.create_connection((server.host, server.port), timeout=10)
-    client = H2WebSocketClient(sock)
-    with sock:
+    client = h2c(server)
+    with client.sock:
         ws = client.open("/echo", scheme="http")
         ws.send(TextMessage(data="before"))
         assert ws.message() == "before"
@@ -386,9 +389,8 @@ def test_h2_websocket_window_stays_shut_while_the_app_does_not_read(
     serve: Callable[..., Server],
 ) -> None:
     server = serve("apps.browser_app:app")
-    sock = socket.create_connection((server.host, server.port), timeout=10)
-    client = H2WebSocketClient(sock)
-    with sock:
+    client = h2c(server)
+    with client.sock:
         ws = client.open("/slow", scheme="http")
         assert ws.status == b"200"
         ws.send(TextMessage(data="start"))
@@ -401,3 +403,31 @@ def test_h2_websocket_window_stays_shut_while_the_app_does_not_read(
         ws.send(TextMessage(data="end"))
         assert ws.message() == "got 40"
         client.pump_until(lambda: client.h2.local_flow_control_window(ws.stream_id) > 60000)
+
+
+def test_h2_websocket_pings_and_closes_1011_without_pong(serve: Callable[..., Server]) -> None:
+    env = {"POUNCE_WEBSOCKET_PING_INTERVAL": "0.2", "POUNCE_WEBSOCKET_PING_TIMEOUT": "0.5"}
+    server = serve(APP, env=env)
+    client = h2c(server)
+    with client.sock:
+        ws = client.open("/echo", scheme="http")
+        assert ws.status == b"200"
+        ping = ws.next()
+        assert isinstance(ping, Ping)  # answering it keeps the WebSocket open
+        ws.send(ping.response())
+        again = ws.next()
+        assert isinstance(again, Ping), again  # the next ping, not a close: the pong counted
+        assert again.payload != ping.payload
+        # No pong this time: a close with 1011, and the stream ends.
+        close = ws.next()
+        assert isinstance(close, CloseConnection), close
+        assert (close.code, close.reason) == (1011, "keepalive ping timeout")
+        client.pump_until(lambda: ws.ended() or ws.stream_id in client.reset)
+        # The connection itself goes on: a GET on it says what the app's disconnect said.
+        sid = client.h2.get_next_available_stream_id()
+        request = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/last-close")]
+        client.h2.send_headers(sid, [*request, (b":authority", b"localhost")], end_stream=True)
+        client._flush()
+        client.pump_until(lambda: sid in client.ended)
+        assert client.data[sid] == b"1011"
+    assert server.wait_output("no pong within ws ping_timeout"), server.output

@@ -1,10 +1,20 @@
-"""One WebSocket connection as ASGI: ``receive()`` and ``send()`` for the app.
+"""One WebSocket as ASGI, whatever carries it: the bridge, written once.
 
-The cycle knows ASGI ``websocket.*`` messages and the sans-I/O session of
-:mod:`pounce.protocols.websocket`, never sockets: it talks to its connection
-through the small :class:`WebSocketSink` interface.  Before ``websocket.accept``
-the app may deny the upgrade with an HTTP response (the WebSocket Denial Response
-extension); closing before accepting answers 403.
+:class:`WebSocketCycle` knows ASGI ``websocket.*`` messages and the sans-I/O
+:class:`~pounce.protocols.websocket.Session`, never sockets or HTTP framing: it
+talks to what carries the WebSocket through the small :class:`WebSocketTransport`
+interface, which two adapters implement:
+
+- :class:`~pounce.asgi.ws_http11.HTTP11WebSocket`: an HTTP/1.1 connection after
+  ``Upgrade: websocket`` (RFC 6455); accepting answers ``101``;
+- :class:`~pounce.asgi.h2websocket.H2WebSocketStream`: an HTTP/2 stream opened
+  with an extended CONNECT (RFC 8441); accepting answers ``:status 200``.
+
+The cycle owns what both share: the scope, accepting or denying the handshake
+(the WebSocket Denial Response extension; closing before accepting answers 403,
+failing before it 500), messages both ways, close codes, the largest message,
+the receive queue and its backpressure, the ping/pong keep-alive, and the access
+log line and metrics of the handshake.
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from wsproto.extensions import Extension
+
 from pounce.asgi.accesslog import access_log, log_request
 from pounce.asgi.http import ASGIProtocolError, _as_header_list
 from pounce.metrics import Collector
@@ -25,29 +37,65 @@ from pounce.protocols.websocket import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     Closed,
-    Handshake,
     Message,
     Session,
+    negotiate_extensions,
 )
 from pounce.types import ASGIApp, Scope
 
 error_log = logging.getLogger("pounce.error")
 
-# Pause reading the socket when this many received messages wait for the app.
+#: Stop reading (or, over HTTP/2, re-opening the window) when this many received
+#: messages wait for the app; go on when it has taken half of them.
 QUEUE_HIGH_WATER = 16
+#: How long the closing handshake (and the peer's end after ours) may take.
+CLOSE_TIMEOUT = 5.0
+
+Headers = list[tuple[bytes, bytes]]
 
 
-class WebSocketSink(Protocol):
-    """What a WebSocket cycle needs from its connection."""
+class WebSocketTransport(Protocol):
+    """What the bridge needs from what carries one WebSocket."""
 
-    def write(self, data: bytes) -> None: ...
-    async def drain(self) -> None: ...
-    def finish(self) -> None: ...
-    def abort(self) -> None: ...
+    #: The handshake's method and its success status, for the access log and metrics.
+    method: str
+    accept_status: int
+    #: Bytes written so far (the access log's size of the handshake's answer).
+    bytes_sent: int
+
+    def send_accept(
+        self, subprotocol: str | None, extensions: bytes | None, headers: Headers
+    ) -> None:
+        """Answer the handshake: the connection is a WebSocket from now on."""
+
+    async def send_response(
+        self, status: int, headers: Headers, body: bytes, *, more_body: bool
+    ) -> None:
+        """An HTTP response instead (a denial, or a 500): its head and first body."""
+
+    async def send_body(self, body: bytes, *, more_body: bool) -> None:
+        """More of that response's body."""
+
+    def write(self, data: bytes) -> None:
+        """WebSocket frames, in order."""
+
+    async def drain(self) -> None:
+        """Wait while the peer is not taking what was written (backpressure)."""
+
+    def accepted(self) -> None:
+        """The handshake is answered and the bytes that came before it are fed."""
+
+    def end(self) -> None:
+        """Nothing more goes out: end our side after what is written (FIN, END_STREAM)."""
+
+    def hang_up(self) -> None:
+        """End our side and let go without waiting for the peer: it stopped answering."""
+
+    def abort(self) -> None:
+        """Drop the connection (or stream) now."""
+
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
-    def accepted(self) -> None: ...
-    def date_header(self) -> bytes: ...
 
 
 class ClientDisconnected(OSError):
@@ -63,8 +111,12 @@ class Phase(enum.Enum):
     CLOSED = "closed"  # nothing more goes out
 
 
-def websocket_scope(http_scope: Scope, handshake: Handshake, *, secure: bool) -> Scope:
-    """The ASGI ``websocket`` scope (spec 2.4) for an HTTP upgrade request's scope."""
+def websocket_scope(http_scope: Scope, subprotocols: list[str], *, secure: bool) -> Scope:
+    """The ASGI ``websocket`` scope (spec 2.4) for a handshake request's ``http`` scope."""
+    extensions: dict[str, Any] = {"websocket.http.response": {}}
+    tls = http_scope.get("extensions", {}).get("tls")
+    if tls is not None:
+        extensions["tls"] = tls
     return {
         "type": "websocket",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -77,69 +129,77 @@ def websocket_scope(http_scope: Scope, handshake: Handshake, *, secure: bool) ->
         "headers": http_scope["headers"],
         "client": http_scope["client"],
         "server": http_scope["server"],
-        "subprotocols": list(handshake.subprotocols),
+        "subprotocols": list(subprotocols),
         "state": http_scope["state"],
-        "extensions": _extensions(http_scope),
+        "extensions": extensions,
     }
 
 
-def _extensions(http_scope: Scope) -> dict[str, Any]:
-    """The Denial Response extension, and the TLS one when the HTTP scope has it."""
-    extensions: dict[str, Any] = {"websocket.http.response": {}}
-    tls = http_scope.get("extensions", {}).get("tls")
-    if tls is not None:
-        extensions["tls"] = tls
-    return extensions
+def _checked_headers(message: dict[str, Any]) -> Headers:
+    headers = _as_header_list(message.get("headers", ()))
+    problem = http11.check_response_headers(headers)
+    if problem is not None:
+        raise ASGIProtocolError(problem)
+    return headers
 
 
 class WebSocketCycle:
-    """The ASGI side of one WebSocket connection."""
+    """The ASGI side of one WebSocket."""
 
     def __init__(
         self,
-        conn: WebSocketSink,
+        conn: WebSocketTransport,
         scope: Scope,
-        handshake: Handshake,
+        extension_offers: list[str],
         *,
         max_message_size: int,
         per_message_deflate: bool,
+        ping_interval: float = 0.0,
+        ping_timeout: float = 0.0,
         access_log: bool,
         metrics: Collector | None = None,
     ) -> None:
         self.conn = conn
         self.scope = scope
-        self.handshake = handshake
+        self.extension_offers = extension_offers
         self.max_message_size = max_message_size
         self.per_message_deflate = per_message_deflate
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self.access_log = access_log
         self.metrics = metrics
         self.phase = Phase.CONNECTING
         self.session: Session | None = None
         self.closed: Closed | None = None  # set when the app should see a disconnect
+        self.gone = False  # the connection (or stream) went away under us
         self.start_time = time.perf_counter()
-        self.bytes_sent = 0
         self.status = 0
+        self._recorded = False
         self._connect_sent = False
-        self._pending = b""  # bytes received before the app accepted
+        self._pending: list[bytes] = []  # received before the app accepted
+        self._input_ended = False
         self._queue: deque[Message] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
-        self._deny_chunked = False
         self._close_on_accept: tuple[int, str] | None = None
-        self._deny_headers: list[tuple[bytes, bytes]] | None = None
+        self._denial: tuple[int, Headers] | None = None  # head waiting for the first body
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_payload: bytes | None = None
+        self._pings = 0
 
-    # -- fed by the connection -------------------------------------------------
+    # -- fed by the transport ------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.session is None:
-            if self.phase is Phase.CONNECTING:
-                self._pending += data  # a client must wait for the 101 (RFC 6455 §4.1)
-            return
-        self._feed(data)
+        """Bytes of WebSocket frames from the client."""
+        if self.session is not None:
+            self._feed(data)
+        elif self.phase is Phase.CONNECTING:
+            self._pending.append(data)  # a client should wait for the answer (RFC 6455 §4.1)
 
-    def _feed(self, data: bytes | None) -> None:
-        assert self.session is not None
-        events, out = self.session.receive(data)
+    def _feed(self, data: bytes) -> None:
+        session = self.session
+        assert session is not None
+        events, out = session.receive(data)
         if out:
             self.conn.write(out)
         for event in events:
@@ -147,52 +207,100 @@ class WebSocketCycle:
                 self._queue.append(event)
             else:
                 self._closed(event)
-        if self.session.done:
-            self.phase = Phase.CLOSED
-            self.conn.finish()
+        if session.pong_payloads:
+            self._pong(session.pong_payloads)
+        if session.done:
+            self._shut()
+            self.conn.end()
         if len(self._queue) >= QUEUE_HIGH_WATER and not self._paused:
             self._paused = True
             self.conn.pause_reading()
         self._wake()
 
-    def connection_lost(self) -> None:
+    def input_ended(self) -> None:
+        """The client ended its side (HTTP/2 END_STREAM): without a closing handshake,
+        1006.  Before the app answers, that waits for the answer."""
+        self._input_ended = True
         if self.session is not None and not self.session.done:
             self.session.receive(None)
         self._closed(Closed(CLOSE_ABNORMAL))
-        self.phase = Phase.CLOSED
+        if self.session is not None:
+            self._shut()
+            self.conn.end()
+        self._wake()
+
+    def connection_lost(self) -> None:
+        """The connection (or stream) is gone: the app sees 1006 unless it saw a close."""
+        self.gone = True
+        if self.session is not None and not self.session.done:
+            self.session.receive(None)
+        self._closed(Closed(CLOSE_ABNORMAL))
+        self._shut()
+        self._wake()
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake (the app's close, drain, ping timeout)."""
+        if self.phase is Phase.CONNECTING:
+            self._close_on_accept = (code, reason)  # the handshake is still the app's
+            return
+        if self.session is not None and self.phase is Phase.OPEN:
+            self._shut()
+            self.conn.write(self.session.close(code, reason))
+            self._closed(Closed(code, reason, by_peer=False))
         self._wake()
 
     def _closed(self, event: Closed) -> None:
         if self.closed is None:
             self.closed = event
         if event.by_peer and self.phase is Phase.OPEN:
-            self.phase = Phase.CLOSED
+            self._shut()
+
+    def _shut(self) -> None:
+        """Nothing more goes out but the closing handshake."""
+        self.phase = Phase.CLOSED
+        self._stop_pings()
 
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    # -- driven by the connection's timers ----------------------------------
+    # -- keep-alive: a ping every ping_interval, its pong within ping_timeout ----------
 
-    def ping(self, payload: bytes) -> None:
-        if self.session is not None and self.phase is Phase.OPEN:
-            self.conn.write(self.session.ping(payload))
+    def _schedule_ping(self) -> None:
+        if self.ping_interval > 0 and self.phase is Phase.OPEN:
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.ping_interval, self._ping)
 
-    def close(self, code: int, reason: str = "") -> None:
-        """Server-side close (drain, ping timeout): the app sees a disconnect."""
-        if self.phase is Phase.CONNECTING:
-            self._close_on_accept = (code, reason)  # the handshake is still the app's
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self.phase is not Phase.OPEN or self.session is None:
             return
-        if self.session is not None and self.phase is Phase.OPEN:
-            self.phase = Phase.CLOSED
-            self._write(self.session.close(code, reason))
-            self._closed(Closed(code, reason, by_peer=False))
-        self._wake()
+        self._pings += 1
+        self._ping_payload = b"pounce-%d" % self._pings
+        self.conn.write(self.session.ping(self._ping_payload))
+        loop = asyncio.get_running_loop()
+        self._ping_timer = loop.call_later(self.ping_timeout, self._pong_timeout)
 
-    @property
-    def pongs(self) -> list[bytes]:
-        return self.session.pong_payloads if self.session is not None else []
+    def _pong(self, payloads: list[bytes]) -> None:
+        if self._ping_payload is not None and self._ping_payload in payloads:
+            self._ping_payload = None
+            self._stop_pings()
+            self._schedule_ping()
+        payloads.clear()
+
+    def _pong_timeout(self) -> None:
+        self._ping_timer = None
+        if self.phase is not Phase.OPEN:
+            return
+        error_log.info("WebSocket %s: no pong within ws ping_timeout, closing", self.scope["path"])
+        self.close(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
+        self.conn.hang_up()  # after the close frame: the peer is not answering
+
+    def _stop_pings(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
 
     # -- ASGI --------------------------------------------------------------------
 
@@ -228,7 +336,8 @@ class WebSocketCycle:
             if kind == "websocket.accept":
                 self._accept(message)
             elif kind == "websocket.close":
-                self._deny(403, [], b"", more_body=False)
+                self._start_denial({"type": kind, "status": 403})
+                await self._deny_body(b"", more_body=False)
             elif kind == "websocket.http.response.start":
                 self._start_denial(message)
             else:
@@ -237,9 +346,7 @@ class WebSocketCycle:
             if kind != "websocket.http.response.body":
                 raise ASGIProtocolError(f"unexpected ASGI message {kind!r} in a denial response")
             more = bool(message.get("more_body", False))
-            self._deny_body(bytes(message.get("body", b"")), more)
-            if more:
-                await self.conn.drain()
+            await self._deny_body(bytes(message.get("body", b"")), more_body=more)
         elif phase is Phase.OPEN:
             assert self.session is not None
             if kind == "websocket.send":
@@ -247,15 +354,10 @@ class WebSocketCycle:
                 if (text is None) == (data is None):
                     raise ASGIProtocolError("websocket.send needs exactly one of bytes and text")
                 payload: str | bytes = str(text) if text is not None else bytes(data or b"")
-                self._write(self.session.send(payload))
+                self.conn.write(self.session.send(payload))
                 await self.conn.drain()
             elif kind == "websocket.close":
-                code = message.get("code") or CLOSE_NORMAL
-                self.phase = Phase.CLOSED
-                reason = message.get("reason") or ""
-                self._write(self.session.close(int(code), reason))
-                self._closed(Closed(int(code), reason, by_peer=False))
-                self._wake()
+                self.close(int(message.get("code") or CLOSE_NORMAL), message.get("reason") or "")
             else:
                 raise ASGIProtocolError(f"unexpected ASGI message {kind!r} on an open WebSocket")
         elif kind in ("websocket.send", "websocket.close"):
@@ -263,98 +365,51 @@ class WebSocketCycle:
         else:
             raise ASGIProtocolError(f"unexpected ASGI message {kind!r} on a closed WebSocket")
 
-    def _write(self, data: bytes) -> None:
-        if data:
-            self.bytes_sent += len(data)
-            self.conn.write(data)
-
     def _accept(self, message: dict[str, Any]) -> None:
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and not isinstance(subprotocol, str):
             raise ASGIProtocolError(f"invalid subprotocol {subprotocol!r}")
-        headers = _as_header_list(message.get("headers", ()))
-        problem = http11.check_response_headers(headers)
-        if problem is not None:
-            raise ASGIProtocolError(problem)
-        head = self.handshake.accept(
-            subprotocol, headers, deflate=self.per_message_deflate, date=self.conn.date_header()
-        )
-        self.session = Session(self.handshake.extensions, self.max_message_size)
+        headers = _checked_headers(message)
+        agreed: bytes | None = None
+        extensions: list[Extension] = []
+        if self.per_message_deflate:
+            agreed, extensions = negotiate_extensions(
+                self.extension_offers, max_message_size=self.max_message_size
+            )
+        self.conn.send_accept(subprotocol, agreed, headers)
+        self.session = Session(extensions, self.max_message_size)
         self.phase = Phase.OPEN
-        self._write(head)
-        self._record(101)
+        self.status = self.conn.accept_status
+        self._record(self.status)
+        pending, self._pending = self._pending, []
+        for data in pending:
+            self._feed(data)
+        if self._input_ended and self.phase is Phase.OPEN:
+            self.input_ended()  # the client ended its side before we answered
         self.conn.accepted()
-        pending, self._pending = self._pending, b""
-        if pending:
-            self._feed(pending)
+        self._schedule_ping()
         if self._close_on_accept is not None:
             self.close(*self._close_on_accept)  # the worker began draining meanwhile
 
     def _start_denial(self, message: dict[str, Any]) -> None:
         status = message["status"]
-        if not isinstance(status, int) or not 100 <= status <= 999 or status == 101:
+        if not isinstance(status, int) or not 200 <= status <= 999:
             raise ASGIProtocolError(f"invalid denial status {status!r}")
-        headers = _as_header_list(message.get("headers", ()))
-        problem = http11.check_response_headers(headers)
-        if problem is not None:
-            raise ASGIProtocolError(problem)
+        headers = _checked_headers(message)
         self.phase = Phase.DENYING
         self.status = status
-        self._deny_headers = headers
+        self._denial = (status, headers)
 
-    def _deny_body(self, body: bytes, more_body: bool) -> None:
-        if self._deny_headers is not None:
-            headers, self._deny_headers = self._deny_headers, None
-            self._deny(self.status, headers, body, more_body=more_body)
-            return
-        out = (http11.chunk(body) if body else b"") if self._deny_chunked else body
-        if not more_body:
-            out += http11.LAST_CHUNK if self._deny_chunked else b""
-        self._write(out)
-        if not more_body:
-            self._denied()
-
-    def _deny(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, more_body: bool
-    ) -> None:
-        """Write a denial response head (and first body); the connection then closes."""
-        self.phase = Phase.DENYING
-        self.status = status
-        out: list[tuple[bytes, bytes]] = []
-        length: bytes | None = None
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                length = value.strip()
-                if not length.isdigit():
-                    raise ASGIProtocolError(f"invalid Content-Length {value!r}")
-            elif lname not in (b"transfer-encoding", b"connection"):
-                out.append((name, value))
-        if length is not None:
-            out.append((b"content-length", length))
-        elif more_body:
-            self._deny_chunked = True
-            out.append((b"transfer-encoding", b"chunked"))
+    async def _deny_body(self, body: bytes, *, more_body: bool) -> None:
+        if self._denial is not None:
+            (status, headers), self._denial = self._denial, None
+            await self.conn.send_response(status, headers, body, more_body=more_body)
         else:
-            out.append((b"content-length", b"%d" % len(body)))
-        names = {name.lower() for name, _ in out}
-        if b"date" not in names:
-            out.append((b"date", self.conn.date_header()))
-        if b"server" not in names:
-            out.append((b"server", b"pounce"))
-        out.append((b"connection", b"close"))
-        data = http11.serialize_head(status, out)
-        data += http11.chunk(body) if self._deny_chunked and body else body
-        if not more_body and self._deny_chunked:
-            data += http11.LAST_CHUNK
-        self._write(data)
+            await self.conn.send_body(body, more_body=more_body)
         if not more_body:
-            self._denied()
-
-    def _denied(self) -> None:
-        self.phase = Phase.CLOSED
-        self._record(self.status)
-        self.conn.finish()
+            self._shut()
+            self._record(self.status)
+            self.conn.end()
 
     # -- running the app ---------------------------------------------------------
 
@@ -363,50 +418,59 @@ class WebSocketCycle:
         try:
             await app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
         except asyncio.CancelledError:
-            self._fail()
+            # shutdown.timeout: the worker drops every connection now.
+            self._shut()
+            self._record(self.status or 500)
+            self.conn.abort()
             raise
         except BaseException as exc:
             if not (isinstance(exc, ClientDisconnected) and self.closed is not None):
                 error_log.error(
                     "Exception in ASGI application (WebSocket %s)", self.scope["path"], exc_info=exc
                 )
-            self._fail()
+            await self._fail()
             if not isinstance(exc, Exception):
                 raise
         else:
             if self.phase is Phase.CONNECTING or self.phase is Phase.DENYING:
-                error_log.error(
-                    "ASGI application returned without answering the WebSocket handshake (%s)",
-                    self.scope["path"],
-                )
-                self._fail()
+                if not self.gone:
+                    error_log.error(
+                        "ASGI application returned without answering the WebSocket handshake (%s)",
+                        self.scope["path"],
+                    )
+                await self._fail()
             elif self.phase is Phase.OPEN:
                 # The app is done with an open connection: close it normally.
-                assert self.session is not None
-                self.phase = Phase.CLOSED
-                self._write(self.session.close(CLOSE_NORMAL))
+                self.close(CLOSE_NORMAL)
+        self._stop_pings()
 
-    def _fail(self) -> None:
+    async def _fail(self) -> None:
         phase = self.phase
-        self.phase = Phase.CLOSED
-        if phase is Phase.CONNECTING and self.closed is None:
-            response = http11.error_response(500, "Internal Server Error")
-            self._write(response)
+        self._shut()
+        if self.gone:
+            self._record(self.status or 499)  # the client went away first
+            self.conn.abort()
+        elif phase is Phase.CONNECTING:
+            self.status = 500
+            body = b"Internal Server Error\n"
+            headers = [(b"content-type", b"text/plain; charset=utf-8")]
+            await self.conn.send_response(500, headers, body, more_body=False)
             self._record(500)
-            self.conn.finish()
+            self.conn.end()
         elif phase is Phase.DENYING:
             self._record(self.status)
-            self.conn.abort()
+            self.conn.abort()  # part of the denial went out: it cannot become a 500
         elif phase is Phase.OPEN and self.session is not None:
-            self._write(self.session.close(CLOSE_INTERNAL_ERROR))
-        elif phase is Phase.CONNECTING:
-            self.conn.abort()
+            self.conn.write(self.session.close(CLOSE_INTERNAL_ERROR))
 
     def _record(self, status: int) -> None:
-        """Count the handshake like a request and write its access-log line."""
-        duration = time.perf_counter() - self.start_time
-        if self.metrics is not None:
-            self.metrics.observe("GET", status, duration, self.bytes_sent)
-        if not self.access_log or not access_log.isEnabledFor(logging.INFO):
+        """Count the handshake like a request and write its access-log line (once)."""
+        if self._recorded:
             return
-        log_request(self.scope, status, self.bytes_sent, duration, method="GET")
+        self._recorded = True
+        duration = time.perf_counter() - self.start_time
+        method, nbytes = self.conn.method, self.conn.bytes_sent
+        if self.metrics is not None:
+            self.metrics.observe(method, status, duration, nbytes)
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
+            log_request(self.scope, status, nbytes, duration, method=method)

@@ -263,6 +263,8 @@ class H2Connection(asyncio.Protocol):
             per_message_deflate=config.per_message_deflate,
             access_log=self.state.config.logging.access_log,
             metrics=self.state.metrics,
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
         )
         self.streams[stream_id] = stream
         self._drop_timer()

@@ -198,9 +198,7 @@ class Worker:
             # connections still queued are accepted by the next generation.
             server.close()
         for conn in list(state.connections):
-            conn.shutdown(state.drain_grace)
-        if self._websockets is not None:
-            self._websockets.shutdown()  # close 1001, or 1012 on a handover
+            conn.shutdown(state.drain_grace)  # WebSockets: close 1001, or 1012 on a handover
         deadline = time.monotonic() + self.config.shutdown.timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -231,8 +229,6 @@ class Worker:
                 task.cancel()
             for conn in list(state.connections):
                 conn.abort()
-            if self._websockets is not None:
-                self._websockets.abort()
             if state.tasks:
                 await asyncio.wait(list(state.tasks), timeout=1.0)
 
