@@ -19,7 +19,7 @@ from pounce.config import load_config
 from pounce.worker.connection import HTTPConnection
 from pounce.worker.server import ServerState
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+REQUEST = b"GET /hello HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 
 
 class FakeTransport(asyncio.Transport):

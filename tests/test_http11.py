@@ -7,6 +7,7 @@ with raw sockets (``apps.http_wire.Wire``).  References: RFC 9112, RFC 9110.
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Iterator
 
 import httpx
@@ -549,3 +550,61 @@ def test_empty_response_statuses_have_no_body(server: Server) -> None:
     assert first.status == 204
     assert first.body == b""
     assert (second.status, second.header("x-query")) == (200, "after=204")
+
+
+# -- Date, Server and bodiless statuses (RFC 9110 §6.6.1, §8.6, §15.3.5, §15.4.5) --------
+
+
+def test_every_response_has_one_date_and_one_server(server: Server) -> None:
+    with wire_to(server) as wire:
+        wire.send(request("GET", "/fixed"))
+        response = wire.read_response()
+    assert response.status == 200
+    [date] = response.header_all("date")
+    assert email.utils.parsedate_to_datetime(date).tzname() == "UTC"
+    assert date.endswith(" GMT")
+    assert response.header_all("server") == ["pounce"]
+
+
+@pytest.mark.parametrize("name", ["server", "Server", "SERVER"])
+def test_the_apps_own_server_header_replaces_pounces(server: Server, name: str) -> None:
+    with wire_to(server) as wire:
+        wire.send(request("GET", f"/inject?n={name}&v=my-app"))
+        response = wire.read_response()
+    assert response.status == 200
+    assert response.header_all("server") == ["my-app"]
+    assert len(response.header_all("date")) == 1
+
+
+def test_the_apps_own_date_header_replaces_pounces(server: Server) -> None:
+    date = "Tue,%2001%20Jan%202030%2000:00:00%20GMT"
+    with wire_to(server) as wire:
+        wire.send(request("GET", f"/inject?n=date&v={date}"))
+        response = wire.read_response()
+    assert response.status == 200
+    assert response.header_all("date") == ["Tue, 01 Jan 2030 00:00:00 GMT"]
+    assert response.header_all("server") == ["pounce"]
+
+
+def test_204_has_no_content_length_and_no_body(server: Server) -> None:
+    with wire_to(server) as wire:
+        # pipelined: a stray body byte would corrupt the next response
+        wire.send(request("GET", "/status?code=204") + request("GET", "/echo?after=204"))
+        first = wire.read_response()
+        assert first.status == 204
+        assert first.header("content-length") is None
+        assert first.header("transfer-encoding") is None
+        after = wire.read_response()
+    assert after.status == 200, after.raw
+    assert after.header("x-query") == "after=204"
+
+
+def test_304_keeps_the_apps_content_length_without_a_body(server: Server) -> None:
+    with wire_to(server) as wire:
+        wire.send(request("GET", "/status?code=304&length=5") + request("GET", "/echo?after=304"))
+        first = wire.read_response()
+        assert first.status == 304
+        assert first.header("content-length") == "5"
+        after = wire.read_response()
+    assert after.status == 200, after.raw
+    assert after.header("x-query") == "after=304"

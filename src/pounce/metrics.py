@@ -8,7 +8,7 @@ total, so counters never go backwards across restarts and reloads.
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -57,7 +57,7 @@ class Collector:
         key = (method, status)
         requests = self._requests
         requests[key] = requests.get(key, 0) + 1
-        self._buckets[bisect.bisect_left(BUCKETS, duration)] += 1
+        self._buckets[bisect_left(BUCKETS, duration)] += 1
         self._duration_sum += duration
         self.response_bytes += nbytes
 

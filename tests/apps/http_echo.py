@@ -149,8 +149,12 @@ async def _noread(scope: Scope, receive: Any, send: Any) -> None:
 
 
 async def _status(scope: Scope, receive: Any, send: Any) -> None:
-    code = int(_query(scope).get("code", "200"))
-    await send({"type": "http.response.start", "status": code, "headers": []})
+    query = _query(scope)
+    code = int(query.get("code", "200"))
+    headers = []
+    if "length" in query:  # e.g. a 304 giving the length of what a GET would send
+        headers.append((b"content-length", query["length"].encode()))
+    await send({"type": "http.response.start", "status": code, "headers": headers})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

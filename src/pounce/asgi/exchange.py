@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from time import perf_counter
 
 from pounce.asgi.accesslog import access_log, log_request
 from pounce.metrics import Collector
 from pounce.types import ASGIApp, Message, Scope
 
 error_log = logging.getLogger("pounce.error")
+_INFO = logging.INFO
 
 
 class ASGIProtocolError(RuntimeError):
@@ -68,7 +69,6 @@ class Exchange:
     def __init__(
         self,
         scope: Scope,
-        *,
         access_log: bool,
         metrics: Collector | None,
         tasks: set[asyncio.Task[None]] | None = None,
@@ -79,7 +79,7 @@ class Exchange:
         self.tasks = tasks
         #: The Task running the app, once the connection made one (None if it finished eagerly).
         self.task: asyncio.Task[None] | None = None
-        self.start_time = time.perf_counter()
+        self.start_time = perf_counter()
         self._body = bytearray()
         self.body_complete = False
         self._sent_last_body = False
@@ -213,8 +213,8 @@ class Exchange:
         if self.recorded:
             return
         self.recorded = True
-        duration = time.perf_counter() - self.start_time
+        duration = perf_counter() - self.start_time
         if self.metrics is not None:
             self.metrics.observe(self.scope["method"], status, duration, self.bytes_sent)
-        if self.access_log and access_log.isEnabledFor(logging.INFO):
+        if self.access_log and access_log.isEnabledFor(_INFO):
             log_request(self.scope, status, self.bytes_sent, duration)

@@ -26,6 +26,10 @@ _NO_BODY_STATUS = frozenset({204, 304})
 BODY_HIGH_WATER = 256 * 1024
 
 
+class DefaultLines(Protocol):
+    def __call__(self, lines: list[bytes] | None = None, /) -> bytes: ...
+
+
 class Sink(Protocol):
     """What a cycle needs from its connection."""
 
@@ -37,6 +41,10 @@ class Sink(Protocol):
     @property
     def request_body_pending(self) -> bool: ...
     def date_header(self) -> bytes: ...
+
+    #: The Date and Server header lines the app did not send (given its lines), or
+    #: both (given None).
+    default_lines: DefaultLines
 
 
 class HTTPCycle(Exchange):
@@ -64,14 +72,13 @@ class HTTPCycle(Exchange):
         self,
         conn: Sink,
         scope: Scope,
-        *,
         keep_alive: bool,
         expect_continue: bool,
         access_log: bool,
         metrics: Collector | None = None,
         tasks: set[asyncio.Task[None]] | None = None,
     ) -> None:
-        Exchange.__init__(self, scope, access_log=access_log, metrics=metrics, tasks=tasks)
+        Exchange.__init__(self, scope, access_log, metrics, tasks)
         self.conn = conn
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
@@ -118,31 +125,28 @@ class HTTPCycle(Exchange):
         elif kind == "http.response.start":
             if self.response_started:
                 raise ASGIProtocolError("http.response.start sent twice")
-            self._start(message)
+            status = message["status"]
+            if type(status) is not int or not 100 <= status <= 999:
+                status = response_status(message)
+            headers = message.get("headers", ())
+            if type(headers) is not list and type(headers) is not tuple:
+                headers = list(headers)  # read it once: a retry below reads it again
+            try:
+                self._render(headers)
+            except (TypeError, ValueError):
+                # An odd shape (not 2-tuples of bytes): normalize it, saying what is wrong.
+                self._render(_as_header_list(headers))
+            self.response_started = True
+            self._status = status
         else:
             raise ASGIProtocolError(f"unexpected ASGI message {kind!r} for an HTTP request")
-
-    def _start(self, message: Message) -> None:
-        status = message["status"]
-        if type(status) is not int or not 100 <= status <= 999:
-            status = response_status(message)
-        headers = message.get("headers", ())
-        if type(headers) is not list and type(headers) is not tuple:
-            headers = list(headers)  # read it once: a retry below reads it again
-        try:
-            self._render(headers)
-        except (TypeError, ValueError):
-            # An odd shape (not 2-tuples of bytes): normalize it, saying what is wrong.
-            self._render(_as_header_list(headers))
-        self.response_started = True
-        self._status = status
 
     def _render(self, headers: Iterable[Any]) -> None:
         """Check the app's header lines and render them, framing fields aside."""
         lines: list[bytes] = []
         add = lines.append
         names = _CHECKED_NAMES
-        has_date = has_server = False
+        defaults = True  # neither Date nor Server from the app
         for name, value in headers:
             lname = names.get(name)
             if lname is None:
@@ -153,19 +157,12 @@ class HTTPCycle(Exchange):
                         raise ASGIProtocolError(f"invalid Content-Length {value!r}")
                     self._expected_length = int(value)
                     continue
-                if lname == b"date":
-                    has_date = True
-                elif lname == b"server":
-                    has_server = True
-                else:
+                if lname == b"connection" or lname == b"transfer-encoding":
                     if lname == b"connection" and b"close" in value.lower():
                         self.keep_alive = False
-                    continue  # transfer-encoding and connection are ours to write
+                    continue  # framing and connection fields are ours to write
+                defaults = False  # Date or Server
             add(name + b": " + value + b"\r\n")
-        if not has_date:
-            add(b"date: " + self.conn.date_header() + b"\r\n")  # RFC 9110 §6.6.1
-        if not has_server:
-            add(b"server: pounce\r\n")
         block = b"".join(lines)
         n = len(lines)
         if block.count(b"\r") != n or block.count(b"\n") != n or b"\x00" in block:
@@ -173,13 +170,16 @@ class HTTPCycle(Exchange):
                 if line.count(b"\r") != 1 or line.count(b"\n") != 1 or b"\x00" in line:
                     name = line.partition(b":")[0].decode("latin-1")
                     raise ASGIProtocolError(f"response header {name!r} contains CR, LF or NUL")
-        self._lines = block
+        if defaults:
+            self._lines = block + self.conn.default_lines()
+        else:
+            self._lines = block + self.conn.default_lines(lines)
 
     def _body_message(self, body: bytes, more_body: bool) -> None:
-        out = self._head(body, more_body) if not self.head_written else b""
+        out = b"" if self.head_written else self._head(body, more_body)
         if body and not self._no_body:
-            self._sent += len(body)
-            if self._expected_length is not None and self._sent > self._expected_length:
+            sent = self._sent = self._sent + len(body)
+            if self._expected_length is not None and sent > self._expected_length:
                 self._fail_framing("the app sent more bytes than its Content-Length")
                 return
             if self._chunked:
@@ -209,47 +209,58 @@ class HTTPCycle(Exchange):
         """Decide the framing and return the head bytes (RFC 9112 §6)."""
         status = self._status
         length = self._expected_length
-        is_head = self.scope["method"] == "HEAD"
-        self._no_body = is_head or status in _NO_BODY_STATUS
-        if status < 200 or status == 204:
-            # No Content-Length in a 1xx or 204 response (RFC 9110 §8.6), and no body.
-            self._expected_length = None
-            framing = b""
-        elif length is not None:
-            if is_head or status == 304:
-                self._expected_length = None  # the length of what a GET would send
-            framing = b"content-length: %d\r\n" % length
-        elif status == 304 or is_head:
-            framing = b""
-        elif not more_body:
-            framing = b"content-length: %d\r\n" % len(body)
-            self._expected_length = len(body)
-        elif self.scope["http_version"] == "1.1":
-            framing = b"transfer-encoding: chunked\r\n"
-            self._chunked = True
+        scope = self.scope
+        if status == 200 and scope["method"] != "HEAD":
+            # The common case, said once: a body is allowed and its framing is ours.
+            if length is not None:
+                framing = b"content-length: %d\r\n" % length
+            elif not more_body:
+                framing = b"content-length: %d\r\n" % len(body)
+                self._expected_length = len(body)
+            else:
+                framing = self._open_ended()
         else:
-            framing = b""
-            self.keep_alive = False  # a close-delimited body
-        conn = self.conn
-        if not self.body_complete and conn.request_body_pending:
+            framing = self._framing(status, length, body, more_body)
+        if not self.body_complete and self.conn.request_body_pending:
             # The app answered before reading the whole request body: rather than read
             # and discard an unknown amount, close after this response.
             self.keep_alive = False
         self.head_written = True
         if not self.keep_alive:
             end = b"connection: close\r\n\r\n"
-        elif self.scope["http_version"] == "1.0":
+        elif scope["http_version"] == "1.0":
             end = b"connection: keep-alive\r\n\r\n"
         else:
             end = b"\r\n"
-        return b"".join(
-            (
-                http11.STATUS_LINES.get(status) or http11.status_line(status),
-                self._lines,
-                framing,
-                end,
-            )
-        )
+        line = http11.STATUS_LINES.get(status) or http11.status_line(status)
+        return line + self._lines + framing + end
+
+    def _framing(self, status: int, length: int | None, body: bytes, more_body: bool) -> bytes:
+        """The framing field of any status but 200, and of a HEAD response."""
+        is_head = self.scope["method"] == "HEAD"
+        self._no_body = is_head or status in _NO_BODY_STATUS
+        if status < 200 or status == 204:
+            # No Content-Length in a 1xx or 204 response (RFC 9110 §8.6), and no body.
+            self._expected_length = None
+            return b""
+        if length is not None:
+            if is_head or status == 304:
+                self._expected_length = None  # the length of what a GET would send
+            return b"content-length: %d\r\n" % length
+        if status == 304 or is_head:
+            return b""
+        if not more_body:
+            self._expected_length = len(body)
+            return b"content-length: %d\r\n" % len(body)
+        return self._open_ended()
+
+    def _open_ended(self) -> bytes:
+        """A body of unknown length: chunked on HTTP/1.1, else close-delimited."""
+        if self.scope["http_version"] == "1.1":
+            self._chunked = True
+            return b"transfer-encoding: chunked\r\n"
+        self.keep_alive = False
+        return b""
 
     def _fail_framing(self, why: str) -> None:
         self._record(self._status)

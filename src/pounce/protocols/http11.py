@@ -95,6 +95,16 @@ class _State(Enum):
     DONE = "done"
 
 
+# The states as module globals: an Enum member lookup costs ~70 ns on 3.11, a global ~6.
+_S_HEAD: Final = _State.HEAD
+_S_BODY_LENGTH: Final = _State.BODY_LENGTH
+_S_CHUNK_SIZE: Final = _State.CHUNK_SIZE
+_S_CHUNK_DATA: Final = _State.CHUNK_DATA
+_S_CHUNK_CRLF: Final = _State.CHUNK_CRLF
+_S_TRAILERS: Final = _State.TRAILERS
+_S_DONE: Final = _State.DONE
+
+
 class RequestParser:
     """Parses one connection's stream of requests, one request at a time."""
 
@@ -112,7 +122,7 @@ class RequestParser:
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size  # 0: no limit
         self._buf = bytearray()
-        self._state = _State.HEAD
+        self._state = _S_HEAD
         self._length_left = 0
         self._chunk_left = 0
         self._body_seen = 0
@@ -124,12 +134,12 @@ class RequestParser:
 
     @property
     def waiting_for_head(self) -> bool:
-        return self._state is _State.HEAD
+        return self._state is _S_HEAD
 
     @property
     def in_body(self) -> bool:
         """A request head was parsed and its body is not complete yet."""
-        return self._state not in (_State.HEAD, _State.DONE)
+        return self._state not in (_S_HEAD, _S_DONE)
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -146,21 +156,21 @@ class RequestParser:
         """
         if (
             self._buf
-            or self._state is not _State.HEAD
-            or data[-4:] != b"\r\n\r\n"
+            or self._state is not _S_HEAD
+            or not data.endswith(b"\r\n\r\n")
             or len(data) > self.max_header_size
         ):
             self._buf += data
             return None
         end = data.find(b"\r\n\r\n")
-        if end + 4 != len(data) or data[:2] == b"\r\n":
+        if end + 4 != len(data) or data.startswith(b"\r\n"):
             self._buf += data
             return None
         request = parse_head(data[:end])
         if request.chunked or request.content_length:
             self._begin_body(request)
         else:
-            self._state = _State.DONE
+            self._state = _S_DONE
         return request
 
     def take_buffered(self) -> bytes:
@@ -171,9 +181,9 @@ class RequestParser:
 
     def start_next_cycle(self) -> None:
         """After a response is complete: go on to the next (maybe pipelined) request."""
-        if self._state is not _State.DONE:
+        if self._state is not _S_DONE:
             raise RuntimeError("the current request is not complete")
-        self._state = _State.HEAD
+        self._state = _S_HEAD
 
     def next_event(self) -> Event:
         """Return the next event, :data:`NEED_DATA` or :data:`PAUSED`.
@@ -181,11 +191,11 @@ class RequestParser:
         Raises :class:`ProtocolError` for a malformed request.
         """
         state = self._state
-        if state is _State.HEAD:
+        if state is _S_HEAD:
             return self._parse_head()
-        if state is _State.BODY_LENGTH:
+        if state is _S_BODY_LENGTH:
             return self._read_length_body()
-        if state is _State.DONE:
+        if state is _S_DONE:
             return PAUSED
         return self._read_chunked()
 
@@ -216,22 +226,22 @@ class RequestParser:
     def _begin_body(self, request: Request) -> None:
         self._body_seen = 0
         if request.chunked:
-            self._state = _State.CHUNK_SIZE
+            self._state = _S_CHUNK_SIZE
         elif request.content_length:
             if self.max_body_size and request.content_length > self.max_body_size:
                 raise ProtocolError("request body larger than max_body_size", 413)
             self._length_left = request.content_length
-            self._state = _State.BODY_LENGTH
+            self._state = _S_BODY_LENGTH
         else:
             self._length_left = 0
-            self._state = _State.BODY_LENGTH
+            self._state = _S_BODY_LENGTH
 
     # -- bodies ---------------------------------------------------------------
 
     def _read_length_body(self) -> Event:
         left = self._length_left
         if left == 0:
-            self._state = _State.DONE
+            self._state = _S_DONE
             return END_OF_MESSAGE
         buf = self._buf
         if not buf:
@@ -248,7 +258,7 @@ class RequestParser:
     def _read_chunked(self) -> Event:
         buf = self._buf
         state = self._state
-        if state is _State.CHUNK_SIZE:
+        if state is _S_CHUNK_SIZE:
             end = buf.find(b"\r\n")
             if end < 0:
                 if len(buf) > _MAX_CHUNK_LINE:
@@ -261,15 +271,15 @@ class RequestParser:
                 raise ProtocolError("invalid chunk size")
             size = int(match.group(1), 16)
             if size == 0:
-                self._state = _State.TRAILERS
+                self._state = _S_TRAILERS
                 return self._read_chunked()
             self._body_seen += size
             if self.max_body_size and self._body_seen > self.max_body_size:
                 raise ProtocolError("request body larger than max_body_size", 413)
             self._chunk_left = size
-            self._state = _State.CHUNK_DATA
+            self._state = _S_CHUNK_DATA
             return self._read_chunked()
-        if state is _State.CHUNK_DATA:
+        if state is _S_CHUNK_DATA:
             if not buf:
                 return NEED_DATA
             left = self._chunk_left
@@ -277,15 +287,15 @@ class RequestParser:
             del buf[:left]
             self._chunk_left = left - len(data)
             if self._chunk_left == 0:
-                self._state = _State.CHUNK_CRLF
+                self._state = _S_CHUNK_CRLF
             return Data(data)
-        if state is _State.CHUNK_CRLF:
+        if state is _S_CHUNK_CRLF:
             if len(buf) < 2:
                 return NEED_DATA
             if buf[:2] != b"\r\n":
                 raise ProtocolError("chunk data not followed by CRLF")
             del buf[:2]
-            self._state = _State.CHUNK_SIZE
+            self._state = _S_CHUNK_SIZE
             return self._read_chunked()
         return self._read_trailers()
 
@@ -293,7 +303,7 @@ class RequestParser:
         buf = self._buf
         if buf[:2] == b"\r\n":
             del buf[:2]
-            self._state = _State.DONE
+            self._state = _S_DONE
             return END_OF_MESSAGE
         end = buf.find(b"\r\n\r\n")
         if end < 0:
@@ -303,7 +313,7 @@ class RequestParser:
         block = bytes(buf[:end])
         del buf[: end + 4]
         _parse_fields(block.split(b"\r\n"), block)
-        self._state = _State.DONE
+        self._state = _S_DONE
         return END_OF_MESSAGE
 
 
@@ -353,7 +363,7 @@ def parse_head(head: bytes) -> Request:
     if m is None:
         return _parse_head_strictly(head)
     method, target, minor, block = m.groups()
-    if target[:1] != b"/":
+    if target[0] != 47:  # not origin-form ("/...")
         _check_target(method, target)
     headers: Headers = []
     append = headers.append

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_to_bytes
 
-from pounce.asgi.http import BODY_HIGH_WATER, HTTPCycle
+from pounce.asgi.http import BODY_HIGH_WATER, DefaultLines, HTTPCycle
 from pounce.config import HttpParser
 from pounce.errors import ProtocolError
 from pounce.net.tls import tls_extension
@@ -63,6 +63,7 @@ class HTTPConnection(asyncio.Protocol):
         # Read per request: copied here once.
         self.loop = state.loop
         self.date_header: Callable[[], bytes] = state.date_header
+        self.default_lines: DefaultLines = state.default_lines
         self._scheme = "http"
         self._access_log = state.config.logging.access_log
         self._max_requests = http.max_requests_per_connection
@@ -221,7 +222,7 @@ class HTTPConnection(asyncio.Protocol):
             keep_alive = False
         # The scope (ASGI 2.3 §"HTTP connection scope").
         target = request.target
-        if target[:1] != b"/" and b"://" in target:
+        if target[0] != 47 and b"://" in target:  # not "/...", maybe absolute-form
             # absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
             rest = target.split(b"://", 1)[1]
             slash = rest.find(b"/")
@@ -263,25 +264,20 @@ class HTTPConnection(asyncio.Protocol):
         # Health and metrics paths are answered before the app, outside the access log.
         special = state.special_routes.get(path) if state.special_routes else None
         if special is None:
+            # (positional arguments: this runs once per request)
             self.cycle = HTTPCycle(
                 self,
                 scope,
-                keep_alive=keep_alive,
-                expect_continue=request.expect_continue,
-                access_log=self._access_log,
-                metrics=state.metrics,
-                tasks=state.tasks,
+                keep_alive,
+                request.expect_continue,
+                self._access_log,
+                state.metrics,
+                state.tasks,
             )
             self._unlaunched = state.app
         else:
             self.cycle = HTTPCycle(
-                self,
-                scope,
-                keep_alive=keep_alive,
-                expect_continue=request.expect_continue,
-                access_log=False,
-                metrics=None,
-                tasks=state.tasks,
+                self, scope, keep_alive, request.expect_continue, False, None, state.tasks
             )
             self._unlaunched = special
 
@@ -382,7 +378,13 @@ class HTTPConnection(asyncio.Protocol):
         elif self.state.draining:
             self._set_timer(self.state.drain_grace, header=False)
         else:
-            self._set_timer(self._keep_alive_timeout, header=False)
+            # _set_timer(keep_alive_timeout), said inline: this runs once per request.
+            deadline = self.loop.time() + self._keep_alive_timeout
+            self._deadline = deadline
+            self._timer_is_header = False
+            timer = self._timer
+            if timer is None or timer.when() > deadline:
+                self._set_timer(self._keep_alive_timeout, header=False)
 
     # -- timers and shutdown -------------------------------------------------------
 

@@ -82,14 +82,33 @@ class ServerState:
         self.hooks = ProtocolHooks()
         self._date_second = 0
         self._date = b""
+        self._defaults = b""
 
     def date_header(self) -> bytes:
         """The ``Date`` value, formatted at most once a second (RFC 9110 §6.6.1)."""
         now = int(time.time())
         if now != self._date_second:
-            self._date_second = now
-            self._date = formatdate(now, usegmt=True).encode("ascii")
+            self._new_date(now)
         return self._date
+
+    def default_lines(self, lines: list[bytes] | None = None) -> bytes:
+        """The ``Date`` and ``Server`` header lines of an HTTP/1.1 response.
+
+        With ``lines`` (the app's own header lines), only those the app did not send.
+        """
+        now = int(time.time())
+        if now != self._date_second:
+            self._new_date(now)
+        if lines is None:
+            return self._defaults
+        names = {line.partition(b":")[0].lower() for line in lines}
+        out = b"" if b"date" in names else b"date: " + self._date + b"\r\n"
+        return out if b"server" in names else out + b"server: pounce\r\n"
+
+    def _new_date(self, now: int) -> None:
+        self._date_second = now
+        self._date = formatdate(now, usegmt=True).encode("ascii")
+        self._defaults = b"date: " + self._date + b"\r\nserver: pounce\r\n"
 
     def snapshot(self) -> dict[str, Any]:
         """Metrics counters plus the gauges read now."""
