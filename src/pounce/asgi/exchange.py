@@ -73,6 +73,7 @@ class Exchange:
         metrics: Collector | None,
         tasks: set[asyncio.Task[None]] | None = None,
     ) -> None:
+        # (HTTPCycle repeats these assignments inline: keep the two in step)
         self.scope = scope
         self.access_log = access_log
         self.metrics = metrics
@@ -80,7 +81,7 @@ class Exchange:
         #: The Task running the app, once the connection made one (None if it finished eagerly).
         self.task: asyncio.Task[None] | None = None
         self.start_time = perf_counter()
-        self._body = bytearray()
+        self._body: bytes | bytearray = b""  # a bytearray once body bytes arrive
         self.body_complete = False
         self._sent_last_body = False
         self._waiter: asyncio.Future[None] | None = None
@@ -99,7 +100,11 @@ class Exchange:
         return len(self._body)
 
     def feed_body(self, data: bytes) -> None:
-        self._body += data
+        body = self._body
+        if body:
+            body += data  # (a bytearray: extended in place)
+        else:
+            self._body = bytearray(data)
         self._wake()
 
     def end_body(self) -> None:
@@ -135,7 +140,7 @@ class Exchange:
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
         body = bytes(self._body)
-        self._body.clear()
+        self._body = b""
         self._body_taken(len(body))
         more = not self.body_complete
         if not more:

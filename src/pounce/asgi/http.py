@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from time import perf_counter
 from typing import Any, Protocol
 
 from pounce.asgi.exchange import ASGIProtocolError as ASGIProtocolError
@@ -78,7 +79,23 @@ class HTTPCycle(Exchange):
         metrics: Collector | None = None,
         tasks: set[asyncio.Task[None]] | None = None,
     ) -> None:
-        Exchange.__init__(self, scope, access_log, metrics, tasks)
+        # Exchange.__init__, said inline: this runs once per request.
+        self.scope = scope
+        self.access_log = access_log
+        self.metrics = metrics
+        self.tasks = tasks
+        self.task: asyncio.Task[None] | None = None
+        self.start_time = perf_counter()
+        self._body = b""
+        self.body_complete = False
+        self._sent_last_body = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.disconnected = False
+        self.response_started = False
+        self.head_written = False
+        self.response_complete = False
+        self.recorded = False
+        self.bytes_sent = 0
         self.conn = conn
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
@@ -162,7 +179,7 @@ class HTTPCycle(Exchange):
                         self.keep_alive = False
                     continue  # framing and connection fields are ours to write
                 defaults = False  # Date or Server
-            add(name + b": " + value + b"\r\n")
+            add(b"".join((name, b": ", value, b"\r\n")))
         block = b"".join(lines)
         n = len(lines)
         if block.count(b"\r") != n or block.count(b"\n") != n or b"\x00" in block:
