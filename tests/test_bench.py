@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -177,6 +179,7 @@ def _run(
         latency_p99_ms=kw.pop("p99", 2.0),
         startup_ms=kw.pop("startup", 200.0),
         rss_idle_kib=kw.pop("idle", 50_000),
+        worker_rss_idle_kib=kw.pop("worker_idle", 30_000),
         rss_peak_kib=kw.pop("peak", 60_000),
         rss_after_kib=kw.pop("after", 55_000),
         **kw,
@@ -312,7 +315,7 @@ def test_markdown_report() -> None:
     assert "| idle-1k | 1,000 | — |" in text
     assert "Not run: granian: not installed." in text
     assert "idle-1k / uvicorn-h11: exited before answering" in text
-    assert "| pounce | — | 200 | 48.8 | 53.7 | 58.6 (hello) |" in text
+    assert "| pounce | — | 200 | 48.8 | 29.3 | 53.7 | 58.6 (hello) |" in text
 
 
 def test_report_is_json_serialisable() -> None:
@@ -376,6 +379,30 @@ def test_process_tree_memory_of_a_child() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_one_workers_rss_is_a_leaf_of_the_tree() -> None:
+    # A "supervisor" holding 64 MiB and a small "worker" child: the worker's figure is the
+    # child's alone, not the tree's sum nor the bigger parent's.
+    code = (
+        "import subprocess, sys, time; ballast = bytearray(64 * 1024 * 1024); "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+        "print(p.pid, flush=True); time.sleep(30)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child_pid = int(parent.stdout.readline())
+        memory = tree_memory(parent.pid)
+        assert memory.processes == 2
+        # (the child may still be starting: its RSS grows, but stays far below the parent's)
+        assert 0 < memory.worker_rss_kib < 32 * 1024
+        assert memory.rss_kib > memory.worker_rss_kib + 60 * 1024
+    finally:
+        with contextlib.suppress(ProcessLookupError, UnboundLocalError):
+            os.kill(child_pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
 
 
 # -- the app -----------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ class TreeMemory:
     processes: int
     rss_kib: int
     hwm_kib: int
+    #: The largest VmRSS of a process with no children in the tree: one worker (a
+    #: single-process server's only process; not a supervisor that only manages).
+    worker_rss_kib: int = 0
 
 
 def parse_status_kib(status_text: str, key: str) -> int:
@@ -56,9 +59,12 @@ def children_map(proc: Path = PROC) -> dict[int, list[int]]:
     return tree
 
 
-def process_tree(root: int, proc: Path = PROC) -> list[int]:
+def process_tree(
+    root: int, proc: Path = PROC, tree: dict[int, list[int]] | None = None
+) -> list[int]:
     """``root`` and all its descendants."""
-    tree = children_map(proc)
+    if tree is None:
+        tree = children_map(proc)
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -69,16 +75,20 @@ def process_tree(root: int, proc: Path = PROC) -> list[int]:
 
 def tree_memory(root: int, proc: Path = PROC) -> TreeMemory:
     """Current and peak resident memory of ``root``'s process tree."""
-    rss = hwm = count = 0
-    for pid in process_tree(root, proc):
+    tree = children_map(proc)
+    rss = hwm = count = worker = 0
+    for pid in process_tree(root, proc, tree):
         try:
             text = (proc / str(pid) / "status").read_text()
         except OSError:
             continue  # exited meanwhile
         count += 1
-        rss += parse_status_kib(text, "VmRSS")
+        this = parse_status_kib(text, "VmRSS")
+        rss += this
         hwm += parse_status_kib(text, "VmHWM")
-    return TreeMemory(count, rss, hwm)
+        if not tree.get(pid):
+            worker = max(worker, this)
+    return TreeMemory(count, rss, hwm, worker)
 
 
 def http_status(host: str, port: int, path: str, timeout: float = 1.0) -> int:

@@ -203,12 +203,13 @@ def _memory(report: dict[str, Any], servers: list[str]) -> str:
                 fmt_number(d["processes"]),
                 fmt_number(d["startup_ms"]),
                 fmt_mib(d["rss_idle_kib"]),
+                fmt_mib(d.get("worker_rss_idle_kib")),
                 fmt_mib(d["rss_after_kib"]),
                 peak,
             ]
         )
     header = ["server", "processes", "start-up to first 200, ms", "RSS idle, MiB"]
-    header.append("RSS after load, MiB")
+    header += ["one worker's RSS idle, MiB", "RSS after load, MiB"]
     title = "## Start-up and memory (whole process tree; medians, peak: highest)"
     return title + "\n\n" + table([*header, "RSS peak, MiB"], rows)
 
@@ -235,7 +236,8 @@ def _notes(report: dict[str, Any]) -> str:
         )
     lines += [
         "RSS sums VmRSS (peak: VmHWM) over the server's process tree "
-        "(a supervisor and its worker count together).",
+        "(a supervisor and its worker count together); one worker's RSS is the largest "
+        "VmRSS of a process without children (a single-process server's only process).",
     ]
     for name, why in report["skipped"].items():
         lines.append(f"Not run: {name}: {why}.")

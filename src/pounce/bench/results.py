@@ -35,6 +35,7 @@ class RunRecord:
     startup_ms: float | None = None
     processes: int | None = None
     rss_idle_kib: int | None = None
+    worker_rss_idle_kib: int | None = None
     rss_peak_kib: int | None = None
     rss_after_kib: int | None = None
     idle_connections_open: int | None = None
@@ -75,6 +76,7 @@ def summarise_cell(runs: Sequence[RunRecord]) -> dict[str, Any]:
         "transfer_mib_per_s": median(r.transfer_mib_per_s for r in good),
         "startup_ms": median(r.startup_ms for r in runs),
         "rss_idle_kib": median(r.rss_idle_kib for r in runs),
+        "worker_rss_idle_kib": median(r.worker_rss_idle_kib for r in runs),
         "rss_peak_kib": maximum(r.rss_peak_kib for r in good),
         "rss_after_kib": median(r.rss_after_kib for r in good),
         "errors": sum(r.socket_errors + r.non_2xx for r in runs),
@@ -111,6 +113,7 @@ def summarise_servers(runs: Sequence[RunRecord], servers: Sequence[str]) -> dict
             "processes": median(r.processes for r in mine),
             "startup_ms": median(r.startup_ms for r in mine),
             "rss_idle_kib": median(r.rss_idle_kib for r in mine),
+            "worker_rss_idle_kib": median(r.worker_rss_idle_kib for r in mine),
             "rss_peak_kib": peak.rss_peak_kib if peak else None,
             "rss_peak_workload": peak.workload if peak else None,
             "rss_after_kib": median(r.rss_after_kib for r in mine if r.ok),

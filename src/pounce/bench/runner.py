@@ -158,6 +158,7 @@ class Runner:
         time.sleep(SETTLE_S)
         idle = tree_memory(proc.pid)
         record.rss_idle_kib, record.processes = idle.rss_kib, idle.processes
+        record.worker_rss_idle_kib = idle.worker_rss_kib
         helper = self._start_idle(record, port) if workload.idle else None
         try:
             if s.warmup_s:
