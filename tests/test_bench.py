@@ -403,6 +403,8 @@ def test_one_workers_rss_is_a_leaf_of_the_tree() -> None:
             os.kill(child_pid, signal.SIGKILL)
         parent.kill()
         parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
 
 
 # -- the app -----------------------------------------------------------------------------------
