@@ -45,7 +45,6 @@ class HTTPConnection(asyncio.Protocol):
         )
         self.transport: asyncio.Transport | None = None
         self.cycle: HTTPCycle | None = None
-        self.task: asyncio.Task[None] | None = None
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
         # The ASGI TLS extension of a TLS connection, else None.
@@ -205,11 +204,9 @@ class HTTPConnection(asyncio.Protocol):
                 return
         else:
             # (asyncio.Task directly: loop.create_task only adds checks we don't need)
-            task = asyncio.Task(cycle.run(app), loop=self.loop)
+            task = _Task(cycle.run(app), loop=self.loop)
         cycle.task = task
         self.state.tasks.add(task)  # the cycle removes it when the app is done
-        if self.cycle is cycle:
-            self.task = task
 
     def _start_cycle(self, request: http11.Request) -> None:
         self._deadline = None  # the request is here: no header or idle timeout now
@@ -360,7 +357,6 @@ class HTTPConnection(asyncio.Protocol):
         request arriving in it is answered with ``Connection: close``.
         """
         self.cycle = None
-        self.task = None
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -474,6 +470,7 @@ def start_eagerly(
 
 
 _EAGER = sys.version_info >= (3, 12)
+_Task = asyncio.Task
 
 
 def _addresses(
