@@ -140,6 +140,62 @@ def test_mtls_optional(serve: Callable[..., Server], pki: Pki) -> None:
     assert isinstance(with_cert, dict) and len(with_cert["client_cert_chain"]) == 1
 
 
+def _client_cert_outcome(server: Server, pki: Pki) -> str | None:
+    """One request with the client certificate: "ok", the TLS error, "closed" (the server
+    ended the connection without an answer), or None (not up yet)."""
+    try:
+        ctx = pki.client_context(client_cert=True)
+        with (
+            socket.create_connection((server.host, server.port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(b"GET /scope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            head = tls.recv(16)
+            return "ok" if head.startswith(b"HTTP/1.1 200") else "closed" if not head else None
+    except ssl.SSLError as exc:
+        return str(exc)
+    except OSError:
+        return None
+
+
+def _system_store_server(serve: Callable[..., Server], pki: Pki, store: Path) -> Server:
+    # The "system store" is what OpenSSL is told it is: SSL_CERT_FILE.
+    env = pki.env(
+        POUNCE_TLS_CLIENT_AUTH="required",
+        POUNCE_TLS_USE_SYSTEM_STORE="true",
+        SSL_CERT_FILE=str(store),
+    )
+    return serve(APP, env=env, ready=False)
+
+
+def test_mtls_against_the_system_store(serve: Callable[..., Server], pki: Pki) -> None:
+    server = _system_store_server(serve, pki, pki.ca)
+    outcome: list[str | None] = []
+    assert wait_for(lambda: outcome.append(_client_cert_outcome(server, pki)) or outcome[-1], 15)
+    assert outcome[-1] == "ok", server.output
+    info = _scope(server, pki, client_cert=True)
+    tls = info["tls"]
+    assert isinstance(tls, dict) and tls["client_cert_name"] == "CN=pounce-client"
+    with pytest.raises(httpx.HTTPError):
+        _scope(server, pki, client_cert=False)
+
+
+def test_mtls_system_store_refuses_a_ca_it_does_not_hold(
+    serve: Callable[..., Server], pki: Pki, tmp_path: Path
+) -> None:
+    _, _, other_ca = make_ca(tmp_path, "Some Other CA")
+    server = _system_store_server(serve, pki, other_ca)
+    outcome: list[str | None] = []
+    assert wait_for(lambda: outcome.append(_client_cert_outcome(server, pki)) or outcome[-1], 15)
+    # (TLS 1.3: the client's handshake is done before the server checks its certificate;
+    # the server then drops the connection, with or without the unknown_ca alert.)
+    refused = outcome[-1] == "closed" or "UNKNOWN_CA" in str(outcome[-1]).upper()
+    assert refused, (outcome[-1], server.output)
+    assert server.proc.poll() is None
+    with pytest.raises(httpx.HTTPError):
+        _scope(server, pki, client_cert=True)
+
+
 def test_plain_and_tls_listeners_side_by_side(
     serve: Callable[..., Server], pki: Pki, tmp_path: Path
 ) -> None:

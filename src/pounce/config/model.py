@@ -381,7 +381,10 @@ class TlsConfig:
     )
     use_system_store: bool = setting(
         False,
-        doc="Also trust the system's CA store (OpenSSL's default paths) for client certificates.",
+        doc=(
+            "Also trust the system's CA store for client certificates (OpenSSL's default"
+            " paths or `SSL_CERT_FILE`, else the distribution's bundle)."
+        ),
         flags=("--tls-use-system-store",),
     )
 

@@ -82,11 +82,59 @@ def _setup_client_auth(ctx: ssl.SSLContext, config: Config) -> None:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError([f"tls.ca_certs: cannot load {tls.ca_certs}: {exc}"]) from None
     if tls.use_system_store:
-        ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+        load_system_store(ctx)
     if tls.ca_certs is None and not tls.use_system_store:
         raise ConfigError(
             [f"tls.client_auth: {tls.client_auth} needs tls.ca_certs or tls.use_system_store"]
         )
+
+
+# Where Linux distributions keep the system CA bundle when OpenSSL's compiled-in
+# default is missing (the list truststore and certifi-system-store search).
+_CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",  # Fedora, RHEL
+    "/etc/pki/tls/cert.pem",  # older Fedora, RHEL, CentOS
+    "/etc/ssl/cert.pem",  # Alpine, Arch, BSD
+    "/etc/ssl/ca-bundle.pem",  # SUSE
+)
+
+
+def load_system_store(ctx: ssl.SSLContext) -> None:
+    """Trust the system's CA store for client certificates (``tls.use_system_store``).
+
+    The store is the one ``truststore`` uses on Linux: OpenSSL's default paths
+    (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set), else the usual bundle file of
+    the distribution; on Windows the stdlib reads the system certificate stores.
+    It is loaded once per worker generation: a ``truststore.SSLContext`` would
+    re-read the bundle on every handshake (~10 ms each), and its macOS/Windows
+    verifiers check server-certificate policy, not client certificates.
+    """
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile or (paths.capath and _has_hashed_certs(paths.capath)):
+        ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+        return
+    for bundle in _CA_BUNDLES:
+        if os.path.isfile(bundle):
+            ctx.load_verify_locations(cafile=bundle)
+            return
+    ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)  # Windows stores; elsewhere maybe nothing
+    if not ctx.get_ca_certs():
+        raise ConfigError(
+            [
+                "tls.use_system_store: no system CA store found "
+                "(install ca-certificates, or point SSL_CERT_FILE at a bundle)"
+            ]
+        )
+
+
+def _has_hashed_certs(capath: str) -> bool:
+    """Whether an OpenSSL CA directory holds hashed certificate links (``abcd1234.0``)."""
+    try:
+        names = os.listdir(capath)
+    except OSError:
+        return False
+    return any(len(n) == 10 and n[8] == "." and n[9].isdigit() for n in names)
 
 
 def _check_files(*files: tuple[str, str | None]) -> None:
