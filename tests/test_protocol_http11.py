@@ -68,6 +68,83 @@ def test_content_length_body_and_pipelining() -> None:
     assert isinstance(second, http11.Request) and second.target == b"/2"
 
 
+def _drain(parser: http11.RequestParser) -> list[object]:
+    events: list[object] = []
+    while True:
+        event = parser.next_event()
+        if event is http11.NEED_DATA or event is http11.PAUSED:
+            return events
+        events.append(event)
+
+
+def test_feed_head_returns_a_whole_head_at_once() -> None:
+    parser = http11.RequestParser()
+    request = parser.feed_head(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert isinstance(request, http11.Request) and request.target == b"/a"
+    # a request without a body is complete: no more events, the parser is paused
+    assert parser.next_event() is http11.PAUSED
+    parser.start_next_cycle()
+    assert parser.feed_head(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n") is not None
+
+
+def test_feed_head_with_the_body_in_the_same_read() -> None:
+    body = bytes(range(256)) * 256  # 64 KiB
+    parser = http11.RequestParser()
+    head = b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    request = parser.feed_head(head + body[:1000])
+    assert isinstance(request, http11.Request) and request.content_length == len(body)
+    assert parser.in_body and parser.buffered == 1000
+    events = _drain(parser)
+    parser.feed(body[1000:])
+    events += _drain(parser)
+    assert body_of(events) == body
+    assert events[-1] is http11.END_OF_MESSAGE
+    assert parser.buffered == 0
+
+
+def test_feed_head_keeps_what_follows_the_body() -> None:
+    parser = http11.RequestParser()
+    data = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    assert parser.feed_head(data) is not None
+    assert _drain(parser) == [http11.Data(b"abc"), http11.END_OF_MESSAGE]
+    parser.start_next_cycle()
+    second = parser.next_event()
+    assert isinstance(second, http11.Request) and second.target == b"/next"
+
+
+def test_feed_head_keeps_pipelined_requests_after_a_bodyless_one() -> None:
+    parser = http11.RequestParser()
+    request = parser.feed_head(
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    assert request is not None and request.target == b"/1"
+    assert parser.next_event() is http11.PAUSED
+    parser.start_next_cycle()
+    second = parser.next_event()
+    assert isinstance(second, http11.Request) and second.target == b"/2"
+
+
+def test_feed_head_falls_back_to_feed() -> None:
+    parser = http11.RequestParser()
+    assert parser.feed_head(b"GET / HTTP/1.1\r\nHo") is None  # not a whole head yet
+    assert parser.feed_head(b"st: x\r\n\r\n") is None  # something was buffered
+    request = parser.next_event()
+    assert isinstance(request, http11.Request)
+    with pytest.raises(ProtocolError):
+        http11.RequestParser().feed_head(b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n")
+
+
+def test_body_bytes_taken_for_an_upgrade_keep_their_order() -> None:
+    parser = http11.RequestParser()
+    parser.feed_head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    parser.feed(b"def")
+    assert parser.take_buffered() == b"abcdef"
+    assert parser.buffered == 0
+
+
 def test_http10_keep_alive_rules() -> None:
     (plain, _) = parse_all(b"GET / HTTP/1.0\r\n\r\n")
     assert isinstance(plain, http11.Request) and not plain.keep_alive

@@ -81,7 +81,7 @@ class Exchange:
         #: The Task running the app, once the connection made one (None if it finished eagerly).
         self.task: asyncio.Task[None] | None = None
         self.start_time = perf_counter()
-        self._body: bytes | bytearray = b""  # a bytearray once body bytes arrive
+        self._body: bytes | bytearray = b""  # the first piece as is, then a bytearray
         self.body_complete = False
         self._sent_last_body = False
         self._waiter: asyncio.Future[None] | None = None
@@ -101,10 +101,13 @@ class Exchange:
 
     def feed_body(self, data: bytes) -> None:
         body = self._body
-        if body:
-            body += data  # (a bytearray: extended in place)
+        if not body:
+            self._body = data  # kept as it came: a one-piece body is never copied
+        elif type(body) is bytes:
+            self._body = bytearray(body)
+            self._body += data
         else:
-            self._body = bytearray(data)
+            body += data  # (a bytearray: extended in place)
         self._wake()
 
     def end_body(self) -> None:
@@ -139,8 +142,10 @@ class Exchange:
             await self._wait()
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
-        body = bytes(self._body)
+        body = self._body
         self._body = b""
+        if type(body) is not bytes:
+            body = bytes(body)
         self._body_taken(len(body))
         more = not self.body_complete
         if not more:

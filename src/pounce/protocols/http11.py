@@ -112,6 +112,7 @@ class RequestParser:
         "_body_seen",
         "_buf",
         "_chunk_left",
+        "_direct",
         "_length_left",
         "_state",
         "max_body_size",
@@ -122,6 +123,10 @@ class RequestParser:
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size  # 0: no limit
         self._buf = bytearray()
+        # Body bytes received while nothing else was buffered, kept as they came: a
+        # Content-Length body goes out as Data without a copy.  When set, the state is
+        # BODY_LENGTH with bytes left to read and _buf is empty.
+        self._direct = b""
         self._state = _S_HEAD
         self._length_left = 0
         self._chunk_left = 0
@@ -130,7 +135,7 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         """How many received bytes are not yet turned into events."""
-        return len(self._buf)
+        return len(self._buf) + len(self._direct)
 
     @property
     def waiting_for_head(self) -> bool:
@@ -142,42 +147,50 @@ class RequestParser:
         return self._state not in (_S_HEAD, _S_DONE)
 
     def feed(self, data: bytes) -> None:
+        if self._direct:
+            self._buf += self._direct
+            self._direct = b""
+        elif not self._buf and self._state is _S_BODY_LENGTH and self._length_left:
+            self._direct = data
+            return
         self._buf += data
 
     def feed_head(self, data: bytes) -> Request | None:
-        """Feed ``data``; return its request at once when it is exactly one request head.
+        """Feed ``data``; return its request at once when it starts with a whole head.
 
-        This is the keep-alive fast path: with nothing buffered and ``data`` holding one
-        complete head (and no more), the request is returned without going through
-        :meth:`next_event`.  A request without a body is then complete: the parser is
-        paused, as after :data:`END_OF_MESSAGE`; otherwise its body events follow from
+        This is the keep-alive fast path: with nothing buffered and ``data`` holding a
+        complete request head (maybe followed by body bytes or by more requests), the
+        request is returned without going through :meth:`next_event`.  A request
+        without a body is then complete: the parser is paused, as after
+        :data:`END_OF_MESSAGE`; otherwise its body events follow from
         :meth:`next_event`.  In every other case this is :meth:`feed` and returns None.
         Raises :class:`ProtocolError` for a malformed head.
         """
-        if (
-            self._buf
-            or self._state is not _S_HEAD
-            or not data.endswith(b"\r\n\r\n")
-            or len(data) > self.max_header_size
-        ):
-            self._buf += data
+        if self._buf or self._state is not _S_HEAD or data.startswith(b"\r\n"):
+            self.feed(data)
             return None
         end = data.find(b"\r\n\r\n")
-        if end + 4 != len(data) or data.startswith(b"\r\n"):
-            self._buf += data
+        if end < 0 or end + 4 > self.max_header_size:
+            self._buf += data  # next_event says what is wrong, or waits for more
             return None
         request = parse_head(data[:end])
+        body_start = end + 4
         if request.chunked or request.content_length:
             self._begin_body(request)
+            if body_start < len(data):
+                self.feed(data[body_start:])
         else:
             self._state = _S_DONE
+            if body_start < len(data):
+                self._buf += data[body_start:]  # pipelined requests
         return request
 
     def take_buffered(self) -> bytes:
         """Remove and return the bytes not parsed yet (they belong to an upgraded protocol)."""
-        data = bytes(self._buf)
+        data = self._direct + self._buf
+        self._direct = b""
         self._buf.clear()
-        return data
+        return bytes(data)
 
     def start_next_cycle(self) -> None:
         """After a response is complete: go on to the next (maybe pipelined) request."""
@@ -243,6 +256,14 @@ class RequestParser:
         if left == 0:
             self._state = _S_DONE
             return END_OF_MESSAGE
+        direct = self._direct
+        if direct:
+            self._direct = b""
+            if len(direct) > left:
+                self._buf += direct[left:]  # what follows the body: the next request
+                direct = direct[:left]
+            self._length_left = left - len(direct)
+            return Data(direct)
         buf = self._buf
         if not buf:
             return NEED_DATA

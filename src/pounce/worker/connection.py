@@ -116,6 +116,8 @@ class HTTPConnection(asyncio.Protocol):
                 if cycle is not None and not (request.chunked or request.content_length):
                     cycle.body_complete = True
                     self._launch(cycle)
+                    if self.cycle is not None and parser.buffered > PIPELINE_HIGH_WATER:
+                        self._pause_reading()
                     return
         else:
             parser.feed(data)
