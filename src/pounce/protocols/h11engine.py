@@ -71,7 +71,7 @@ class H11RequestParser:
         self._done = True
         return data
 
-    def start_next_cycle(self) -> None:
+    def start_next_cycle(self) -> bool:
         if not self._done:
             raise RuntimeError("the current request is not complete")
         leftover, _closed = self._conn.trailing_data
@@ -80,6 +80,7 @@ class H11RequestParser:
         self._in_head = True
         self._done = False
         self._request = None
+        return bool(leftover)
 
     def next_event(self) -> http11.Event:
         if self._done:

@@ -192,11 +192,15 @@ class RequestParser:
         self._buf.clear()
         return bytes(data)
 
-    def start_next_cycle(self) -> None:
-        """After a response is complete: go on to the next (maybe pipelined) request."""
+    def start_next_cycle(self) -> bool:
+        """After a response is complete: go on to the next request.
+
+        Returns whether bytes of it (pipelined) are already buffered.
+        """
         if self._state is not _S_DONE:
             raise RuntimeError("the current request is not complete")
         self._state = _S_HEAD
+        return bool(self._buf)
 
     def next_event(self) -> Event:
         """Return the next event, :data:`NEED_DATA` or :data:`PAUSED`.

@@ -64,6 +64,7 @@ class HTTPConnection(asyncio.Protocol):
         self.date_header: Callable[[], bytes] = state.date_header
         self.default_lines: DefaultLines = state.default_lines
         self._scheme = "http"
+        self._scope_base: dict[str, Any] = {}
         self._access_log = state.config.logging.access_log
         self._max_requests = http.max_requests_per_connection
         self._header_timeout = http.header_timeout
@@ -83,6 +84,13 @@ class HTTPConnection(asyncio.Protocol):
         if ssl_object is not None:
             self.tls = tls_extension(ssl_object)
             self._scheme = "https"
+        self._scope_base = {
+            "type": "http",
+            "scheme": self._scheme,
+            "client": self.client,
+            "server": self.server,
+            "root_path": self.state.root_path,
+        }
         self.state.connections.add(self)
         self._set_timer(self.state.config.http.header_timeout, header=True)
         hooks = self.state.hooks
@@ -240,22 +248,17 @@ class HTTPConnection(asyncio.Protocol):
         if root_path:
             path = root_path + path
             raw_path = root_path.encode() + raw_path
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": request.http_version,
-            "method": _METHODS.get(request.method) or request.method.decode("ascii"),
-            "scheme": self._scheme,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": root_path,
-            "headers": request.headers,
-            "client": self.client,
-            "server": self.server,
-            "state": state.lifespan_state.copy(),
-            "extensions": {} if self.tls is None else {"tls": self.tls},
-        }
+        # The connection's own keys are copied from a per-connection template.
+        scope = self._scope_base.copy()
+        scope["asgi"] = {"version": "3.0", "spec_version": "2.3"}
+        scope["http_version"] = request.http_version
+        scope["method"] = _METHODS.get(request.method) or request.method.decode("ascii")
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["headers"] = request.headers
+        scope["state"] = state.lifespan_state.copy()
+        scope["extensions"] = {} if self.tls is None else {"tls": self.tls}
         if request.upgrade:
             on_upgrade = state.hooks.on_upgrade
             if on_upgrade is not None and on_upgrade(self, request, scope):
@@ -367,10 +370,10 @@ class HTTPConnection(asyncio.Protocol):
             transport.close()
             return
         parser = self.parser
-        parser.start_next_cycle()
+        more = parser.start_next_cycle()
         if self._reading_paused:
             self.resume_reading()
-        if parser.buffered:
+        if more:
             self._set_timer(self._header_timeout, header=True)
             self._process()
         elif self.state.draining:
