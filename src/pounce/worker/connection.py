@@ -22,6 +22,8 @@ from pounce.net.tls import tls_extension
 from pounce.protocols import http11
 from pounce.protocols.h11engine import H11RequestParser
 from pounce.types import ASGIApp
+from pounce.worker.runner import AVAILABLE as runner_available
+from pounce.worker.runner import ConnectionRunner
 
 if TYPE_CHECKING:
     from pounce.worker.server import ServerState
@@ -30,6 +32,8 @@ error_log = logging.getLogger("pounce.error")
 
 # Stop reading when this many bytes of later (pipelined) requests are waiting.
 PIPELINE_HIGH_WATER = 64 * 1024
+# Queued writes up to this size in all are joined into one transport write.
+_JOIN_LIMIT = 64 * 1024
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -59,6 +63,10 @@ class HTTPConnection(asyncio.Protocol):
         self._timer_is_header = False
         self._processing = False
         self._unlaunched: ASGIApp | None = None
+        self._runner: ConnectionRunner | None = None
+        # Output held back until the end of this round of the loop's events.
+        self._out: list[bytes] = []
+        self._cork = state.cork
         # Read per request: copied here once.
         self.loop = state.loop
         self.date_header: Callable[[], bytes] = state.date_header
@@ -99,6 +107,9 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        if self._runner is not None:
+            self._runner.close()
+        self._out.clear()
         self._drop_timer()
         self.closing = True
         if self.cycle is not None:
@@ -198,18 +209,28 @@ class HTTPConnection(asyncio.Protocol):
     def _launch(self, cycle: HTTPCycle) -> None:
         """Start the app of a new cycle, once the body bytes already here are in it.
 
-        On Python 3.12+ the Task starts eagerly: it runs up to its first suspension
-        right here, so most responses complete without a trip through the loop's ready
-        queue (``asyncio.current_task()`` is set during that step, as libraries expect).
-        On 3.11 it is an ordinary Task.
+        The app is stepped right here, as the connection's runner Task
+        (:mod:`pounce.worker.runner`): most responses complete without a trip through
+        the loop, and ``asyncio.current_task()`` is a real Task throughout.  If the
+        runner is busy with the previous request's app, the app gets a Task of its own.
         """
         app = self._unlaunched
         self._unlaunched = None
         assert app is not None
-        if _EAGER:
-            task: asyncio.Task[None] = asyncio.Task(
-                cycle.run(app), loop=self.loop, eager_start=True
-            )  # type: ignore[call-arg, unused-ignore]
+        runner = self._runner
+        if (runner is None or runner.closed) and _RUNNER and not self.closing:
+            runner = self._runner = ConnectionRunner(self.loop)
+        if (
+            runner is not None
+            and not runner.busy
+            and not runner.closed
+            and _current_task(self.loop) is None
+        ):
+            if runner.run(cycle.run(app)):
+                return
+            task = runner.task
+        elif _EAGER:
+            task = asyncio.Task(cycle.run(app), loop=self.loop, eager_start=True)  # type: ignore[call-arg, unused-ignore]
             if task.done():
                 return
         else:
@@ -295,8 +316,8 @@ class HTTPConnection(asyncio.Protocol):
             cycle.response_complete = True
         self.closing = True
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(http11.error_response(exc.status, exc.message))
-            self.transport.close()
+            self.write(http11.error_response(exc.status, exc.message))
+            self.close_transport()
 
     # -- handing the transport to another protocol (WebSocket, HTTP/2) ---------------
 
@@ -309,6 +330,9 @@ class HTTPConnection(asyncio.Protocol):
         self._drop_timer()
         self.closing = True
         self.state.connections.discard(self)
+        if self._runner is not None:
+            self._runner.close()
+        self.flush()  # responses before the switch go first
         transport = self.transport
         assert transport is not None
         transport.set_protocol(protocol)
@@ -323,11 +347,39 @@ class HTTPConnection(asyncio.Protocol):
     # -- Sink interface for HTTPCycle -------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Queue ``data``: it is written when this round of the loop's events is done."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(data)
+            out = self._out
+            if not out:
+                self._cork(self)
+            out.append(data)
+
+    def flush(self) -> None:
+        """Write the queued output to the transport now."""
+        out = self._out
+        if not out:
+            return
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if len(out) == 1:
+                transport.write(out[0])
+            elif sum(map(len, out)) <= _JOIN_LIMIT:
+                transport.write(b"".join(out))
+            else:  # e.g. a head, then a large body: not copied into one buffer
+                for data in out:
+                    transport.write(data)
+        out.clear()
+
+    def close_transport(self) -> None:
+        """Close after the queued output (the transport sends what it holds, then FIN)."""
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
 
     async def drain(self) -> None:
+        if self._out:
+            self.flush()  # the transport's buffer is what flow control looks at
         if not self._writable.is_set():
             await self._writable.wait()
 
@@ -337,6 +389,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closing = True
+        self._out.clear()
         if self.transport is not None:
             self.transport.abort()
 
@@ -367,7 +420,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         if not keep_alive or self.closing:
             self.closing = True
-            transport.close()
+            self.close_transport()
             return
         parser = self.parser
         more = parser.start_next_cycle()
@@ -431,8 +484,8 @@ class HTTPConnection(asyncio.Protocol):
         self.closing = True
         if self.parser.buffered:
             # A partial request head after header_timeout: RFC 9110 §15.5.9.
-            transport.write(http11.error_response(408, "Request Timeout"))
-        transport.close()
+            self.write(http11.error_response(408, "Request Timeout"))
+        self.close_transport()
 
     def shutdown(self, idle_grace: float = 0.0) -> None:
         """Stop after the current response.
@@ -449,7 +502,7 @@ class HTTPConnection(asyncio.Protocol):
         else:
             self.closing = True
             if self.transport is not None and not self.transport.is_closing():
-                self.transport.close()
+                self.close_transport()
 
 
 # Methods as str, without a decode per request.
@@ -476,6 +529,8 @@ def start_eagerly(
 
 _EAGER = sys.version_info >= (3, 12)
 _Task = asyncio.Task
+_current_task = asyncio.current_task
+_RUNNER = runner_available
 
 
 def _addresses(

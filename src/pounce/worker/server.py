@@ -63,6 +63,12 @@ class Connection(Protocol):
     def abort(self) -> None: ...
 
 
+class Flushable(Protocol):
+    """A connection that holds output back until :meth:`flush` (see :meth:`ServerState.cork`)."""
+
+    def flush(self) -> None: ...
+
+
 class ServerState:
     """What every connection of a worker shares."""
 
@@ -83,6 +89,25 @@ class ServerState:
         self._date_second = 0
         self._date = b""
         self._defaults = b""
+        self._corked: list[Flushable] = []
+
+    def cork(self, conn: Flushable) -> None:
+        """Have ``conn.flush()`` called once the loop is done with this round of events.
+
+        Responses written while handling one round of reads go out together after
+        it, as they would from Tasks run in the next round: the client's next requests
+        then arrive together too, and the loop handles more events per round.
+        """
+        corked = self._corked
+        if not corked:
+            self.loop.call_soon(self._flush_corked)
+        corked.append(conn)
+
+    def _flush_corked(self) -> None:
+        corked = self._corked
+        self._corked = []
+        for conn in corked:
+            conn.flush()
 
     def date_header(self) -> bytes:
         """The ``Date`` value, formatted at most once a second (RFC 9110 §6.6.1)."""

@@ -55,8 +55,7 @@ class WebSocketUpgrades:
             error_log.info("invalid WebSocket upgrade from %s: %s", _peer(conn), exc.message)
             conn.closing = True
             conn.write(exc.response())
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.close_transport()
             return True
         transport = conn.transport
         secure = transport is not None and transport.get_extra_info("ssl_object") is not None

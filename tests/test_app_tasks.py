@@ -1,0 +1,121 @@
+"""What asyncio promises inside a request, end to end, on both loops.
+
+Pounce runs most apps eagerly, stepping them where the request was parsed, as the
+connection's runner Task (``pounce.worker.runner``), and holds a round of responses
+back until the loop has handled that round of reads.  These tests check that the
+app cannot tell: ``asyncio.current_task()`` is a Task that stays the same across
+suspensions, ``asyncio.timeout``, ``Task.cancel`` and anyio cancel scopes work on
+it, each request has a fresh context even on a kept-alive connection, an app still
+working after its response does not hold up the connection's next request, and
+responses leave in order.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from apps.asgi_support import read_response, read_until_close
+from conftest import Server, start_server, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    srv = start_server("apps.tasks_app:app", "--loop", request.param)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def get(sock: socket.socket, path: str) -> tuple[int, Any]:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    status, _, body = read_response(sock)
+    return status, json.loads(body) if body.startswith(b"{") else body
+
+
+def test_current_task_is_a_task_that_survives_suspension(server: Server) -> None:
+    with server.connect() as sock:
+        for _ in range(3):  # the first request of a connection, and later ones
+            assert get(sock, "/no-suspend") == (200, {"is_task": True})
+            status, body = get(sock, "/task")
+            assert status == 200
+            assert body == {"is_task": True, "same_after_suspend": True, "cancelling": 0}
+
+
+def test_asyncio_timeout_fires_and_leaves_no_cancellation_behind(server: Server) -> None:
+    with server.connect() as sock:
+        for _ in range(3):
+            assert get(sock, "/timeout-fires") == (200, {"outcome": "timed out", "cancelling": 0})
+            assert get(sock, "/timeout-quiet") == (200, {"outcome": "ok", "cancelling": 0})
+            assert get(sock, "/no-suspend") == (200, {"is_task": True})
+
+
+def test_a_task_cancelling_itself_gets_cancelled_error(server: Server) -> None:
+    with server.connect() as sock:
+        for _ in range(2):
+            assert get(sock, "/cancel-self") == (200, {"outcome": "cancelled"})
+            # ... and the connection's next request starts clean.
+            assert get(sock, "/timeout-quiet") == (200, {"outcome": "ok", "cancelling": 0})
+
+
+def test_anyio_cancel_scopes(server: Server) -> None:
+    with server.connect() as sock:
+        for _ in range(2):
+            assert get(sock, "/anyio") == (
+                200,
+                {"moved_on": True, "failed_after": True, "quiet_cancelled": False},
+            )
+
+
+def test_context_variables_do_not_leak_between_requests_of_a_connection(
+    server: Server,
+) -> None:
+    with server.connect() as sock:
+        assert get(sock, "/ctx-set") == (200, {"before": "unset"})
+        assert get(sock, "/ctx-get") == (200, {"value": "unset"})
+        assert get(sock, "/ctx-set") == (200, {"before": "unset"})
+    with server.connect() as other:
+        assert get(other, "/ctx-get") == (200, {"value": "unset"})
+
+
+def test_app_working_after_its_response_does_not_hold_up_the_next_request(
+    server: Server,
+) -> None:
+    with server.connect() as sock:
+        assert get(sock, "/tail") == (200, {"answered": True})
+        # /tail's app is still running (waiting for /release): the next request on the
+        # same connection must be answered anyway, or /tail would wait forever.
+        assert get(sock, "/release") == (200, {"released": True})
+        assert wait_for(lambda: get(sock, "/tail-done") == (200, {"done": True}), 10)
+        assert get(sock, "/no-suspend") == (200, {"is_task": True})
+
+
+def test_error_after_a_suspension_is_a_500_and_the_server_goes_on(server: Server) -> None:
+    data, closed = (b"", False)
+    with server.connect() as sock:
+        sock.sendall(b"GET /error-after-suspend HTTP/1.1\r\nHost: t\r\n\r\n")
+        data, closed = read_until_close(sock)
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert closed
+    with server.connect() as sock:
+        assert get(sock, "/no-suspend") == (200, {"is_task": True})
+    assert "boom after a suspension" in server.output
+
+
+def test_pipelined_responses_leave_in_order_before_an_error(server: Server) -> None:
+    request = b"GET /no-suspend HTTP/1.1\r\nHost: t\r\n\r\n"
+    bad = b"GET /x HTTP/1.1\r\nHost: t\r\nBad Header: y\r\n\r\n"
+    with server.connect() as sock:
+        sock.sendall(request * 3 + bad)
+        data, closed = read_until_close(sock)
+    assert closed
+    parts = data.split(b"HTTP/1.1 ")[1:]
+    assert [p[:3] for p in parts] == [b"200", b"200", b"200", b"400"], data
+    assert data.count(b'{"is_task": true}') == 3
