@@ -119,3 +119,13 @@ def test_pipelined_responses_leave_in_order_before_an_error(server: Server) -> N
     parts = data.split(b"HTTP/1.1 ")[1:]
     assert [p[:3] for p in parts] == [b"200", b"200", b"200", b"400"], data
     assert data.count(b'{"is_task": true}') == 3
+
+
+def test_response_reaches_a_client_that_half_closed_after_its_request(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"GET /no-suspend HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        data, closed = read_until_close(sock)
+    assert data.startswith(b"HTTP/1.1 200 "), data
+    assert data.endswith(b'{"is_task": true}')
+    assert closed

@@ -148,6 +148,7 @@ class HTTPConnection(asyncio.Protocol):
             self._set_timer(self._header_timeout, header=True)
 
     def eof_received(self) -> bool | None:
+        self.flush()  # the transport closes when this returns: queued responses first
         if self.cycle is not None:
             self.cycle.disconnect()
         return None
