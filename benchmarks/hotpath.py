@@ -2,7 +2,8 @@
 
     python benchmarks/hotpath.py [--parser fast|h11] [--n 50000]
 
-Feeds canned requests to an HTTPConnection over a fake transport and reports the
+Feeds canned requests to an HTTPConnection over a fake transport, one at a time from
+a loop callback (as a transport calls data_received), and reports the
 best of 5 runs in microseconds per request (lower is better).  It isolates the
 Python work per request from the kernel and the load generator.
 """

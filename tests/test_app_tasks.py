@@ -129,3 +129,36 @@ def test_response_reaches_a_client_that_half_closed_after_its_request(server: Se
     assert data.startswith(b"HTTP/1.1 200 "), data
     assert data.endswith(b'{"is_task": true}')
     assert closed
+
+
+def test_a_streamed_chunk_reaches_the_client_while_the_app_waits(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"GET /stream-wait HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.settimeout(10)
+        data = b""
+        while b"first;" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        # The app is still waiting: only this other connection's request ends the wait.
+        with server.connect() as other:
+            assert get(other, "/release-second") == (200, {"released": True})
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b"transfer-encoding: chunked" in data.lower()
+    body = data.partition(b"\r\n\r\n")[2]
+    assert body == b"6\r\nfirst;\r\n6\r\nsecond\r\n0\r\n\r\n"
+
+
+def test_a_long_stream_from_an_app_that_never_suspends_arrives_whole(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"GET /stream-many HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data, closed = read_until_close(sock, timeout=30)
+    assert closed
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert body.count(b"400\r\n" + b"z" * 1024 + b"\r\n") == 16 * 1024
+    assert body.endswith(b"0\r\n\r\n")

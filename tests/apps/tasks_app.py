@@ -31,6 +31,16 @@ async def reply(send: Any, payload: Any, status: int = 200) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+second_released: asyncio.Event | None = None
+
+
+def _second() -> asyncio.Event:
+    global second_released
+    if second_released is None:
+        second_released = asyncio.Event()
+    return second_released
+
+
 def _event() -> asyncio.Event:
     global released
     if released is None:
@@ -97,6 +107,23 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await reply(send, {"released": True})
     elif path == "/tail-done":
         await reply(send, {"done": tail_state["done"]})
+    elif path == "/stream-wait":
+        # A first chunk, then a wait that only another connection can end: the chunk
+        # must reach the client while the app waits.
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-stream", b"1")]})
+        await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+        await asyncio.wait_for(_second().wait(), 10)
+        await send({"type": "http.response.body", "body": b"second"})
+    elif path == "/release-second":
+        _second().set()
+        await reply(send, {"released": True})
+    elif path == "/stream-many":
+        # 16 MiB in 1 KiB chunks, without ever suspending in the app.
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"z" * 1024
+        for _ in range(16 * 1024 - 1):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": chunk})
     elif path == "/anyio":
         with anyio.move_on_after(0.05) as moved:
             await anyio.sleep(30)

@@ -64,8 +64,11 @@ class HTTPConnection(asyncio.Protocol):
         self._processing = False
         self._unlaunched: ASGIApp | None = None
         self._runner: ConnectionRunner | None = None
+        self._launching: HTTPCycle | None = None
+        self._defer = state.defer
         # Output held back until the end of this round of the loop's events.
         self._out: list[bytes] = []
+        self._queued = 0  # bytes in _out
         self._cork = state.cork
         # Read per request: copied here once.
         self.loop = state.loop
@@ -110,6 +113,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._runner is not None:
             self._runner.close()
         self._out.clear()
+        self._queued = 0
         self._drop_timer()
         self.closing = True
         if self.cycle is not None:
@@ -208,16 +212,29 @@ class HTTPConnection(asyncio.Protocol):
                 return
 
     def _launch(self, cycle: HTTPCycle) -> None:
-        """Start the app of a new cycle, once the body bytes already here are in it.
+        """Have the app of a new cycle started at the end of this round of reads.
+
+        Called once the body bytes already here are in the cycle.  The worker starts
+        every app of the round from one callback (:meth:`ServerState.defer`), after the
+        loop has handled all the round's reads: see :meth:`start_app`.
+        """
+        self._launching = cycle
+        self._defer(self)
+
+    def start_app(self) -> None:
+        """Start the app of the cycle :meth:`_launch` deferred.
 
         The app is stepped right here, as the connection's runner Task
-        (:mod:`pounce.worker.runner`): most responses complete without a trip through
-        the loop, and ``asyncio.current_task()`` is a real Task throughout.  If the
-        runner is busy with the previous request's app, the app gets a Task of its own.
+        (:mod:`pounce.worker.runner`): most responses complete without creating a
+        Task, and ``asyncio.current_task()`` is a real Task throughout.  If the runner
+        is busy with the previous request's app, the app gets a Task of its own.
         """
+        cycle = self._launching
         app = self._unlaunched
+        self._launching = None
         self._unlaunched = None
-        assert app is not None
+        if cycle is None or app is None:
+            return
         runner = self._runner
         if (runner is None or runner.closed) and _RUNNER and not self.closing:
             runner = self._runner = ConnectionRunner(self.loop)
@@ -355,17 +372,20 @@ class HTTPConnection(asyncio.Protocol):
             if not out:
                 self._cork(self)
             out.append(data)
+            self._queued += len(data)
 
     def flush(self) -> None:
         """Write the queued output to the transport now."""
         out = self._out
         if not out:
             return
+        queued = self._queued
+        self._queued = 0
         transport = self.transport
         if transport is not None and not transport.is_closing():
             if len(out) == 1:
                 transport.write(out[0])
-            elif sum(map(len, out)) <= _JOIN_LIMIT:
+            elif queued <= _JOIN_LIMIT:
                 transport.write(b"".join(out))
             else:  # e.g. a head, then a large body: not copied into one buffer
                 for data in out:
@@ -379,7 +399,7 @@ class HTTPConnection(asyncio.Protocol):
             self.transport.close()
 
     async def drain(self) -> None:
-        if self._out:
+        if self._queued >= _JOIN_LIMIT:
             self.flush()  # the transport's buffer is what flow control looks at
         if not self._writable.is_set():
             await self._writable.wait()
@@ -389,8 +409,9 @@ class HTTPConnection(asyncio.Protocol):
         return self.parser.in_body
 
     def abort(self) -> None:
+        """Reset the connection, after what was written so far (as far as it goes at once)."""
+        self.flush()
         self.closing = True
-        self._out.clear()
         if self.transport is not None:
             self.transport.abort()
 

@@ -69,6 +69,12 @@ class Flushable(Protocol):
     def flush(self) -> None: ...
 
 
+class Startable(Protocol):
+    """A connection with an app to start (see :meth:`ServerState.defer`)."""
+
+    def start_app(self) -> None: ...
+
+
 class ServerState:
     """What every connection of a worker shares."""
 
@@ -90,24 +96,57 @@ class ServerState:
         self._date = b""
         self._defaults = b""
         self._corked: list[Flushable] = []
+        self._launches: list[Startable] = []
+        self._round_scheduled = False
+
+    def defer(self, conn: Startable) -> None:
+        """Have ``conn.start_app()`` called once the loop is done with this round of events.
+
+        Apps start after the loop has handled every read of the round (then their
+        responses go out, see :meth:`cork`), in one callback: not one Task and one
+        loop callback per request, and each phase runs for many requests in a row.
+        """
+        self._launches.append(conn)
+        if not self._round_scheduled:
+            self._round_scheduled = True
+            self.loop.call_soon(self._end_of_round)
 
     def cork(self, conn: Flushable) -> None:
         """Have ``conn.flush()`` called once the loop is done with this round of events.
 
-        Responses written while handling one round of reads go out together after
-        it, as they would from Tasks run in the next round: the client's next requests
-        then arrive together too, and the loop handles more events per round.
+        Responses written while handling one round go out together after it: the
+        client's next requests then arrive together too, and the loop handles more
+        events per round.
         """
-        corked = self._corked
-        if not corked:
-            self.loop.call_soon(self._flush_corked)
-        corked.append(conn)
+        self._corked.append(conn)
+        if not self._round_scheduled:
+            self._round_scheduled = True
+            self.loop.call_soon(self._end_of_round)
 
-    def _flush_corked(self) -> None:
-        corked = self._corked
-        self._corked = []
-        for conn in corked:
-            conn.flush()
+    def _end_of_round(self) -> None:
+        try:
+            # (apps started here may start more: pipelined requests, answered in turn)
+            while self._launches:
+                launches = self._launches
+                self._launches = []
+                for conn in launches:
+                    try:
+                        conn.start_app()
+                    except Exception:
+                        log.exception("starting an app failed")
+            corked = self._corked
+            if corked:
+                self._corked = []
+                for corked_conn in corked:
+                    try:
+                        corked_conn.flush()
+                    except Exception:
+                        log.exception("writing a response failed")
+        finally:
+            self._round_scheduled = False
+            if self._launches or self._corked:  # (only after KeyboardInterrupt and the like)
+                self._round_scheduled = True
+                self.loop.call_soon(self._end_of_round)
 
     def date_header(self) -> bytes:
         """The ``Date`` value, formatted at most once a second (RFC 9110 §6.6.1)."""
