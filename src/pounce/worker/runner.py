@@ -3,7 +3,8 @@
 A Task per request costs a loop round trip and, on Python 3.11, Python code in
 asyncio (the task registry is a ``WeakSet``; the loop's ready queue holds
 ``Handle`` objects).  Most apps answer without suspending, so Pounce steps the
-app's coroutine right where the request was parsed instead.
+app's coroutine directly instead (from the worker's end-of-round callback, see
+``ServerState.defer``).
 
 It does so *as a Task*: each HTTP/1.1 connection has one long-lived runner Task,
 and the eager step is made with that Task entered as the loop's current task.  So
@@ -14,8 +15,7 @@ its own copy of the context (as a new Task would), so context variables set by o
 request never leak into the next one on the connection.
 
 The runner runs one app at a time.  A request that starts while the runner is
-busy (its previous app still suspended, or a pipelined request answered from
-inside the previous app's ``send``) gets an ordinary Task.
+busy (its previous app still running after the response) gets an ordinary Task.
 """
 
 from __future__ import annotations
