@@ -59,6 +59,7 @@ class HTTPConnection(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0  # when _timer fires (TimerHandle.when() is a Python call)
         self._deadline: float | None = None
         self._timer_is_header = False
         self._processing = False
@@ -139,7 +140,12 @@ class HTTPConnection(asyncio.Protocol):
                 if cycle is not None and not (request.chunked or request.content_length):
                     cycle.body_complete = True
                     self._launch(cycle)
-                    if self.cycle is not None and parser.buffered > PIPELINE_HIGH_WATER:
+                    # (the read is all the parser holds: only a large one can hold that much)
+                    if (
+                        len(data) > PIPELINE_HIGH_WATER
+                        and self.cycle is not None
+                        and parser.buffered > PIPELINE_HIGH_WATER
+                    ):
                         self._pause_reading()
                     return
         else:
@@ -459,7 +465,7 @@ class HTTPConnection(asyncio.Protocol):
             self._deadline = deadline
             self._timer_is_header = False
             timer = self._timer
-            if timer is None or timer.when() > deadline:
+            if timer is None or self._timer_when > deadline:
                 self._set_timer(self._keep_alive_timeout, header=False)
 
     # -- timers and shutdown -------------------------------------------------------
@@ -475,11 +481,12 @@ class HTTPConnection(asyncio.Protocol):
         self._deadline = deadline
         self._timer_is_header = header
         timer = self._timer
-        if timer is not None and timer.when() > deadline:
+        if timer is not None and self._timer_when > deadline:
             timer.cancel()
             timer = None
         if timer is None:
             self._timer = loop.call_at(deadline, self._timeout)
+            self._timer_when = deadline
 
     def _cancel_timer(self) -> None:
         self._deadline = None
@@ -498,6 +505,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         if self.state.loop.time() < deadline:
             self._timer = self.state.loop.call_at(deadline, self._timeout)
+            self._timer_when = deadline
             return
         self._deadline = None
         transport = self.transport
