@@ -160,19 +160,44 @@ class _Drive(Coroutine[Any, None, None]):
     __slots__ = ("_runner",)
 
     def __init__(self, runner: ConnectionRunner) -> None:
-        self._runner = runner
+        self._runner: ConnectionRunner | None = runner
 
     def send(self, value: Any) -> Any:
-        return self._runner._send(value)
+        runner = self._runner
+        if runner is None:
+            raise StopIteration
+        try:
+            return runner._send(value)
+        except BaseException:
+            self._end()
+            raise
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         exc = typ if val is None else val
         if isinstance(exc, type):
             exc = exc()
-        return self._runner._throw(exc)
+        runner = self._runner
+        if runner is None:
+            raise exc
+        try:
+            return runner._throw(exc)
+        except BaseException:
+            self._end()
+            raise
+
+    def _end(self) -> None:
+        # The Task is over (StopIteration, or an error it ends with): let go of the
+        # runner, so that runner -> Task -> this -> runner is no reference cycle.
+        runner = self._runner
+        if runner is not None:
+            runner.closed = True
+            runner.busy = False
+            self._runner = None
 
     def close(self) -> None:
         runner = self._runner
+        if runner is None:
+            return
         app = runner._app
         runner._app = None
         runner.closed = True
