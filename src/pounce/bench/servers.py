@@ -280,7 +280,10 @@ def ensure_wrk(*, install: bool, log: Callable[[str], None]) -> str:
         raise BenchSetupError("wrk is not installed", hint="install it: apt-get install -y wrk")
     log("apt-get install -y wrk")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], env=env, check=False)
+    # The installers' output goes to stderr: stdout carries the report (--markdown -).
+    done = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "wrk"], env=env, check=False, stdout=sys.stderr
+    )
     if done.returncode != 0:
         _run(["apt-get", "update", "-q"], "apt-get update")
         _run(["apt-get", "install", "-y", "-q", "wrk"], "apt-get install wrk")
@@ -300,6 +303,6 @@ def install_pounce_uvloop(python: str, *, log: Callable[[str], None]) -> None:
 
 def _run(command: list[str], what: str) -> None:
     try:
-        subprocess.run(command, check=True)
+        subprocess.run(command, check=True, stdout=sys.stderr)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise BenchSetupError(f"could not {what}: {exc}") from exc
