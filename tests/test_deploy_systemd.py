@@ -169,6 +169,36 @@ def test_service_settings_fit_the_daemon() -> None:
     assert "@system-service" in service.words("Service", "SystemCallFilter")
 
 
+def test_units_document_themselves_and_raise_the_fd_limit() -> None:
+    service = read_unit(SERVICE)
+    units = [service, *socket_units()]
+    for unit in units:
+        docs = unit.words("Unit", "Documentation")
+        assert docs, unit.path
+        for uri in docs:
+            assert uri.startswith(("https://", "http://", "file:/", "man:", "info:")), uri
+    # Installed where the service's comment says, from the repository's docs/.
+    for uri in service.words("Unit", "Documentation"):
+        if uri.startswith("file:/usr/share/doc/pounce/"):
+            assert (ROOT / "docs" / Path(uri).name).exists(), uri
+            assert Path(uri).name in SERVICE.read_text().split("[Unit]")[0], uri
+
+    # One descriptor per connection: far above systemd's default soft limit of 1024,
+    # the same figure as soft and hard limit (Pounce raises its soft limit to the hard).
+    limit = service.get("Service", "LimitNOFILE")
+    assert limit is not None
+    soft, _, hard = limit.partition(":")
+    assert int(soft) >= 65536 and int(hard or soft) >= int(soft), limit
+
+
+def test_no_socket_unit_hard_codes_a_group() -> None:
+    """Distributions name the proxy's group differently (www-data, nginx): the Unix socket
+    unit shows the line commented out, for the operator to set."""
+    for unit in socket_units():
+        assert unit.get("Socket", "SocketGroup") is None, unit.path
+    assert "\n#SocketGroup=www-data\n" in (SYSTEMD_DIR / "pounce-uds.socket").read_text()
+
+
 def test_socket_names_match_the_config() -> None:
     config = read_toml(CONFIG)
     named = [entry["name"] for entry in config["listen"]]
