@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,22 @@ PROFILES: dict[str, dict[str, Any]] = {
             "metrics": {"path": "/prom"},
         },
         "terminationGraceMarginSeconds": 3,
+    },
+    "ingress-tls": {
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "annotations": {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"},
+            "hosts": [
+                {"host": "pounce.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]},
+                {"host": "api.example.com", "paths": [{"path": "/v1", "pathType": "Exact"}]},
+            ],
+            "tls": [{"secretName": "edge-tls", "hosts": ["pounce.example.com"]}],
+        },
+        "tls": {"enabled": True, "secretName": "web-tls"},
+        "config": {"app": "examples.hello:app", "tls": {"minimum_version": "1.3"}},
+        "prometheusAnnotations": True,
+        "resources": {"requests": {"cpu": "1500m", "memory": "256Mi"}},
     },
 }
 # Profiles rendered as if the cluster served the Prometheus Operator's API.
@@ -206,6 +223,11 @@ def test_helm_lint_is_clean(profile: str) -> None:
         {"config": {"app": "x:y", "logging": {"format": "yaml"}}},
         {"listen": {"uds": {"enabled": True, "path": "/run/x.sock", "mode": "660"}}},
         {"autoscaling": {"enabled": True, "minReplica": 2}},
+        {"tls": {"enabled": True}},  # no Secret named
+        {"tls": {"enabled": True, "secretName": ""}},
+        {"ingress": {"enabled": True, "hosts": [{"host": "a.example", "paths": [{"path": "/"}]}]}},
+        {"ingress": {"enabled": True, "tls": [{"hosts": ["a.example"]}]}},
+        {"ingress": {"enabled": True, "class": "nginx"}},
     ],
     ids=lambda v: json.dumps(v)[:50],
 )
@@ -269,12 +291,29 @@ def test_validation_is_not_vacuous() -> None:
         kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
 
 
+@pytest.fixture(scope="module")
+def tls_secret() -> Iterator[dict[str, Path]]:
+    """Stand-ins for the kubernetes.io/tls Secret's files (tls.crt, tls.key)."""
+    from apps.h2_support import issue, make_ca
+
+    tmp = short_tmpdir()
+    ca_key, ca_cert, _ = make_ca(tmp)
+    cert, key = issue(tmp, "server", "localhost", ca_key, ca_cert)
+    yield {"certfile": cert, "keyfile": key}
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.mark.parametrize("profile", ALL_PROFILES)
-def test_rendered_pounce_toml_passes_pounce_check(profile: str, tmp_path: Path) -> None:
+def test_rendered_pounce_toml_passes_pounce_check(
+    profile: str, tmp_path: Path, tls_secret: dict[str, Path]
+) -> None:
     objs = objects(render(profile_values(profile), API_VERSIONS.get(profile)))
     path = tmp_path / "pounce.toml"
     path.write_text(pounce_toml(objs))
-    result = run(pounce_cmd("check", "-c", str(path)))
+    # The Secret's files exist in the pod only: POUNCE_TLS_* point at stand-ins.
+    tls = tomllib.loads(pounce_toml(objs)).get("tls", {})
+    env = {f"POUNCE_TLS_{k.upper()}": str(v) for k, v in tls_secret.items() if k in tls}
+    result = run(pounce_cmd("check", "-c", str(path)), env=env)
     assert result.returncode == 0, both(result) + pounce_toml(objs)
 
 
@@ -304,11 +343,26 @@ def test_deployment_follows_the_daemon(profile: str) -> None:
     assert tcp and all(entry["port"] == ports["http"] for entry in tcp)
     assert config["admin"]["port"] == ports["admin"]
 
-    # Probes on the supervisor's admin listener, at the configured health paths.
+    # Probes on the supervisor's admin listener, at the configured health paths.  The
+    # startup probe waits for the first generation to be ready, for minutes.
     health = config.get("health", {})
     live, ready = health.get("live_path", "/health/live"), health.get("ready_path", "/health/ready")
-    for probe, path in (("startupProbe", live), ("livenessProbe", live), ("readinessProbe", ready)):
+    for probe, path in (
+        ("startupProbe", ready),
+        ("livenessProbe", live),
+        ("readinessProbe", ready),
+    ):
         assert main[probe]["httpGet"] == {"path": path, "port": "admin"}, probe
+    startup = main["startupProbe"]
+    assert startup["failureThreshold"] * startup["periodSeconds"] >= 120
+
+    # One worker per requested core, unless the values say otherwise.
+    requested = values.get("config", {}).get("server", {}).get("workers")
+    assert config["server"]["workers"] == requested or cores(main["resources"]["requests"]["cpu"])
+
+    # No Service links: no *_SERVICE_HOST/*_PORT variables (POUNCE_PORT for a Service
+    # named pounce) in the environment Pounce reads POUNCE_* settings from.
+    assert pod["enableServiceLinks"] is False
 
     # Termination: the grace period covers drain_delay + shutdown.timeout + margin.
     shutdown = config.get("shutdown", {})
@@ -343,9 +397,44 @@ def test_deployment_follows_the_daemon(profile: str) -> None:
             assert "emptyDir" in mounts[str(Path(entry["path"]).parent)]
     assert main["resources"]["requests"]
 
+    # TLS: [tls] names the files of the mounted kubernetes.io/tls Secret.
+    tls_values = values.get("tls", {})
+    assert ("tls" in config) is bool(tls_values.get("enabled"))
+    if tls_values.get("enabled"):
+        certfile, keyfile = Path(config["tls"]["certfile"]), Path(config["tls"]["keyfile"])
+        assert certfile.parent == keyfile.parent
+        assert (certfile.name, keyfile.name) == ("tls.crt", "tls.key")
+        assert mounts[str(certfile.parent)]["secret"]["secretName"] == tls_values["secretName"]
+        assert config["tls"].items() >= values["config"].get("tls", {}).items()
+
+    # Metrics annotations, when asked for, point at the admin port.
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    if values.get("prometheusAnnotations"):
+        assert annotations["prometheus.io/port"] == str(ports["admin"])
+        assert annotations["prometheus.io/path"] == config.get("metrics", {}).get(
+            "path", "/metrics"
+        )
+    else:
+        assert not any(k.startswith("prometheus.io/") for k in annotations)
+
     # The Service reaches both ports; everything carries the standard labels.
     service_ports = {p["name"]: p["targetPort"] for p in objs["Service"]["spec"]["ports"]}
     assert service_ports == {"http": "http", "metrics": "admin"}
+    # The Ingress routes every host and path to the Service's http port.
+    ingress = values.get("ingress", {})
+    assert ("Ingress" in objs) is bool(ingress.get("enabled"))
+    if ingress.get("enabled"):
+        spec = objs["Ingress"]["spec"]
+        assert spec.get("ingressClassName") == ingress.get("className")
+        assert spec.get("tls", []) == ingress.get("tls", [])
+        assert [r["host"] for r in spec["rules"]] == [h["host"] for h in ingress["hosts"]]
+        for rule in spec["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert backend == {
+                    "name": objs["Service"]["metadata"]["name"],
+                    "port": {"name": "http"},
+                }
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert objs["Service"]["spec"]["selector"] == selector
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -354,6 +443,44 @@ def test_deployment_follows_the_daemon(profile: str) -> None:
         for key in ("name", "instance", "version", "managed-by"):
             assert f"app.kubernetes.io/{key}" in labels, (obj["kind"], labels)
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
+
+
+def cores(cpu: str | float) -> int:
+    """Kubernetes CPU quantity -> whole cores, rounded up."""
+    text = str(cpu)
+    return max(1, math.ceil(float(text[:-1]) / 1000 if text.endswith("m") else float(text)))
+
+
+@pytest.mark.parametrize(
+    ("cpu", "workers"), [("500m", 1), ("1", 1), (2, 2), ("1500m", 2), ("2.5", 3), ("4", 4)]
+)
+def test_workers_follow_the_cpu_request(cpu: str | int, workers: int) -> None:
+    values = {"resources": {"requests": {"cpu": cpu, "memory": "256Mi"}}}
+    config = tomllib.loads(pounce_toml(objects(render(values))))
+    assert config["server"]["workers"] == workers
+
+
+def test_workers_given_in_config_win_over_the_cpu_request() -> None:
+    values = {
+        "config": {"app": "examples.hello:app", "server": {"workers": 3, "backlog": 512}},
+        "resources": {"requests": {"cpu": "1"}},
+    }
+    config = tomllib.loads(pounce_toml(objects(render(values))))
+    assert config["server"] == {"workers": 3, "backlog": 512}
+    # No CPU request (null removes the chart's default): Pounce's own default.
+    config = tomllib.loads(pounce_toml(objects(render({"resources": {"requests": {"cpu": None}}}))))
+    assert "workers" not in config.get("server", {})
+
+
+def test_defaults_follow_the_docs_advice() -> None:
+    """docs/deployment.md: one worker per requested core, probes on the admin port."""
+    objs = objects(render({}))
+    config = tomllib.loads(pounce_toml(objs))
+    main = container(objs)
+    assert config["server"]["workers"] == cores(main["resources"]["requests"]["cpu"])
+    assert main["startupProbe"]["httpGet"]["path"] == "/health/ready"
+    assert objs["Deployment"]["spec"]["template"]["spec"]["enableServiceLinks"] is False
+    assert "Ingress" not in objs and "tls" not in config
 
 
 def test_service_monitor_needs_the_api_and_the_switch() -> None:
@@ -456,5 +583,45 @@ def test_prestop_drains_a_live_pounce_within_the_grace_period() -> None:
     finally:
         if prestop is not None:
             prestop.stop()
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_startup_probe_waits_for_the_first_generation() -> None:
+    """Pounce on the rendered pounce.toml, its app still importing: the liveness path
+    already answers 200, the startup probe's path does not until the workers are ready."""
+    http_port, admin_port = free_port(), free_port()
+    values = {
+        "config": {"app": "apps.deploy_slow_import:app"},
+        "listen": {"http": {"port": http_port, "hosts": ["127.0.0.1"]}},
+        "admin": {"host": "127.0.0.1", "port": admin_port},
+    }
+    objs = objects(render(values))
+    main = container(objs)
+    startup, liveness = main["startupProbe"], main["livenessProbe"]
+    assert startup["httpGet"]["port"] == liveness["httpGet"]["port"] == "admin"
+
+    tmp = short_tmpdir()
+    gate = tmp / "imported"
+    config = tomllib.loads(pounce_toml(objs))
+    config["control"]["socket"] = str(tmp / "pounce.sock")
+    cfg = write_toml(tmp / "pounce.toml", config)
+    server = Proc.start(pounce_cmd("serve", "-c", str(cfg)), env={"DEPLOY_IMPORT_GATE": str(gate)})
+    admin = f"http://127.0.0.1:{admin_port}"
+    try:
+        # The supervisor runs, the app is importing: a liveness-based startup probe
+        # would pass now and send traffic nowhere.
+        assert wait_for(lambda: status(admin + liveness["httpGet"]["path"]) == 200, 30), (
+            server.output
+        )
+        assert status(admin + startup["httpGet"]["path"]) == 503, server.output
+        assert status(f"http://127.0.0.1:{http_port}/") != 200
+
+        gate.touch()
+        assert wait_for(lambda: status(admin + startup["httpGet"]["path"]) == 200, 30), (
+            server.output
+        )
+        assert get(f"http://127.0.0.1:{http_port}/").status_code == 200
+    finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)

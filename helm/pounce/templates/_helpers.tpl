@@ -63,6 +63,48 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "pounce.configPath" -}}/etc/pounce/pounce.toml{{- end }}
 {{- define "pounce.runDir" -}}/run/pounce{{- end }}
 {{- define "pounce.controlSocket" -}}/run/pounce/pounce.sock{{- end }}
+{{- define "pounce.tlsDir" -}}/etc/pounce-tls{{- end }}
+
+{{/*
+The requested CPU in whole cores, rounded up (at least 1): "500m" -> 1, 2 -> 2,
+"1.5" -> 2.  Empty without a CPU request.
+*/}}
+{{- define "pounce.requestedCores" -}}
+{{- $requests := (.Values.resources | default dict).requests | default dict }}
+{{- if hasKey $requests "cpu" }}
+{{- $text := toString $requests.cpu }}
+{{- if hasSuffix "m" $text }}
+{{- max 1 (divf (trimSuffix "m" $text | float64) 1000 | ceil | int) }}
+{{- else }}
+{{- max 1 ($text | float64 | ceil | int) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+`config` as Pounce will read it: a copy of the value with what the chart derives added:
+server.workers (one per requested core, unless set) and, with tls.enabled, the
+certificate and key of the mounted Secret.  Returned as JSON (templates return text).
+*/}}
+{{- define "pounce.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- $server := get $config "server" }}
+{{- if not (kindIs "map" $server) }}{{ $server = dict }}{{ end }}
+{{- $cores := include "pounce.requestedCores" . }}
+{{- if and $cores (not (hasKey $server "workers")) }}
+{{- $_ := set $server "workers" ($cores | int) }}
+{{- end }}
+{{- if $server }}{{ $_ := set $config "server" $server }}{{ end }}
+{{- if .Values.tls.enabled }}
+{{- $secret := required "tls.secretName is required when tls.enabled" .Values.tls.secretName }}
+{{- $tls := get $config "tls" }}
+{{- if not (kindIs "map" $tls) }}{{ $tls = dict }}{{ end }}
+{{- $_ := set $tls "certfile" (printf "%s/tls.crt" (include "pounce.tlsDir" .)) }}
+{{- $_ := set $tls "keyfile" (printf "%s/tls.key" (include "pounce.tlsDir" .)) }}
+{{- $_ := set $config "tls" $tls }}
+{{- end }}
+{{- toJson $config }}
+{{- end }}
 
 {{/*
 A setting of config.shutdown, or Pounce's own default when unset (hasKey, not
@@ -109,13 +151,14 @@ listeners, admin and control socket the chart manages.  A null value (`--set
 config.http.max_body_size=null`) removes a key, so Pounce's default applies.
 */}}
 {{- define "pounce.toml" -}}
+{{- $config := include "pounce.config" . | fromJson -}}
 # Rendered by the {{ include "pounce.chart" . }} chart from its `config` value.
-{{- range $key, $value := .Values.config }}
+{{- range $key, $value := $config }}
 {{- if not (or (kindIs "map" $value) (kindIs "invalid" $value)) }}
 {{ $key }} = {{ include "pounce.tomlValue" $value }}
 {{- end }}
 {{- end }}
-{{- range $table, $settings := .Values.config }}
+{{- range $table, $settings := $config }}
 {{- if kindIs "map" $settings }}
 
 [{{ $table }}]
