@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +101,34 @@ def test_tls_example_loads_its_certificate() -> None:
     result = run(pounce_cmd("check", "-c", str(config)))
     assert result.returncode == 2, both(result)
     assert "tls.certfile (/etc/pounce/tls/fullchain.pem): file not found" in result.stderr
+
+
+def test_tls_example_serves_https_and_http2(tls_stand_ins: dict[str, Path]) -> None:
+    """The TLS example for real (loopback, a free port, the stand-in certificate): HTTPS
+    with HTTP/2 by ALPN on the listener, plain HTTP on the admin port."""
+    config = read_toml(DEPLOY_DIR / "tls" / "pounce.toml")
+    tmp = short_tmpdir()
+    port, admin_port = free_port(), free_port()
+    (listen,) = config["listen"]
+    listen.update(host="127.0.0.1", port=port)
+    config["admin"]["port"] = admin_port
+    config["control"]["socket"] = str(tmp / "pounce.sock")
+    config["tls"].update(
+        certfile=str(tls_stand_ins["certfile"]), keyfile=str(tls_stand_ins["keyfile"])
+    )
+    cfg = write_toml(tmp / "pounce.toml", config)
+    server = Proc.start(pounce_cmd("serve", "-c", str(cfg)))
+    try:
+        admin = f"http://127.0.0.1:{admin_port}"
+        assert wait_for(lambda: status(admin + "/health/ready") == 200, 30), server.output
+        trust = ssl.create_default_context(cafile=str(tls_stand_ins["ca_certs"]))
+        reply = get(f"https://127.0.0.1:{port}/", verify=trust, http2=True)
+        assert reply.status_code == 200, server.output
+        assert reply.http_version == "HTTP/2"
+        assert status(f"http://127.0.0.1:{port}/") is None  # no plain HTTP there
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- nginx in front, for real -------------------------------------------------------------------

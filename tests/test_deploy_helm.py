@@ -16,6 +16,7 @@ import json
 import math
 import shutil
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -297,9 +298,9 @@ def tls_secret() -> Iterator[dict[str, Path]]:
     from apps.h2_support import issue, make_ca
 
     tmp = short_tmpdir()
-    ca_key, ca_cert, _ = make_ca(tmp)
+    ca_key, ca_cert, ca_path = make_ca(tmp)
     cert, key = issue(tmp, "server", "localhost", ca_key, ca_cert)
-    yield {"certfile": cert, "keyfile": key}
+    yield {"certfile": cert, "keyfile": key, "ca_certs": ca_path}
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -622,6 +623,45 @@ def test_startup_probe_waits_for_the_first_generation() -> None:
             server.output
         )
         assert get(f"http://127.0.0.1:{http_port}/").status_code == 200
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_tls_values_serve_https_with_plain_probes(tls_secret: dict[str, Path]) -> None:
+    """tls.enabled: Pounce on the rendered pounce.toml, the Secret's mount standing in as
+    a directory with tls.crt and tls.key, serves HTTPS (HTTP/2 by ALPN) on the http port
+    while the probes' paths answer plain HTTP on the admin port."""
+    http_port, admin_port = free_port(), free_port()
+    values = {
+        "tls": {"enabled": True, "secretName": "web-tls"},
+        "listen": {"http": {"port": http_port, "hosts": ["127.0.0.1"]}},
+        "admin": {"host": "127.0.0.1", "port": admin_port},
+    }
+    objs = objects(render(values))
+    main = container(objs)
+    config = tomllib.loads(pounce_toml(objs))
+    mount = Path(config["tls"]["certfile"]).parent
+
+    tmp = short_tmpdir()
+    secret = tmp / "secret"  # what the kubelet mounts at `mount`
+    secret.mkdir()
+    shutil.copy(tls_secret["certfile"], secret / "tls.crt")
+    shutil.copy(tls_secret["keyfile"], secret / "tls.key")
+    for key in ("certfile", "keyfile"):
+        config["tls"][key] = str(secret / Path(config["tls"][key]).relative_to(mount))
+    config["control"]["socket"] = str(tmp / "pounce.sock")
+    cfg = write_toml(tmp / "pounce.toml", config)
+    server = Proc.start(pounce_cmd("serve", "-c", str(cfg)))
+    admin = f"http://127.0.0.1:{admin_port}"
+    try:
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            path = main[probe]["httpGet"]["path"]
+            assert wait_for(lambda path=path: status(admin + path) == 200, 30), server.output
+        trust = ssl.create_default_context(cafile=str(tls_secret["ca_certs"]))
+        reply = get(f"https://127.0.0.1:{http_port}/", verify=trust, http2=True)
+        assert reply.status_code == 200, server.output
+        assert reply.http_version == "HTTP/2"
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
