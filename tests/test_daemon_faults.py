@@ -13,7 +13,6 @@ import signal
 import socket
 import sys
 import sysconfig
-import threading
 from pathlib import Path
 
 import pytest
@@ -96,9 +95,7 @@ def test_a_worker_that_cannot_be_started_leaves_no_ghost(daemons: Daemons) -> No
 
     # Once workers can be started again, the supervisor converges by itself.
     python.with_name("gone").rename(python)
-    d.wait_status(
-        lambda s: [w["state"] for w in s["workers"]] == ["ready"], timeout=30
-    )
+    d.wait_status(lambda s: [w["state"] for w in s["workers"]] == ["ready"], timeout=30)
     assert wait_for(lambda: get(admin, "/health/ready").status == 200, 10)
     assert get(admin, "/health/live").status == 200
     assert get(d.port, "/").status == 200
