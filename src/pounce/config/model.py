@@ -513,6 +513,16 @@ class WorkersConfig:
         exclusive_minimum=True,
         unit="seconds",
     )
+    min_ready: int = setting(
+        1,
+        doc=(
+            "`/health/ready` answers 503 while fewer workers than this are ready (all of them "
+            "when fewer are configured): a daemon whose workers crashed or cannot be started "
+            "is taken out of rotation."
+        ),
+        minimum=1,
+        metavar="N",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,11 @@ async def _run(
     admin: AdminServer | None = None
     if config.admin.port:
         admin = AdminServer(
-            config, is_ready=lambda: sup.ready, state=lambda: sup.state, metrics=sup.metrics_text
+            config,
+            is_ready=lambda: sup.ready,
+            is_live=lambda: sup.live,
+            state=lambda: sup.state,
+            metrics=sup.metrics_text,
         )
         extras["admin"] = await admin.start()
     on_banner(extras)

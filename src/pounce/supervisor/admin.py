@@ -28,11 +28,13 @@ class AdminServer:
         config: Config,
         *,
         is_ready: Callable[[], bool],
+        is_live: Callable[[], bool] = lambda: True,
         state: Callable[[], str],
         metrics: Callable[[], Awaitable[str]],
     ) -> None:
         self.config = config
         self.is_ready = is_ready
+        self.is_live = is_live
         self.state = state
         self.metrics = metrics
         self.server: asyncio.Server | None = None
@@ -54,7 +56,9 @@ class AdminServer:
     async def route(self, path: str) -> tuple[int, bytes, bytes]:
         health, metrics = self.config.health, self.config.metrics
         if path == health.live_path:
-            return 200, b'{"status": "alive"}', b"application/json"
+            if self.is_live():
+                return 200, b'{"status": "alive"}', b"application/json"
+            return 503, b'{"status": "cannot start workers"}', b"application/json"
         if path == health.ready_path:
             if self.is_ready():
                 return 200, b'{"status": "ready"}', b"application/json"

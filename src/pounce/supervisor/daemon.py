@@ -78,6 +78,8 @@ class Supervisor:
         self.workers: dict[int, WorkerHandle] = {}
         self._next_id = 1
         self._restart_times: deque[float] = deque()
+        self._lineage: deque[int] = deque()  # restart counts handed on to replacements
+        self.spawn_failing = False  # the last attempt to start a worker failed
         self.restarts: Counter[str] = Counter()
         self.reloads: Counter[str] = Counter({"success": 0, "failed": 0})
         self.retired: Snapshot = empty_snapshot()
@@ -86,6 +88,8 @@ class Supervisor:
         self._stop_now = False
         self._interrupts = 0
         self._reload_lock = asyncio.Lock()
+        self._queued_reload: asyncio.Future[dict[str, Any]] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._signals: asyncio.Queue[int] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
         self._drain_task: asyncio.Task[None] | None = None
@@ -154,6 +158,18 @@ class Supervisor:
             self.exit_code = code
         self._stop_now = self._stop_now or now
         self._stop.set()
+
+    def _spawn_task(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background, held until it ends; its failure is logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("supervisor task %r failed", task.get_name(), exc_info=task.exception())
 
     # -- generations -------------------------------------------------------------------
 
@@ -253,7 +269,7 @@ class Supervisor:
         if kind == "ready":
             self._send_state(handle)
         elif kind == "metrics_req":
-            asyncio.get_running_loop().create_task(self._answer_metrics(handle, message.get("id")))
+            self._spawn_task(self._answer_metrics(handle, message.get("id")), "answer metrics")
         elif kind == "snapshot":
             waiter = self._snapshot_waiters.get(handle.id)
             if waiter is not None and not waiter.done():
@@ -261,6 +277,7 @@ class Supervisor:
 
     def _on_exit(self, handle: WorkerHandle) -> None:
         self.workers.pop(handle.id, None)
+        self.spawn_failing = handle.reason is ExitReason.SPAWN_FAILURE
         add_counters(self.retired, handle.stats)
         expected = (
             handle.was_drained
@@ -276,7 +293,17 @@ class Supervisor:
             self._replace(handle)
 
     def _replace(self, handle: WorkerHandle) -> None:
+        """An unexpected exit: charge the crash budget, then bring the workers back to target."""
         reason = handle.reason.value if handle.reason else "crash"
+        delay = self._charge_budget(reason, handle)
+        if delay is None:
+            return
+        self._lineage.append(handle.restarts + 1)
+        log.info("replacing %s in %.1fs", handle.describe(), delay)
+        self._spawn_task(self._converge_after(delay), "replace worker")
+
+    def _charge_budget(self, reason: str, handle: WorkerHandle) -> float | None:
+        """Count one restart; the back-off before it, or None when the budget is spent."""
         now = time.monotonic()
         window = self.config.workers.restart_window
         while self._restart_times and self._restart_times[0] < now - window:
@@ -293,25 +320,32 @@ class Supervisor:
             )
             self.notifier.status(f"crash budget exhausted: {handle.exit_text()}")
             self.request_stop(code=EXIT_BUDGET_EXHAUSTED)
-            return
+            return None
         self._restart_times.append(now)
         self.restarts[reason] += 1
-        delay = min(0.1 * 2 ** (len(self._restart_times) - 1), 10.0)
-        restarts = handle.restarts + 1
-        log.info("replacing %s in %.1fs", handle.describe(), delay)
+        return float(min(0.1 * 2 ** (len(self._restart_times) - 1), 10.0))
 
-        async def restart() -> None:
-            await asyncio.sleep(delay)
-            if (
-                self.state not in ("starting", "running", "reloading")
-                or len(self.current_workers()) >= self.target_workers
-            ):
-                return
+    async def _converge_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.converge()
+
+    async def converge(self) -> None:
+        """Start workers of the current generation until they number ``target_workers``.
+
+        The one place that fills empty slots (as gunicorn's ``manage_workers``): a
+        worker that fails to start ends as a ``spawn_failure`` exit, which charges the
+        crash budget and schedules the next attempt with back-off.
+        """
+        while (
+            self.state in ("running", "reloading")
+            and len(self.current_workers()) < self.target_workers
+        ):
             new = self._new_handle(self.config, self.generation)
-            new.restarts = restarts
+            new.restarts = self._lineage.popleft() if self._lineage else 0
             await new.start(self.listeners, os.getpid())
-
-        asyncio.get_running_loop().create_task(restart())
+            if not new.alive:
+                return  # a spawn failure: _on_exit has scheduled the next attempt
+            self.spawn_failing = False
 
     # -- periodic checks -----------------------------------------------------------------
 
@@ -357,7 +391,18 @@ class Supervisor:
 
     @property
     def ready(self) -> bool:
-        return self.state in ("running", "reloading") and bool(self.current_workers())
+        """Ready: serving, with at least ``workers.min_ready`` workers ready (or all of them
+        when fewer are configured)."""
+        if self.state not in ("running", "reloading"):
+            return False
+        needed = min(self.config.workers.min_ready, self.target_workers)
+        ready = sum(1 for h in self.current_workers() if h.state is WorkerState.READY)
+        return ready >= needed
+
+    @property
+    def live(self) -> bool:
+        """Live unless the supervisor cannot start workers (its last attempt failed)."""
+        return not self.spawn_failing
 
     def _broadcast_state(self) -> None:
         for handle in list(self.workers.values()):
@@ -405,7 +450,12 @@ class Supervisor:
         os._exit(1)
 
     async def _on_hup(self) -> None:
+        # In the background: the signal loop goes on, so that SIGHUPs arriving during a
+        # reload fold into one following reload and a SIGTERM is not held up.
         log.info("SIGHUP: reloading")
+        self._spawn_task(self._reload_for_signal(), "reload (SIGHUP)")
+
+    async def _reload_for_signal(self) -> None:
         try:
             result = await self.reload()
             log.info(
@@ -478,27 +528,52 @@ class Supervisor:
     # -- reload, drain, scale (also the control socket's commands) ---------------------------
 
     async def reload(self) -> dict[str, Any]:
+        """Reload; requests made while another waits to start share its outcome.
+
+        A request made while a reload runs queues one more (the config may have changed
+        after the running one read it); every request made before that one starts
+        joins it, so N signals in a burst cost at most two reloads.
+        """
+        queued = self._queued_reload
+        if queued is None:
+            queued = self._queued_reload = asyncio.get_running_loop().create_future()
+            # (retrieved here, so that a caller that went away leaves no unretrieved error)
+            queued.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._spawn_task(self._run_queued_reload(queued), "reload")
+        return await asyncio.shield(queued)
+
+    async def _run_queued_reload(self, outcome: asyncio.Future[dict[str, Any]]) -> None:
         async with self._reload_lock:
-            if self.state not in ("running",):
-                raise ReloadFailed(f"cannot reload while {self.state}")
-            self.state = "reloading"
-            self.notifier.reloading()
-            began = time.monotonic()
+            self._queued_reload = None  # requests from now on need a reload of their own
             try:
-                result = await self._reload()
+                outcome.set_result(await self._reload_now())
             except ReloadFailed as exc:
-                self.reloads["failed"] += 1
-                details = "".join(f"\n  {line}" for line in exc.details if line != str(exc))
-                log.error("reload failed: %s%s", exc, details)
+                outcome.set_exception(exc)
+            except BaseException as exc:
+                outcome.set_exception(ReloadFailed(f"reload failed: {exc!r}"))
                 raise
-            finally:
-                if self.state == "reloading":
-                    self.state = "running"
-                self._broadcast_state()
-                self.notifier.ready(self.status_line())
-            self.reloads["success"] += 1
-            result["duration"] = round(time.monotonic() - began, 3)
-            return result
+
+    async def _reload_now(self) -> dict[str, Any]:
+        if self.state not in ("running",):
+            raise ReloadFailed(f"cannot reload while {self.state}")
+        self.state = "reloading"
+        self.notifier.reloading()
+        began = time.monotonic()
+        try:
+            result = await self._reload()
+        except ReloadFailed as exc:
+            self.reloads["failed"] += 1
+            details = "".join(f"\n  {line}" for line in exc.details if line != str(exc))
+            log.error("reload failed: %s%s", exc, details)
+            raise
+        finally:
+            if self.state == "reloading":
+                self.state = "running"
+            self._broadcast_state()
+            self.notifier.ready(self.status_line())
+        self.reloads["success"] += 1
+        result["duration"] = round(time.monotonic() - began, 3)
+        return result
 
     async def _reload(self) -> dict[str, Any]:
         try:
@@ -551,7 +626,7 @@ class Supervisor:
         self._broadcast_state()
         for handle in old:
             handle.was_drained = True
-        asyncio.get_running_loop().create_task(self._retire(old, removed))
+        self._spawn_task(self._retire(old, removed), f"retire generation {generation - 1}")
         log.info("generation %d ready; draining generation %d", generation, generation - 1)
         return {
             "generation": generation,
@@ -573,7 +648,7 @@ class Supervisor:
             self._drained.clear()
             self._broadcast_state()
             self.notifier.status("draining")
-            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+            self._drain_task = self._spawn_task(self._drain(), "drain")
         if wait:
             try:
                 await asyncio.wait_for(self._drained.wait(), timeout)
@@ -644,7 +719,7 @@ class Supervisor:
             surplus = sorted(current, key=lambda h: h.started)[workers:]
             for handle in surplus:
                 handle.was_drained = True
-            asyncio.get_running_loop().create_task(self._stop_workers(surplus, handover=True))
+            self._spawn_task(self._stop_workers(surplus, handover=True), "scale down")
         log.info("scaled to %d worker(s)", workers)
         self.notifier.status(self.status_line())
         return {"previous": previous, "workers": workers}

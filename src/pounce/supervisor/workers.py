@@ -46,6 +46,7 @@ class ExitReason(StrEnum):
     SIGNAL = "signal"
     BOOT_FAILURE = "boot_failure"
     TIMEOUT = "timeout"
+    SPAWN_FAILURE = "spawn_failure"  # the supervisor could not start it (fork, fds, thread)
 
 
 def worker_env() -> dict[str, str]:
@@ -73,6 +74,7 @@ class WorkerHandle:
         self.restarts = 0
         self.boot_error: str | None = None
         self.boot_code: int | None = None
+        self.spawn_error: str | None = None
         self.exit_code: int | None = None
         self.reason: ExitReason | None = None
         self.timed_out = False
@@ -148,7 +150,9 @@ class WorkerHandle:
     def _ended(self, code: int) -> None:
         """Called once when the worker is gone."""
         self.exit_code = code
-        if not self.was_ready or self.boot_error is not None:
+        if self.spawn_error is not None:
+            self.reason = ExitReason.SPAWN_FAILURE
+        elif not self.was_ready or self.boot_error is not None:
             self.reason = ExitReason.BOOT_FAILURE
         elif self.timed_out:
             self.reason = ExitReason.TIMEOUT
@@ -168,6 +172,8 @@ class WorkerHandle:
         self._on_exit(self)
 
     def exit_text(self) -> str:
+        if self.reason is ExitReason.SPAWN_FAILURE:
+            return f"spawn failure: {self.spawn_error}"
         if self.reason is ExitReason.BOOT_FAILURE:
             return f"boot failure: {self.boot_error or f'exit code {self.exit_code}'}"
         if self.reason is ExitReason.SIGNAL and self.exit_code is not None:
@@ -178,9 +184,23 @@ class WorkerHandle:
             return "heartbeat timeout"
         return f"{self.reason} (exit code {self.exit_code})"
 
+    async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
+        """Start the worker; never raises.
+
+        A worker that cannot be started (fork fails with EAGAIN under a pids limit,
+        EMFILE, a thread that can't start) ends at once as a ``spawn_failure`` exit,
+        so the supervisor counts and replaces it like any other; no handle is left
+        registered as booting with nothing behind it.
+        """
+        try:
+            await self._launch(listeners, supervisor_pid)
+        except Exception as exc:
+            self.spawn_error = f"{type(exc).__name__}: {exc}"
+            self._ended(1)
+
     # -- overridden per mode -------------------------------------------------------
 
-    async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
+    async def _launch(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
         raise NotImplementedError
 
     def stop(self, idle_grace: float = 0.0) -> None:
@@ -203,8 +223,23 @@ class ProcessWorker(WorkerHandle):
 
     proc: asyncio.subprocess.Process | None = None
 
-    async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
+    async def _launch(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await self._exec(ours, theirs, listeners, supervisor_pid)
+        except BaseException:
+            ours.close()
+            self.kill()  # started but not linked: it must not live on unseen
+            raise
+        self._tasks.append(asyncio.get_running_loop().create_task(self._wait()))
+
+    async def _exec(
+        self,
+        ours: socket.socket,
+        theirs: socket.socket,
+        listeners: Sequence[Listener],
+        supervisor_pid: int,
+    ) -> None:
         fds = tuple(listener.sock.fileno() for listener in listeners)
         spec = WorkerSpec(
             worker_id=self.id,
@@ -233,7 +268,6 @@ class ProcessWorker(WorkerHandle):
             await self.proc.stdin.drain()
         self.proc.stdin.close()
         await self._open_link(ours)
-        self._tasks.append(asyncio.get_running_loop().create_task(self._wait()))
 
     async def _wait(self) -> None:
         assert self.proc is not None
@@ -275,7 +309,7 @@ class ThreadWorker(WorkerHandle):
 
     load_app: Callable[[], ASGIApp] | None = None
 
-    async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
+    async def _launch(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
         assert self.load_app is not None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Each worker loop closes its own copy of the listening socket when it stops.
@@ -308,4 +342,10 @@ class ThreadWorker(WorkerHandle):
 
         self.thread = threading.Thread(target=body, name=f"pounce-worker-{self.id}", daemon=True)
         await self._open_link(ours)
-        self.thread.start()
+        try:
+            self.thread.start()
+        except BaseException:
+            theirs.close()
+            for copy in copies:
+                copy.sock.close()
+            raise
