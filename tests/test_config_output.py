@@ -71,6 +71,7 @@ def test_dump_defaults_has_every_setting() -> None:
         "restart_window": 60.0,
         "timeout": 30.0,
         "heartbeat_interval": 1.0,
+        "min_ready": 1,
     }
     assert document["reload"] == {"max_surge": 0, "timeout": 60.0}
     assert document["control"] == {}  # socket is not set
