@@ -38,7 +38,15 @@ Later sources win, setting by setting:
 3. environment variables,
 4. command-line flags.
 
-Listeners given on the command line replace all the `[[listen]]` entries of the file.
+Each source overrides only what it names.  `POUNCE_HOST`/`POUNCE_PORT` and the flags
+`--host`/`--port` change the host or port of the file's TCP listener and keep the rest
+of it (`backlog`, `tls`) and the other listeners: a file with `host = "0.0.0.0"` and
+`--port 9000` listens on `0.0.0.0:9000`.  Several `--host`/`--port` flags, `--uds` and
+`--fd`, or a file without exactly one TCP listener, replace the `[[listen]]` entries.
+
+Platform conventions come last and count only where no source above set a value:
+`PORT` is the port of the TCP listeners (the default listener without a file), and
+`WEB_CONCURRENCY` is `server.workers`.
 
 ## The file
 
@@ -101,7 +109,17 @@ Every setting except the `[[listen]]` keys has a variable, `POUNCE_<TABLE>_<KEY>
 in capitals (`POUNCE_APP` for the top-level `app`).  Values are converted by the
 setting's type: booleans accept `1`/`0`, `true`/`false`, `yes`/`no` and
 `on`/`off`; choices are case-insensitive.  A bad value is an error named by its
-variable, and so is an unknown variable in the namespace of a table:
+variable.  `POUNCE_HOST` and `POUNCE_PORT` set the address of the single TCP
+listener (see above).
+
+An unknown variable in the namespace of a table is a warning with a
+"did you mean" suggestion, printed once at start, never an error: Kubernetes injects
+`<SERVICE>_PORT=tcp://10.0.0.7:80` and friends for every Service in the namespace, so a
+Service named `pounce-http` yields `POUNCE_HTTP_PORT`.  A setting's variable whose
+value is such a Service link (`POUNCE_PORT` for a Service named `pounce`,
+`POUNCE_ADMIN_PORT` for `pounce-admin`) is ignored with a warning too.  Set
+`enableServiceLinks: false` in the pod spec (the Helm chart does) to avoid both.
+The namespaces of the tables are
 {namespaces}.
 """
 
@@ -109,7 +127,7 @@ variable, and so is an unknown variable in the namespace of a table:
 def _namespaces() -> str:
     """The ``POUNCE_<TABLE>_*`` namespaces of every plain table, as Markdown."""
     names = [f"`POUNCE_{t.name.upper()}_*`" for t in tables() if not t.array]
-    return textwrap.fill(", ".join(names[:-1]) + " or " + names[-1], width=84)
+    return textwrap.fill(", ".join(names[:-1]) + " and " + names[-1], width=84)
 
 
 def render() -> str:

@@ -123,6 +123,8 @@ def pounce_cmd(*args: str) -> list[str]:
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_")}
+    env.pop("PORT", None)  # platform conventions Pounce reads when nothing else is set
+    env.pop("WEB_CONCURRENCY", None)
     # POUNCE_TEST_HTTP_PARSER=h11 runs the same suites on the reference engine.
     engine = os.environ.get("POUNCE_TEST_HTTP_PARSER")
     if engine:

@@ -327,10 +327,58 @@ def test_bad_env_values_are_named_by_variable(name: str, text: str, error: str) 
     assert config_errors(env={name: text}) == [f"{name}: {error}"]
 
 
-def test_unknown_env_variable_in_a_table_namespace() -> None:
-    assert config_errors(env={"POUNCE_HTTP_KEEPALIVE_TIMEOUT": "3"}) == [
-        "POUNCE_HTTP_KEEPALIVE_TIMEOUT: unknown variable, did you mean "
+def warnings_of(**kwargs: object) -> list[str]:
+    warned: list[str] = []
+    load_config(warn=warned.append, **kwargs)  # type: ignore[arg-type]
+    return warned
+
+
+def test_unknown_env_variable_in_a_table_namespace_is_a_warning() -> None:
+    assert warnings_of(env={"POUNCE_HTTP_KEEPALIVE_TIMEOUT": "3"}) == [
+        "POUNCE_HTTP_KEEPALIVE_TIMEOUT: unknown variable (ignored), did you mean "
         "POUNCE_HTTP_KEEP_ALIVE_TIMEOUT?"
+    ]
+
+
+def test_kubernetes_service_links_are_warnings_not_errors() -> None:
+    # What the kubelet injects for Services named "pounce-http", "pounce-admin" and "pounce".
+    env = {
+        "POUNCE_HTTP_PORT": "tcp://10.96.0.12:80",
+        "POUNCE_HTTP_PORT_80_TCP": "tcp://10.96.0.12:80",
+        "POUNCE_HTTP_SERVICE_HOST": "10.96.0.12",
+        "POUNCE_ADMIN_PORT": "tcp://10.96.0.13:9100",
+        "POUNCE_PORT": "tcp://10.96.0.14:80",
+        "POUNCE_SERVICE_PORT": "80",
+        "POUNCE_SERVER_WORKERS": "3",
+    }
+    warned: list[str] = []
+    config = load_config(env=env, warn=warned.append)
+    assert config.server.workers == 3
+    assert config.admin.port == 0
+    assert [(e.host, e.port) for e in config.listen] == [("127.0.0.1", 8000)]
+    link = "is a Kubernetes Service link, not a setting (set enableServiceLinks: false in the pod spec)"
+    assert warned == [
+        f'POUNCE_ADMIN_PORT: ignored, "tcp://10.96.0.13:9100" {link}',
+        f'POUNCE_PORT: ignored, "tcp://10.96.0.14:80" {link}',
+        'POUNCE_HTTP_PORT: unknown variable (ignored), "tcp://10.96.0.12:80" '
+        "is a Kubernetes Service link",
+        'POUNCE_HTTP_PORT_80_TCP: unknown variable (ignored), "tcp://10.96.0.12:80" '
+        "is a Kubernetes Service link",
+        "POUNCE_HTTP_SERVICE_HOST: unknown variable (ignored), did you mean POUNCE_HTTP_PARSER?",
+    ]
+
+
+def test_unknown_variable_warns_through_the_config_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="pounce.config"):
+        load_config(env={"POUNCE_HTTP_PORT": "tcp://10.96.0.12:80"})
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["POUNCE_HTTP_PORT"]
+
+
+def test_bad_value_of_a_known_variable_stays_an_error() -> None:
+    assert config_errors(env={"POUNCE_ADMIN_PORT": "http", "POUNCE_HTTP_PORT": "x"}) == [
+        'POUNCE_ADMIN_PORT: expected an integer, got "http"'
     ]
 
 
@@ -339,37 +387,37 @@ def test_unknown_env_variable_in_a_table_namespace() -> None:
     [
         (
             "POUNCE_WORKERS_MAX_RESTART",
-            "POUNCE_WORKERS_MAX_RESTART: unknown variable, did you mean "
+            "POUNCE_WORKERS_MAX_RESTART: unknown variable (ignored), did you mean "
             "POUNCE_WORKERS_MAX_RESTARTS?",
         ),
         (
             "POUNCE_RELOAD_SURGE",
-            "POUNCE_RELOAD_SURGE: unknown variable, did you mean POUNCE_RELOAD_MAX_SURGE?",
+            "POUNCE_RELOAD_SURGE: unknown variable (ignored), did you mean POUNCE_RELOAD_MAX_SURGE?",
         ),
         (
             "POUNCE_CONTROL_PATH",
-            "POUNCE_CONTROL_PATH: unknown variable, did you mean POUNCE_CONTROL_SOCKET?",
+            "POUNCE_CONTROL_PATH: unknown variable (ignored), did you mean POUNCE_CONTROL_SOCKET?",
         ),
         (
             "POUNCE_ADMIN_PROT",
-            "POUNCE_ADMIN_PROT: unknown variable, did you mean POUNCE_ADMIN_PORT?",
+            "POUNCE_ADMIN_PROT: unknown variable (ignored), did you mean POUNCE_ADMIN_PORT?",
         ),
         (
             "POUNCE_HEALTH_PUBLIK",
-            "POUNCE_HEALTH_PUBLIK: unknown variable, did you mean POUNCE_HEALTH_PUBLIC?",
+            "POUNCE_HEALTH_PUBLIK: unknown variable (ignored), did you mean POUNCE_HEALTH_PUBLIC?",
         ),
         (
             "POUNCE_METRICS_ENABLE",
-            "POUNCE_METRICS_ENABLE: unknown variable, did you mean POUNCE_METRICS_ENABLED?",
+            "POUNCE_METRICS_ENABLE: unknown variable (ignored), did you mean POUNCE_METRICS_ENABLED?",
         ),
         (
             "POUNCE_SHUTDOWN_DRAIN",
-            "POUNCE_SHUTDOWN_DRAIN: unknown variable, did you mean POUNCE_SHUTDOWN_DRAIN_DELAY?",
+            "POUNCE_SHUTDOWN_DRAIN: unknown variable (ignored), did you mean POUNCE_SHUTDOWN_DRAIN_DELAY?",
         ),
     ],
 )
 def test_unknown_env_variable_in_a_new_table_namespace(name: str, error: str) -> None:
-    assert config_errors(env={name: "1"}) == [error]
+    assert warnings_of(env={name: "1"}) == [error]
 
 
 def test_other_pounce_variables_are_left_alone() -> None:
@@ -431,5 +479,101 @@ def test_octal_text_for_modes(text: str) -> None:
 
 
 def test_octal_text_out_of_range() -> None:
-    with pytest.raises(Invalid, match=r"must be 0o0-0o7777, got 0o10000"):
-        parse_text(_mode_spec(), "10000")
+    with pytest.raises(Invalid, match=r"must be 0o0-0o777, got 0o1000 \(decimal 512\)"):
+        parse_text(_mode_spec(), "1000")
+
+
+# --- the single listener's address: POUNCE_HOST/PORT, --host/--port, PORT, WEB_CONCURRENCY ---
+
+
+def addresses(config: object) -> list[tuple[object, ...]]:
+    return [
+        (e.kind, e.host, e.port, e.path, e.backlog)
+        for e in config.listen  # type: ignore[attr-defined]
+    ]
+
+
+def test_address_precedence_defaults_toml_env_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[listen]]\nhost = "0.0.0.0"\nport = 8001\nbacklog = 64\n')
+    assert addresses(load_config(env={})) == [("tcp", "127.0.0.1", 8000, None, None)]
+    assert addresses(load_config(path, env={})) == [("tcp", "0.0.0.0", 8001, None, 64)]
+    # Each layer changes only what it names; the listener keeps the rest (here its backlog).
+    env = {"POUNCE_PORT": "8002"}
+    assert addresses(load_config(path, env=env)) == [("tcp", "0.0.0.0", 8002, None, 64)]
+    env = {"POUNCE_HOST": "::1"}
+    assert addresses(load_config(path, env=env)) == [("tcp", "::1", 8001, None, 64)]
+    env = {"POUNCE_HOST": "::1", "POUNCE_PORT": "8002"}
+    config = load_config(path, env=env, overrides={"listen.port": [8003]})
+    assert addresses(config) == [("tcp", "::1", 8003, None, 64)]
+    config = load_config(path, env=env, overrides={"listen.host": ["127.0.0.2"]})
+    assert addresses(config) == [("tcp", "127.0.0.2", 8002, None, 64)]
+
+
+def test_port_flag_keeps_the_files_host_and_other_listeners(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[listen]]\nhost = "0.0.0.0"\n[[listen]]\npath = "/run/p.sock"\n')
+    config = load_config(path, env={}, overrides={"listen.port": [9000]})
+    assert addresses(config) == [
+        ("tcp", "0.0.0.0", 9000, None, None),
+        ("unix", None, None, "/run/p.sock", None),
+    ]
+
+
+def test_several_hosts_or_ports_replace_the_listeners(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[listen]]\nhost = "0.0.0.0"\nport = 8001\n')
+    config = load_config(path, env={}, overrides={"listen.host": ["127.0.0.1", "::1"]})
+    assert addresses(config) == [
+        ("tcp", "127.0.0.1", 8001, None, None),
+        ("tcp", "::1", 8001, None, None),
+    ]
+    config = load_config(
+        path, env={}, overrides={"listen.port": [9000], "listen": [{"path": "/run/p.sock"}]}
+    )
+    assert addresses(config) == [
+        ("tcp", "0.0.0.0", 9000, None, None),
+        ("unix", None, None, "/run/p.sock", None),
+    ]
+
+
+def test_platform_port_and_web_concurrency_only_where_nothing_is_set(tmp_path: Path) -> None:
+    platform = {"PORT": "5000", "WEB_CONCURRENCY": "3"}
+    config = load_config(env=platform)
+    assert addresses(config) == [("tcp", "127.0.0.1", 5000, None, None)]
+    assert config.server.workers == 3
+    # A file host without a port: PORT is the port.
+    path = write(tmp_path, '[[listen]]\nhost = "0.0.0.0"\n')
+    assert addresses(load_config(path, env=platform)) == [("tcp", "0.0.0.0", 5000, None, None)]
+    # Anything explicit wins: the file, POUNCE_*, a flag.
+    path = write(tmp_path, "[[listen]]\nport = 8001\n[server]\nworkers = 2\n")
+    config = load_config(path, env=platform)
+    assert (addresses(config), config.server.workers) == (
+        [("tcp", "127.0.0.1", 8001, None, None)],
+        2,
+    )
+    env = {**platform, "POUNCE_PORT": "8002", "POUNCE_SERVER_WORKERS": "4"}
+    config = load_config(env=env)
+    assert (config.listen[0].port, config.server.workers) == (8002, 4)
+    config = load_config(env=platform, overrides={"listen.port": [8003], "server.workers": 5})
+    assert (config.listen[0].port, config.server.workers) == (8003, 5)
+    # POUNCE_HOST alone names no port: PORT still counts.
+    config = load_config(env={**platform, "POUNCE_HOST": "0.0.0.0"})
+    assert addresses(config) == [("tcp", "0.0.0.0", 5000, None, None)]
+    # Unix sockets and inherited fds have no port to set.
+    path = write(tmp_path, '[[listen]]\npath = "/run/p.sock"\n')
+    assert addresses(load_config(path, env=platform)) == [("unix", None, None, "/run/p.sock", None)]
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"POUNCE_PORT": "http"}, 'POUNCE_PORT: expected an integer, got "http"'),
+        ({"POUNCE_PORT": "70000"}, "POUNCE_PORT: must be 0-65535, got 70000"),
+        (
+            {"POUNCE_HOST": "[::1]"},
+            'POUNCE_HOST: write IPv6 addresses without brackets: "::1", got "[::1]"',
+        ),
+        ({"PORT": "x"}, 'PORT: expected an integer, got "x"'),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY: must be >= 1, got 0"),
+    ],
+)
+def test_bad_address_and_platform_values_are_errors(env: dict[str, str], error: str) -> None:
+    assert config_errors(env=env) == [error]

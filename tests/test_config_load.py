@@ -431,7 +431,18 @@ def test_wrong_types(tmp_path: Path, text: str, error: str) -> None:
         ("[[listen]]\nfd = -1\n", "listen[0].fd: must be >= 0, got -1"),
         (
             "[[listen]]\npath = '/x'\nmode = 0o10000\n",
-            "listen[0].mode: must be 0o0-0o7777, got 0o10000",
+            "listen[0].mode: must be 0o0-0o777, got 0o10000 (decimal 4096); "
+            "write the mode in octal, e.g. 0o660",
+        ),
+        (
+            # Decimal 660 is 0o1224, a socket no one could use: say how to write it.
+            "[[listen]]\npath = '/x'\nmode = 660\n",
+            "listen[0].mode: must be 0o0-0o777, got 0o1224 (decimal 660); write 0o660",
+        ),
+        (
+            "[[listen]]\npath = '/x'\nmode = 0o1777\n",
+            "listen[0].mode: must be 0o0-0o777, got 0o1777 (decimal 1023); "
+            "write the mode in octal, e.g. 0o660",
         ),
     ],
 )

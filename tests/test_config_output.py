@@ -154,7 +154,7 @@ _listen = st.one_of(
     st.builds(
         ListenConfig,
         path=st.text(min_size=1, max_size=20),
-        mode=st.none() | st.integers(0, 0o7777),
+        mode=st.none() | st.integers(0, 0o777),
         owner=st.none() | _names,
         group=st.none() | st.integers(0, 70000).map(str),
     ),

@@ -8,9 +8,15 @@ total, so counters never go backwards across restarts and reloads.
 
 from __future__ import annotations
 
+import functools
+import os
+import platform
+import sys
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from pounce import __version__
 
 # Request duration buckets in seconds (Prometheus client defaults, plus finer low end).
 BUCKETS: tuple[float, ...] = (
@@ -103,6 +109,83 @@ def merge(retired: Mapping[str, Any], live: Iterable[Mapping[str, Any]]) -> Snap
     return total
 
 
+# -- process figures, read from /proc the way prometheus_client's ProcessCollector does ----
+
+#: ``process_*`` families: (name, type, help), in the order they are written.
+PROCESS_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds."),
+    ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes."),
+    ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes."),
+    (
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    ),
+    ("process_open_fds", "gauge", "Number of open file descriptors."),
+    ("process_max_fds", "gauge", "Maximum number of open file descriptors."),
+)
+
+
+@functools.cache
+def _boot_time(proc: str) -> float:
+    with open(os.path.join(proc, "stat"), "rb") as stat:
+        for line in stat:
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    raise OSError("no btime in /proc/stat")
+
+
+def read_process(pid: int | str = "self", proc: str = "/proc") -> dict[str, float] | None:
+    """The ``process_*`` figures of one process, or ``None`` without /proc (or the process).
+
+    Reads ``/proc/PID/stat``, ``fd`` and ``limits``: a few small files, no
+    subprocess, cheap enough for every scrape.
+    """
+    base = os.path.join(proc, str(pid))
+    try:
+        ticks = float(os.sysconf("SC_CLK_TCK"))
+        with open(os.path.join(base, "stat"), "rb") as stat:
+            parts = stat.read().rsplit(b")", 1)[-1].split()
+        figures = {
+            "process_cpu_seconds_total": (float(parts[11]) + float(parts[12])) / ticks,
+            "process_resident_memory_bytes": float(parts[21]) * os.sysconf("SC_PAGE_SIZE"),
+            "process_virtual_memory_bytes": float(parts[20]),
+            "process_start_time_seconds": float(parts[19]) / ticks + _boot_time(proc),
+            "process_open_fds": float(len(os.listdir(os.path.join(base, "fd")))),
+        }
+        with open(os.path.join(base, "limits"), "rb") as limits:
+            for line in limits:
+                if line.startswith(b"Max open files"):
+                    soft = line.split()[3]
+                    if soft.isdigit():
+                        figures["process_max_fds"] = float(soft)
+    except (OSError, ValueError, IndexError):
+        return None
+    return figures
+
+
+def process_figures(workers: Mapping[str, int]) -> dict[str, dict[str, float]]:
+    """``process_*`` figures by ``worker`` label: ``supervisor`` and each worker process."""
+    out: dict[str, dict[str, float]] = {}
+    for label, pid in {"supervisor": os.getpid(), **workers}.items():
+        figures = read_process(pid)
+        if figures is not None:
+            out[label] = figures
+    return out
+
+
+@functools.cache
+def build_labels() -> dict[str, str]:
+    """The labels of ``pounce_build_info``."""
+    gil_check = getattr(sys, "_is_gil_enabled", None)
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "gil": "disabled" if gil_check is not None and not gil_check() else "enabled",
+    }
+
+
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -115,7 +198,9 @@ def render(total: Mapping[str, Any], daemon: Mapping[str, Any]) -> str:
     """Prometheus text exposition format 0.0.4.
 
     ``daemon`` holds supervisor figures: ``workers`` {state: n}, ``restarts``
-    {reason: n}, ``reloads`` {result: n}, ``generation``, ``crash_budget`` {used, left}.
+    {reason: n}, ``reloads`` {result: n}, ``generation``, ``crash_budget`` {used, left},
+    and optionally ``per_worker`` {worker: snapshot}, ``processes`` {worker:
+    :func:`read_process` figures} and ``last_reload`` {time, ok}.
     """
     out: list[str] = []
 
@@ -158,4 +243,46 @@ def render(total: Mapping[str, Any], daemon: Mapping[str, Any]) -> str:
     out.append(f"pounce_crash_budget_used {budget.get('used', 0)}")
     family("pounce_crash_budget_left", "gauge", "Restarts left before the supervisor gives up.")
     out.append(f"pounce_crash_budget_left {budget.get('left', 0)}")
+    family("pounce_build_info", "gauge", "Pounce and Python versions; always 1.")
+    labels = ",".join(f'{k}="{_label(v)}"' for k, v in build_labels().items())
+    out.append(f"pounce_build_info{{{labels}}} 1")
+    last = daemon.get("last_reload")
+    if last is not None:
+        family(
+            "pounce_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the configuration was last loaded successfully (start or reload), unix time.",
+        )
+        out.append(f"pounce_last_reload_success_timestamp_seconds {_num(float(last['time']))}")
+        family("pounce_last_reload_successful", "gauge", "Whether the last reload succeeded.")
+        out.append(f"pounce_last_reload_successful {1 if last['ok'] else 0}")
+    _per_worker(out, family, daemon.get("per_worker", {}))
+    processes: Mapping[str, Mapping[str, float]] = daemon.get("processes", {})
+    for name, kind, help_text in PROCESS_FAMILIES:
+        rows = [(w, f[name]) for w, f in processes.items() if name in f]
+        if rows:
+            family(name, kind, help_text)
+            out += [f'{name}{{worker="{_label(w)}"}} {_num(v)}' for w, v in rows]
     return "\n".join(out) + "\n"
+
+
+def _per_worker(
+    out: list[str],
+    family: Callable[[str, str, str], None],
+    per_worker: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Figures of each live worker, labelled ``worker``: how evenly the load is spread."""
+    if not per_worker:
+        return
+    family("pounce_worker_requests_total", "counter", "HTTP requests answered by each worker.")
+    for worker, snap in per_worker.items():
+        count = sum(int(n) for n in snap.get("requests", {}).values())
+        out.append(f'pounce_worker_requests_total{{worker="{_label(worker)}"}} {count}')
+    family("pounce_worker_requests_in_flight", "gauge", "Requests each worker is answering now.")
+    for worker, snap in per_worker.items():
+        value = int(snap.get("in_flight", 0))
+        out.append(f'pounce_worker_requests_in_flight{{worker="{_label(worker)}"}} {value}')
+    family("pounce_worker_connections_active", "gauge", "Open client connections per worker.")
+    for worker, snap in per_worker.items():
+        value = int(snap.get("connections", 0))
+        out.append(f'pounce_worker_connections_active{{worker="{_label(worker)}"}} {value}')

@@ -25,9 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve an ASGI app")
     serve.add_argument("app", nargs="?", help='the app, "module:attr" or "module:factory()"')
     _add_config_arg(serve)
-    listen = serve.add_argument_group("listeners (replace the [[listen]] entries of the config)")
-    listen.add_argument("--host", action="append", help="bind to this host (repeatable)")
-    listen.add_argument("--port", action="append", type=_port, help="bind to this TCP port")
+    listen = serve.add_argument_group(
+        "listeners (--host/--port change the config's TCP listener; --uds/--fd replace them all)"
+    )
+    listen.add_argument(
+        "--host", action="append", help="bind to this host (repeatable) [env POUNCE_HOST]"
+    )
+    listen.add_argument(
+        "--port", action="append", type=_port, help="bind to this TCP port [env POUNCE_PORT, PORT]"
+    )
     listen.add_argument("--uds", action="append", metavar="PATH", help="bind to a Unix socket")
     listen.add_argument("--fd", action="append", type=_fd, metavar="N", help="use inherited fd N")
     add_cli_flags(serve)
@@ -66,38 +72,51 @@ def _fd(text: str) -> int:
     return int(text)
 
 
-def listen_overrides(ns: argparse.Namespace) -> list[dict[str, Any]] | None:
-    """The ``listen`` override from --host/--port/--uds/--fd, or None when none was given."""
+def listen_overrides(ns: argparse.Namespace) -> dict[str, Any]:
+    """The listener overrides from --host/--port/--uds/--fd (empty when none was given).
+
+    --host and --port change only the host or port of the config's TCP
+    listener; --uds and --fd, and several --host/--port, replace the listeners.
+    """
     hosts: list[str] = ns.host or []
     ports: list[int] = ns.port or []
-    entries: list[dict[str, Any]] = []
-    if hosts or ports:
-        if len(hosts) > 1 and len(ports) > 1 and len(hosts) != len(ports):
-            raise UsageError("give one --port for all --host flags, or one --port per --host")
-        hosts = hosts or ["127.0.0.1"]
-        ports = ports or [8000]
-        if len(hosts) == len(ports):
-            pairs = list(zip(hosts, ports, strict=True))
-        elif len(ports) == 1:
-            pairs = [(h, ports[0]) for h in hosts]
-        else:
-            pairs = [(hosts[0], p) for p in ports]
-        entries += [{"host": h, "port": p} for h, p in pairs]
-    entries += [{"path": p} for p in ns.uds or []]
+    if len(hosts) > 1 and len(ports) > 1 and len(hosts) != len(ports):
+        raise UsageError("give one --port for all --host flags, or one --port per --host")
+    entries: list[dict[str, Any]] = [{"path": p} for p in ns.uds or []]
     entries += [{"fd": n} for n in ns.fd or []]
-    return entries or None
+    overrides: dict[str, Any] = {}
+    if hosts:
+        overrides["listen.host"] = hosts
+    if ports:
+        overrides["listen.port"] = ports
+    if entries:
+        overrides["listen"] = entries
+    return overrides
+
+
+class _WarnOnce:
+    """Prints each config warning to stderr once, however often the config is reloaded."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, message: str) -> None:
+        if message not in self.seen:
+            self.seen.add(message)
+            print(f"pounce: warning: {message}", file=sys.stderr, flush=True)
+
+
+_warn_once = _WarnOnce()
 
 
 def _load(ns: argparse.Namespace, *, with_flags: bool) -> Config:
     overrides: dict[str, object] = {}
     if with_flags:
         overrides.update(overrides_from_args(ns))
-        listen = listen_overrides(ns)
-        if listen is not None:
-            overrides["listen"] = listen
+        overrides.update(listen_overrides(ns))
     if getattr(ns, "app", None):
         overrides["app"] = ns.app
-    return load_config(ns.config, overrides=overrides)
+    return load_config(ns.config, overrides=overrides, warn=_warn_once)
 
 
 def _app_loader(config: Config) -> functools.partial[Any]:

@@ -198,9 +198,9 @@ class ListenConfig:
     path: str | None = setting(None, doc="Unix socket path.", check=_check_not_empty)
     mode: int | None = setting(
         None,
-        doc="File mode of the Unix socket, written in octal: `0o660`.",
+        doc="File mode of the Unix socket, written in octal: `0o660` (not `660`, a decimal).",
         minimum=0,
-        maximum=0o7777,
+        maximum=0o777,
         octal=True,
     )
     owner: str | None = setting(

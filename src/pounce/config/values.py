@@ -130,7 +130,18 @@ def _check_range(spec: SettingSpec, value: object, original: object) -> None:
     too_high = high is not None and value > high
     if too_low or too_high:
         got = original if isinstance(original, int | float) else value
-        raise Invalid(f"must be {range_rule(spec)}, got {number_text(spec, got)}")
+        message = f"must be {range_rule(spec)}, got {number_text(spec, got)}"
+        if too_high and spec.setting.octal and isinstance(got, int):
+            message += _octal_hint(got, high)
+        raise Invalid(message)
+
+
+def _octal_hint(value: int, high: int | float | None) -> str:
+    """For a file mode written in decimal (``mode = 660``): how to write it in octal."""
+    digits = str(value)
+    if _OCTAL_DIGITS.fullmatch(digits) and high is not None and int(digits, 8) <= high:
+        return f" (decimal {value}); write 0o{digits}"
+    return f" (decimal {value}); write the mode in octal, e.g. 0o660"
 
 
 def validate(spec: SettingSpec, value: object) -> object:

@@ -21,7 +21,7 @@ from pounce import __version__
 from pounce.config import Config, WorkerMode
 from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
-from pounce.metrics import Snapshot, add_counters, empty_snapshot, merge, render
+from pounce.metrics import Snapshot, add_counters, empty_snapshot, merge, process_figures, render
 from pounce.net.listeners import Listener, open_listener
 from pounce.supervisor.systemd import Notifier
 from pounce.supervisor.workers import (
@@ -82,6 +82,7 @@ class Supervisor:
         self.spawn_failing = False  # the last attempt to start a worker failed
         self.restarts: Counter[str] = Counter()
         self.reloads: Counter[str] = Counter({"success": 0, "failed": 0})
+        self.last_reload = {"time": time.time(), "ok": True}  # the config was just loaded
         self.retired: Snapshot = empty_snapshot()
         self.exit_code = 0
         self._stop = asyncio.Event()
@@ -508,6 +509,11 @@ class Supervisor:
             "reloads": dict(self.reloads),
             "generation": self.generation,
             "crash_budget": self.crash_budget(),
+            "last_reload": self.last_reload,
+            "per_worker": {str(h.id): h.stats for h in self.workers.values() if h.alive},
+            "processes": process_figures(
+                {str(h.id): h.pid for h in self.workers.values() if h.alive and h.pid}
+            ),
         }
 
     async def _answer_metrics(self, handle: WorkerHandle, ident: Any) -> None:
@@ -563,6 +569,7 @@ class Supervisor:
             result = await self._reload()
         except ReloadFailed as exc:
             self.reloads["failed"] += 1
+            self.last_reload["ok"] = False
             details = "".join(f"\n  {line}" for line in exc.details if line != str(exc))
             log.error("reload failed: %s%s", exc, details)
             raise
@@ -572,6 +579,7 @@ class Supervisor:
             self._broadcast_state()
             self.notifier.ready(self.status_line())
         self.reloads["success"] += 1
+        self.last_reload = {"time": time.time(), "ok": True}
         result["duration"] = round(time.monotonic() - began, 3)
         return result
 
