@@ -202,6 +202,7 @@ def test_every_setting_can_be_set_from_env() -> None:
         "POUNCE_HTTP2_MAX_CONCURRENT_STREAMS": "50",
         "POUNCE_HTTP2_INITIAL_WINDOW_SIZE": "1048576",
         "POUNCE_HTTP2_MAX_HEADER_LIST_SIZE": "8192",
+        "POUNCE_WORKERS_MIN_READY": "2",
     }
     assert set(env) == {s.env_var for s in by_dotted_key().values()}
     config = load_config(env=env)
