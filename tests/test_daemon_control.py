@@ -151,7 +151,9 @@ def test_exit_codes(daemons: Daemons) -> None:
 
 def test_drain_keeps_serving_for_the_delay_and_resume_undoes_it(daemons: Daemons) -> None:
     admin = free_port()
-    d = daemons.fd(APP, "--drain-delay", "60", "--admin-port", str(admin), workers=2)
+    d = daemons.fd(
+        APP, "--drain-delay", "60", "--admin-port", str(admin), "--health-public", workers=2
+    )
     assert wait_for(lambda: status_of(admin, "/health/ready") == 200, 10), d.output
     result = d.ctl("drain")
     assert result.returncode == 0, both(result) + d.output
