@@ -23,6 +23,7 @@ from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
 from pounce.metrics import Snapshot, add_counters, empty_snapshot, merge, render
 from pounce.net.listeners import Listener, open_listener
+from pounce.supervisor.host import OrphanReaper
 from pounce.supervisor.systemd import Notifier
 from pounce.supervisor.workers import (
     ExitReason,
@@ -92,6 +93,7 @@ class Supervisor:
         self._drained = asyncio.Event()
         self._snapshot_waiters: dict[int, asyncio.Future[None]] = {}
         self.on_started: list[Callable[[], Any]] = []
+        self.reaper = OrphanReaper(lambda: [h.pid for h in self.workers.values()])
         self.on_stopping: list[Callable[[], Any]] = []
 
     # -- life cycle ------------------------------------------------------------------
@@ -320,6 +322,8 @@ class Supervisor:
         while True:
             await asyncio.sleep(interval)
             self._broadcast_state()
+            if self.reaper.pending:
+                self.reaper.sweep()
             timeout = self.config.workers.timeout
             now = time.monotonic()
             for handle in list(self.workers.values()):
@@ -420,6 +424,10 @@ class Supervisor:
     async def _on_ttou(self) -> None:
         if self.target_workers > 1:
             await self.scale(self.target_workers - 1)
+
+    async def _on_chld(self) -> None:
+        # Orphans re-parented to us (PID 1, a subreaper); workers are asyncio's to reap.
+        self.reaper.sweep()
 
     async def _on_usr1(self) -> None:
         reopen_log_files()
@@ -713,4 +721,5 @@ _SIGNALS: dict[int, Callable[[Supervisor], Any]] = {
     signal.SIGTTIN: Supervisor._on_ttin,
     signal.SIGTTOU: Supervisor._on_ttou,
     signal.SIGUSR1: Supervisor._on_usr1,
+    signal.SIGCHLD: Supervisor._on_chld,
 }
