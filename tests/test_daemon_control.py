@@ -291,8 +291,8 @@ def test_config_file_tables_and_ctl_by_config(daemons: Daemons) -> None:
         "[reload]\ntimeout = 20\n\n"
         "[shutdown]\ntimeout = 10\n\n"
         f'[admin]\nhost = "127.0.0.1"\nport = {admin}\n\n'
-        '[health]\nlive_path = "/cfg/live"\nready_path = "/cfg/ready"\n\n'
-        '[metrics]\npath = "/cfg/metrics"\n'
+        '[health]\nlive_path = "/cfg/live"\nready_path = "/cfg/ready"\npublic = true\n\n'
+        '[metrics]\npath = "/cfg/metrics"\npublic = true\n'
     )
     d, cfg = daemons.config(base.format(workers=2), port=port)
     assert wait_for(lambda: d.ctl_socket.exists(), 20), d.output

@@ -443,7 +443,7 @@ class ShutdownConfig:
         0.0,
         doc=(
             "On `pounce ctl drain`, keep serving this long, with the readiness path answering "
-            "503, before no longer accepting connections, so load balancers notice first."
+            "503, so load balancers notice first; then new connections are refused at once."
         ),
         minimum=0,
         unit="seconds",
