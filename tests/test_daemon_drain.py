@@ -99,13 +99,21 @@ def assert_refused_at_once(port: int) -> None:
     assert curl_code(port) in (7, 52, 56)
 
 
-@pytest.mark.parametrize("delay", ["0", "0.5"])
+@pytest.mark.parametrize(("delay", "mode"), [("0", "process"), ("0.5", "process"), ("0", "thread")])
 def test_after_a_drain_new_connections_are_refused_never_left_hanging(
-    daemons: Daemons, delay: str
+    daemons: Daemons, delay: str, mode: str
 ) -> None:
     admin = free_port()
     d = daemons.fd(
-        APP, "--drain-delay", delay, "--admin-port", str(admin), "--health-public", workers=2
+        APP,
+        "--drain-delay",
+        delay,
+        "--worker-mode",
+        mode,
+        "--admin-port",
+        str(admin),
+        "--health-public",
+        workers=2,
     )
     with Clients(d.port) as clients:
         assert wait_for(lambda: "answered" in clients.outcomes, 10)
