@@ -97,12 +97,12 @@ port = 9100
 [health]
 live_path = "/livez"
 ready_path = "/readyz"
-public = false
+public = true
 
 [metrics]
 enabled = false
 path = "/_/metrics"
-public = false
+public = true
 """
 
 
@@ -155,9 +155,9 @@ def test_defaults() -> None:
     assert config.control == ControlConfig(socket=None)
     assert config.admin == AdminConfig(host="127.0.0.1", port=0)
     assert config.health == HealthConfig(
-        live_path="/health/live", ready_path="/health/ready", public=True
+        live_path="/health/live", ready_path="/health/ready", public=False
     )
-    assert config.metrics == MetricsConfig(enabled=True, path="/metrics", public=True)
+    assert config.metrics == MetricsConfig(enabled=True, path="/metrics", public=False)
 
 
 def test_empty_file_is_defaults(tmp_path: Path) -> None:
@@ -211,8 +211,8 @@ def test_full_example(tmp_path: Path) -> None:
     assert isinstance(config.reload.timeout, float)
     assert config.control == ControlConfig(socket="/run/pounce/ctl.sock")
     assert config.admin == AdminConfig(host="::", port=9100)
-    assert config.health == HealthConfig(live_path="/livez", ready_path="/readyz", public=False)
-    assert config.metrics == MetricsConfig(enabled=False, path="/_/metrics", public=False)
+    assert config.health == HealthConfig(live_path="/livez", ready_path="/readyz", public=True)
+    assert config.metrics == MetricsConfig(enabled=False, path="/_/metrics", public=True)
 
 
 def test_accepts_path_objects_and_strings(tmp_path: Path) -> None:

@@ -79,9 +79,9 @@ def test_dump_defaults_has_every_setting() -> None:
     assert document["health"] == {
         "live_path": "/health/live",
         "ready_path": "/health/ready",
-        "public": True,
+        "public": False,
     }
-    assert document["metrics"] == {"enabled": True, "path": "/metrics", "public": True}
+    assert document["metrics"] == {"enabled": True, "path": "/metrics", "public": False}
     assert document["websocket"] == {
         "enabled": True,
         "max_message_size": 16 * 1024 * 1024,
@@ -279,12 +279,10 @@ def test_flag_names() -> None:
         "--health-live-path",
         "--health-ready-path",
         "--health-public",
-        "--no-health-public",
         "--metrics",
         "--no-metrics",
         "--metrics-path",
         "--metrics-public",
-        "--no-metrics-public",
     }
     # Flags of the CLI's own that generic setting keys must not take.
     assert not options & {"--host", "--port", "--timeout", "--path", "--public", "--socket"}
@@ -371,11 +369,11 @@ def test_supervisor_flags_round_trip_into_config() -> None:
         "/livez",
         "--health-ready-path",
         "/readyz",
-        "--no-health-public",
+        "--health-public",
         "--no-metrics",
         "--metrics-path",
         "/m",
-        "--no-metrics-public",
+        "--metrics-public",
     ]
     overrides = overrides_from_args(make_parser().parse_args(argv))
     assert overrides == {
@@ -392,10 +390,10 @@ def test_supervisor_flags_round_trip_into_config() -> None:
         "admin.port": 9100,
         "health.live_path": "/livez",
         "health.ready_path": "/readyz",
-        "health.public": False,
+        "health.public": True,
         "metrics.enabled": False,
         "metrics.path": "/m",
-        "metrics.public": False,
+        "metrics.public": True,
     }
     config = load_config(env={"POUNCE_WORKERS_MAX_RESTARTS": "7"}, overrides=overrides)
     assert config.shutdown == ShutdownConfig(timeout=30.0, drain_delay=5.0)
@@ -404,8 +402,8 @@ def test_supervisor_flags_round_trip_into_config() -> None:
     assert config.reload == ReloadConfig(2, 15.0)
     assert config.control == ControlConfig("/run/p.sock")
     assert config.admin == AdminConfig("::1", 9100)
-    assert config.health == HealthConfig("/livez", "/readyz", False)
-    assert config.metrics == MetricsConfig(False, "/m", False)
+    assert config.health == HealthConfig("/livez", "/readyz", True)
+    assert config.metrics == MetricsConfig(False, "/m", True)
 
 
 def test_metrics_flags_turn_it_back_on() -> None:

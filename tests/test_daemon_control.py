@@ -151,7 +151,9 @@ def test_exit_codes(daemons: Daemons) -> None:
 
 def test_drain_keeps_serving_for_the_delay_and_resume_undoes_it(daemons: Daemons) -> None:
     admin = free_port()
-    d = daemons.fd(APP, "--drain-delay", "60", "--admin-port", str(admin), workers=2)
+    d = daemons.fd(
+        APP, "--drain-delay", "60", "--admin-port", str(admin), "--health-public", workers=2
+    )
     assert wait_for(lambda: status_of(admin, "/health/ready") == 200, 10), d.output
     result = d.ctl("drain")
     assert result.returncode == 0, both(result) + d.output
@@ -289,8 +291,8 @@ def test_config_file_tables_and_ctl_by_config(daemons: Daemons) -> None:
         "[reload]\ntimeout = 20\n\n"
         "[shutdown]\ntimeout = 10\n\n"
         f'[admin]\nhost = "127.0.0.1"\nport = {admin}\n\n'
-        '[health]\nlive_path = "/cfg/live"\nready_path = "/cfg/ready"\n\n'
-        '[metrics]\npath = "/cfg/metrics"\n'
+        '[health]\nlive_path = "/cfg/live"\nready_path = "/cfg/ready"\npublic = true\n\n'
+        '[metrics]\npath = "/cfg/metrics"\npublic = true\n'
     )
     d, cfg = daemons.config(base.format(workers=2), port=port)
     assert wait_for(lambda: d.ctl_socket.exists(), 20), d.output

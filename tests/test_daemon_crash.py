@@ -32,7 +32,9 @@ APP = "apps.daemon_app:app"
 
 
 def test_killed_worker_is_replaced_and_the_others_keep_serving(daemons: Daemons) -> None:
-    d = daemons.fd(APP, "--max-restarts", "5", "--restart-window", "60", workers=3)
+    d = daemons.fd(
+        APP, "--max-restarts", "5", "--restart-window", "60", "--metrics-public", workers=3
+    )
     before = d.status()
     assert before["crash_budget"]["used"] == 0, before["crash_budget"]
     assert before["crash_budget"]["left"] == 5, before["crash_budget"]
@@ -131,7 +133,15 @@ def test_boot_failure_of_the_first_generation_exits_at_once(
 
 
 def test_hung_worker_is_dumped_killed_and_replaced(daemons: Daemons) -> None:
-    d = daemons.fd(APP, "--worker-timeout", "2", "--heartbeat-interval", "0.2", workers=2)
+    d = daemons.fd(
+        APP,
+        "--worker-timeout",
+        "2",
+        "--heartbeat-interval",
+        "0.2",
+        "--metrics-public",
+        workers=2,
+    )
     pids = d.worker_pids()
     hung = socket.create_connection(("127.0.0.1", d.port), timeout=30)
     try:

@@ -44,8 +44,35 @@ COUNTERS = (
 )
 
 
-def test_health_is_answered_before_the_app_and_not_logged(daemons: Daemons) -> None:
-    d = daemons.fd(APP, workers=2)
+def test_the_app_owns_every_path_of_its_listeners_by_default(daemons: Daemons) -> None:
+    admin = free_port()
+    d = daemons.fd(APP, "--admin-port", str(admin), workers=2)
+    # The public listener: the app answers the health and metrics paths itself.
+    for path in ("/health/live", "/health/ready", "/metrics"):
+        reply = get(d.port, path)
+        assert reply.status == 200, (path, reply)
+        assert reply.json() == {**reply.json(), "app": "daemon-app", "path": path}, reply
+    # The admin listener serves them, and the banner says where they are.
+    assert get(admin, "/health/ready").json() == {"status": "ready"}
+    assert get(admin, "/health/live").json() == {"status": "alive"}
+    assert sample(scrape(admin), "pounce_generation") == 1
+    assert f"/health/live, /health/ready on admin http://127.0.0.1:{admin}" in d.output, d.output
+    assert f"/metrics on admin http://127.0.0.1:{admin}" in d.output, d.output
+    assert "public = true" not in d.output, d.output
+
+
+def test_the_banner_says_health_and_metrics_are_not_served_without_admin(
+    daemons: Daemons,
+) -> None:
+    d = daemons.fd(APP, workers=1)
+    assert get(d.port, "/health/ready").json()["app"] == "daemon-app"
+    out = d.output
+    assert "not served: no admin listener ([admin] port) and [health] public = false" in out, out
+    assert "not served: no admin listener ([admin] port) and [metrics] public = false" in out, out
+
+
+def test_public_health_is_answered_before_the_app_and_not_logged(daemons: Daemons) -> None:
+    d = daemons.fd(APP, "--health-public", workers=2)
     for path in ("/health/live", "/health/ready"):
         reply = get(d.port, path)
         assert reply.status == 200, reply
@@ -55,7 +82,9 @@ def test_health_is_answered_before_the_app_and_not_logged(daemons: Daemons) -> N
     app_reply = get(d.port, "/some/app/path")
     assert app_reply.json()["app"] == "daemon-app"
     assert d.wait_output("/some/app/path"), d.output  # the access log is on
-    assert "/health/live" not in d.output and "/health/ready" not in d.output, d.output
+    assert '"GET /some/app/path' in d.output, d.output
+    assert "GET /health/" not in d.output, d.output
+    assert "/health/live, /health/ready on the public listeners (public = true)" in d.output
 
 
 def test_health_paths_are_configurable_and_served_on_the_admin_listener(
@@ -70,6 +99,7 @@ def test_health_paths_are_configurable_and_served_on_the_admin_listener(
         "/probe/ready",
         "--admin-port",
         str(admin),
+        "--health-public",
         workers=2,
     )
     for port in (d.port, admin):
@@ -81,11 +111,11 @@ def test_health_paths_are_configurable_and_served_on_the_admin_listener(
     assert get(d.port, "/health/live").json()["app"] == "daemon-app"
     # Metrics on the admin listener too.
     assert sample(scrape(admin), "pounce_generation") == 1
-    assert "/probe/" not in d.output, d.output
+    assert "GET /probe/" not in d.output, d.output
 
 
 def test_metrics_families(daemons: Daemons) -> None:
-    d = daemons.fd(APP, workers=2)
+    d = daemons.fd(APP, "--metrics-public", workers=2)
     get(d.port, "/")
     fams = families(d.port)
     types = {name: fam.type for name, fam in fams.items()}
@@ -137,7 +167,7 @@ def _send_fresh(port: int, n: int, threads: int = 4) -> set[int]:
 
 
 def test_metrics_add_up_every_worker_exactly(daemons: Daemons) -> None:
-    d = daemons.fd(APP, workers=2)
+    d = daemons.fd(APP, "--health-public", "--metrics-public", workers=2)
     key = ("http_requests_total", (("method", "GET"), ("status", "200")))
     before = scrape(d.port)
     pids = _send_fresh(d.port, 200)
@@ -166,7 +196,7 @@ def test_metrics_add_up_every_worker_exactly(daemons: Daemons) -> None:
 
 
 def test_counters_never_go_backwards_across_restarts_and_reloads(daemons: Daemons) -> None:
-    d = daemons.fd(APP, workers=2)
+    d = daemons.fd(APP, "--metrics-public", workers=2)
     scrapes: list[dict[tuple[str, tuple[tuple[str, str], ...]], float]] = []
     stop = threading.Event()
 

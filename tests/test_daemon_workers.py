@@ -32,7 +32,7 @@ APP = "apps.daemon_app:app"
 
 
 def test_one_worker_supports_ctl_reload_health_and_metrics(daemons: Daemons) -> None:
-    d = daemons.fd(APP, workers=1)
+    d = daemons.fd(APP, "--health-public", "--metrics-public", workers=1)
     status = d.status()
     assert status["generation"] == 1
     assert len(status["workers"]) == 1

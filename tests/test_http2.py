@@ -95,7 +95,7 @@ def test_http2_disabled_keeps_alpn_to_http11(serve: Callable[..., Server], pki: 
 
 
 def test_httpx_http2_over_tls(serve: Callable[..., Server], pki: Pki) -> None:
-    server = _serve_tls(serve, pki)
+    server = _serve_tls(serve, pki, POUNCE_HEALTH_PUBLIC="true")
     base = f"https://localhost:{server.port}"
     with httpx.Client(http2=True, verify=pki.client_context()) as client:
         replies = [client.get(f"{base}/scope") for _ in range(5)]

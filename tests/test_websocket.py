@@ -89,7 +89,7 @@ def test_echo_text_binary_subprotocol_headers_and_deflate(serve: Serve) -> None:
 
 
 def test_handshakes_are_counted_in_metrics(serve: Serve) -> None:
-    server = serve(APP)
+    server = serve(APP, "--metrics-public")
     with connect(ws_url(server), open_timeout=10) as ws:
         ws.send("x")
         assert ws.recv(timeout=10) == "x"

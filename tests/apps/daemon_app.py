@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import threading
 import time
 from typing import Any
@@ -86,6 +87,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _respond(send, 200, _who(scope, hung=True))
     elif path == "/exit":
         os._exit(int(q.get("code", "1")))
+    elif path == "/orphan":
+        await _respond(send, 200, _who(scope, orphan=spawn_orphan(q["release"])))
     else:
         await _respond(send, 200, _who(scope))
 
@@ -102,6 +105,21 @@ async def slow_request(scope: dict[str, Any], send: Any, q: dict[str, str]) -> N
         await asyncio.sleep(0.01)
     body = _who(scope, slow="done" if released else "timed-out")
     await _respond(send, 200 if released else 504, body)
+
+
+def spawn_orphan(release: str) -> int:
+    """Start a grandchild whose parent exits at once (``cmd &`` in a subprocess).
+
+    The orphan waits for the file ``release`` (at most a minute); returns its pid.
+    """
+    script = (
+        '(i=0; while [ ! -e "$1" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done) '
+        "</dev/null >/dev/null 2>&1 & echo $!"
+    )
+    out = subprocess.run(
+        ["sh", "-c", script, "sh", release], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout)
 
 
 def hang_the_event_loop(seconds: float) -> None:

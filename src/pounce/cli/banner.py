@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pounce import __version__
 from pounce.config import Config
@@ -43,11 +44,38 @@ def banner_table(
         if listener_uses_tls(config, listener.config) and shown.startswith("http://"):
             shown = "https://" + shown.removeprefix("http://")
         table.add_row("listen" if i == 0 else "", shown)
-    for key, value in (extras or {}).items():
+    extras = dict(extras or {})
+    for key, value in extras.items():
         table.add_row(key, value)
+    for key, value in served_at(config, extras.get("admin")).items():
+        table.add_row(key, Text(value))  # (not markup: "[admin]" is text)
     if config.source:
         table.add_row("config", config.source)
     return table
+
+
+def served_at(config: Config, admin: str | None) -> dict[str, str]:
+    """Where the health and metrics paths are answered: ``{"health": ..., "metrics": ...}``.
+
+    ``admin`` is the admin listener's URL, or None when there is none.  By default the
+    app owns every path of its listeners; ``public = true`` is reported as such.
+    """
+    health, metrics = config.health, config.metrics
+    rows: dict[str, str] = {}
+    items = [("health", f"{health.live_path}, {health.ready_path}", health.public, True)]
+    items.append(("metrics", metrics.path, metrics.public, metrics.enabled))
+    for key, paths, public, enabled in items:
+        if not enabled:
+            rows[key] = "off"
+            continue
+        places = [f"admin {admin}"] if admin else []
+        if public:
+            places.append("the public listeners (public = true)")
+        if places:
+            rows[key] = f"{paths} on {' and '.join(places)}"
+        else:
+            rows[key] = f"not served: no admin listener ([admin] port) and [{key}] public = false"
+    return rows
 
 
 def print_banner(

@@ -443,7 +443,7 @@ class ShutdownConfig:
         0.0,
         doc=(
             "On `pounce ctl drain`, keep serving this long, with the readiness path answering "
-            "503, before no longer accepting connections, so load balancers notice first."
+            "503, so load balancers notice first; then new connections are refused at once."
         ),
         minimum=0,
         unit="seconds",
@@ -577,7 +577,10 @@ class AdminConfig:
     )
     port: int = setting(
         0,
-        doc="TCP port of the admin listener; 0 means no admin listener.",
+        doc=(
+            "TCP port of the admin listener; 0 means no admin listener (then health and "
+            "metrics are served only where `health.public`/`metrics.public` say)."
+        ),
         flags=("--admin-port",),
         minimum=0,
         maximum=65535,
@@ -608,8 +611,12 @@ class HealthConfig:
         metavar="PATH",
     )
     public: bool = setting(
-        True,
-        doc="Also answer these paths on the public listeners; the application never sees them.",
+        False,
+        doc=(
+            "Also answer these paths on the public listeners, before the application (which "
+            "then never sees them). Off: the application owns every path of its listeners "
+            "and the paths are served on the admin listener only."
+        ),
         flags=("--health-public",),
     )
 
@@ -628,8 +635,11 @@ class MetricsConfig:
         metavar="PATH",
     )
     public: bool = setting(
-        True,
-        doc="Also answer the path on the public listeners; the application never sees it.",
+        False,
+        doc=(
+            "Also answer the path on the public listeners, before the application (which "
+            "then never sees it). Off: it is served on the admin listener only."
+        ),
         flags=("--metrics-public",),
     )
 

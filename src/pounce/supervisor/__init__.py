@@ -15,6 +15,7 @@ from pounce.errors import PounceError
 from pounce.net.listeners import Listener
 from pounce.supervisor.admin import AdminServer
 from pounce.supervisor.daemon import ReloadFailed, Supervisor
+from pounce.supervisor.host import raise_nofile_limit
 from pounce.supervisor.systemd import Notifier
 from pounce.types import ASGIApp
 
@@ -147,5 +148,10 @@ def run_daemon(
     on_banner: Callable[[dict[str, str]], None],
 ) -> int:
     """Run the supervisor until it stops; return the exit code."""
+    before, after = raise_nofile_limit()
+    if after > before:
+        log.info("open files limit (RLIMIT_NOFILE): raised from %d to %d", before, after)
+    else:
+        log.info("open files limit (RLIMIT_NOFILE): %d", after)
     mode = choose_worker_mode(config)
     return asyncio.run(_run(config, listeners, load_app, reload_config, mode, notifier, on_banner))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -23,6 +24,8 @@ from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
 from pounce.metrics import Snapshot, add_counters, empty_snapshot, merge, process_figures, render
 from pounce.net.listeners import Listener, open_listener
+from pounce.supervisor.host import OrphanReaper
+from pounce.supervisor.refuse import Refuser
 from pounce.supervisor.systemd import Notifier
 from pounce.supervisor.workers import (
     ExitReason,
@@ -95,14 +98,18 @@ class Supervisor:
         self._tasks: list[asyncio.Task[Any]] = []
         self._drain_task: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
-        self._snapshot_waiters: dict[int, asyncio.Future[None]] = {}
+        self._snapshot_waiters: dict[int, asyncio.Future[None]] = {}  # by request id
+        self._snapshot_ids = itertools.count(1)
+        self.refuser: Refuser | None = None  # set in run(): needs the loop
         self.on_started: list[Callable[[], Any]] = []
+        self.reaper = OrphanReaper(lambda: [h.pid for h in self.workers.values()])
         self.on_stopping: list[Callable[[], Any]] = []
 
     # -- life cycle ------------------------------------------------------------------
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        self.refuser = Refuser(loop)
         for signum in _SIGNALS:
             loop.add_signal_handler(signum, self._signals.put_nowait, signum)
         try:
@@ -150,8 +157,11 @@ class Supervisor:
         # The signal loop runs on, so that a second SIGINT during the drain stops at once.
         for task in self._tasks[1:]:
             task.cancel()
+        self._refuse_new_connections()
         await self._stop_workers(list(self.workers.values()), now=self._stop_now)
         self._tasks[0].cancel()
+        if self.refuser is not None:
+            self.refuser.stop()
         log.info("supervisor stopped")
 
     def request_stop(self, *, now: bool = False, code: int | None = None) -> None:
@@ -272,7 +282,8 @@ class Supervisor:
         elif kind == "metrics_req":
             self._spawn_task(self._answer_metrics(handle, message.get("id")), "answer metrics")
         elif kind == "snapshot":
-            waiter = self._snapshot_waiters.get(handle.id)
+            ident = message.get("id")
+            waiter = self._snapshot_waiters.pop(ident, None) if isinstance(ident, int) else None
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
@@ -355,6 +366,8 @@ class Supervisor:
         while True:
             await asyncio.sleep(interval)
             self._broadcast_state()
+            if self.reaper.pending:
+                self.reaper.sweep()
             timeout = self.config.workers.timeout
             now = time.monotonic()
             for handle in list(self.workers.values()):
@@ -472,6 +485,10 @@ class Supervisor:
         if self.target_workers > 1:
             await self.scale(self.target_workers - 1)
 
+    async def _on_chld(self) -> None:
+        # Orphans re-parented to us (PID 1, a subreaper); workers are asyncio's to reap.
+        self.reaper.sweep()
+
     async def _on_usr1(self) -> None:
         reopen_log_files()
         for handle in self.workers.values():
@@ -482,20 +499,33 @@ class Supervisor:
 
     async def metrics_text(self) -> str:
         """Fresh snapshots from every live worker, added to the retired totals."""
-        live = [h for h in self.workers.values() if h.alive and h.state is not WorkerState.BOOTING]
-        loop = asyncio.get_running_loop()
-        waits = []
-        for handle in live:
-            future: asyncio.Future[None] = loop.create_future()
-            self._snapshot_waiters[handle.id] = future
-            handle.send({"t": "snapshot_req", "id": handle.id})
-            waits.append(future)
-        if waits:
-            await asyncio.wait(waits, timeout=1.0)
-        for handle in live:
-            self._snapshot_waiters.pop(handle.id, None)
+        await self._round_trip()
         total = merge(self.retired, [h.stats for h in self.workers.values()])
         return render(total, self.daemon_figures())
+
+    async def _round_trip(self, timeout: float = 1.0) -> None:
+        """Ask every live worker for a snapshot and wait for the answers (``timeout`` at most).
+
+        The link is ordered: once a worker answered, it has also handled every message
+        sent to it before (a new ``state``).
+        """
+        live = [h for h in self.workers.values() if h.alive and h.state is not WorkerState.BOOTING]
+        loop = asyncio.get_running_loop()
+        waits: dict[int, asyncio.Future[None]] = {}
+        for handle in live:
+            ident = next(self._snapshot_ids)
+            waits[ident] = self._snapshot_waiters[ident] = loop.create_future()
+            handle.send({"t": "snapshot_req", "id": ident})
+        if waits:
+            await asyncio.wait(waits.values(), timeout=timeout)
+        for ident in waits:
+            self._snapshot_waiters.pop(ident, None)
+
+    def _refuse_new_connections(self) -> None:
+        """No worker accepts any more: reset new connections at once instead of queueing them."""
+        if self.refuser is not None and not self.refuser.on:
+            self.refuser.start(self.listeners)
+            log.info("no worker accepts: new connections are refused")
 
     def daemon_figures(self) -> dict[str, Any]:
         states: Counter[str] = Counter(
@@ -657,6 +687,7 @@ class Supervisor:
             self._broadcast_state()
             self.notifier.status("draining")
             self._drain_task = self._spawn_task(self._drain(), "drain")
+            await self._round_trip()  # every worker's readiness path answers 503 from now on
         if wait:
             try:
                 await asyncio.wait_for(self._drained.wait(), timeout)
@@ -676,6 +707,7 @@ class Supervisor:
         )
         await asyncio.sleep(self.config.shutdown.drain_delay)
         self._drain_task = None  # past the point where resume can undo it
+        self._refuse_new_connections()
         await self._stop_workers(list(self.workers.values()))
         self.state = "drained"
         self.notifier.status("drained")
@@ -691,15 +723,19 @@ class Supervisor:
             self._drain_task.cancel()
             self.state = "running"
             self._broadcast_state()
+            await self._round_trip()
             self.notifier.status(self.status_line())
             return {"state": self.state, "resumed": True}
         if self.state == "drained":
             self.generation += 1
             self.state = "starting"
+            if self.refuser is not None:
+                self.refuser.stop()  # the new workers accept; queued connections wait for them
             started = await self._start_generation(self.config, self.generation, self.listeners)
             if any(h.state is not WorkerState.READY for h in started):
                 await self._stop_workers(started, now=True)
                 self.state = "drained"
+                self._refuse_new_connections()
                 raise ReloadFailed("could not start workers again")
             self.state = "running"
             self._broadcast_state()
@@ -796,4 +832,5 @@ _SIGNALS: dict[int, Callable[[Supervisor], Any]] = {
     signal.SIGTTIN: Supervisor._on_ttin,
     signal.SIGTTOU: Supervisor._on_ttou,
     signal.SIGUSR1: Supervisor._on_usr1,
+    signal.SIGCHLD: Supervisor._on_chld,
 }
