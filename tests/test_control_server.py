@@ -125,7 +125,7 @@ class FakeSupervisor:
         self.calls.append(("scale", {"workers": workers}))
         if workers > 64:
             raise ControlCommandError("too many workers", ["the limit is 64"])
-        return {"previous": 1, "workers": workers}
+        return {"previous": 1, "workers": workers, "configured": 1}
 
     async def workers(self) -> WorkersResult:
         self.calls.append(("workers", {}))
@@ -251,7 +251,7 @@ def test_every_command_reaches_the_handler_with_its_arguments(daemon: Daemon) ->
         assert client.call("drain") == {"state": "draining", "connections": 0}
         assert client.call("drain", wait=True, timeout=2) == {"state": "drained", "connections": 0}
         assert client.call("resume") == {"state": "running"}
-        assert client.call("scale", workers=4) == {"previous": 1, "workers": 4}
+        assert client.call("scale", workers=4) == {"previous": 1, "workers": 4, "configured": 1}
         assert client.call("workers") == {"generation": 2, "workers": STATUS["workers"]}
         assert client.call("stop", now=True) == {"state": "stopping"}
     assert daemon.handler.calls == [
@@ -270,7 +270,11 @@ def test_pipelined_requests_on_one_connection_are_answered_in_order(daemon: Daem
     with raw_connect(daemon.path) as sock:
         sock.sendall(encode_request("resume") + encode_request("scale", {"workers": 2}))
         assert read_reply(sock) == {"v": 1, "ok": True, "result": {"state": "running"}}
-        assert read_reply(sock) == {"v": 1, "ok": True, "result": {"previous": 1, "workers": 2}}
+        assert read_reply(sock) == {
+            "v": 1,
+            "ok": True,
+            "result": {"previous": 1, "workers": 2, "configured": 1},
+        }
 
 
 def test_a_failing_command_is_an_error_reply_with_details(daemon: Daemon) -> None:
