@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import resource
+import signal
 import socket
 import stat
 import subprocess
@@ -19,6 +21,7 @@ from apps.daemon_support import (
     Daemons,
     alive,
     both,
+    children_of,
     ctl_cmd,
     daemons,
     free_port,
@@ -29,6 +32,7 @@ from apps.daemon_support import (
     status_of,
 )
 from conftest import ROOT, child_env, pounce_cmd, wait_for
+from pounce.control.protocol import encode_request
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -326,3 +330,115 @@ def test_config_file_tables_and_ctl_by_config(daemons: Daemons) -> None:
 
 def ctl_cmd_config(cfg: Path, *args: str) -> list[str]:
     return pounce_cmd("ctl", "-c", str(cfg), *args)
+
+
+def test_scale_beyond_workers_max_is_refused_before_anything_changes(daemons: Daemons) -> None:
+    d = daemons.fd(APP, "--workers-max", "3", workers=1)
+    before = d.status()
+    # The count of issue 12: it used to drive the supervisor to MemoryError.
+    huge = d.ctl("scale", "1000000000000")
+    assert huge.returncode != 0, both(huge)
+    assert "workers.max is 3" in huge.stdout + huge.stderr, both(huge)
+    after = d.status()
+    assert after["target_workers"] == 1, after
+    assert [w["pid"] for w in after["workers"]] == [w["pid"] for w in before["workers"]]
+    # Up to the bound is fine; one past it with SIGTTIN is refused and logged.
+    ok = d.ctl("scale", "3")
+    assert ok.returncode == 0, both(ok) + d.output
+    d.wait_workers(3)
+    d.signal(signal.SIGTTIN)
+    assert d.wait_output("cannot scale to 4 workers: workers.max is 3"), d.output
+    assert d.status()["target_workers"] == 3
+    # The signal loop survived the refusal: SIGTERM still stops the daemon.
+    d.signal(signal.SIGTERM)
+    assert d.wait_exit(30) == 0, d.output
+
+
+def test_server_workers_above_workers_max_fails_at_start() -> None:
+    result = subprocess.run(
+        pounce_cmd("serve", APP, "--workers", "5", "--workers-max", "4"),
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        env=child_env(),
+        timeout=60,
+    )
+    assert result.returncode != 0, both(result)
+    assert "server.workers: must be at most workers.max (4), got 5" in result.stderr, both(result)
+
+
+def test_control_commands_are_logged_with_the_callers_pid_and_uid(daemons: Daemons) -> None:
+    d = daemons.fd(APP, "--log-level", "info", workers=1)
+
+    def ctl_pid(*args: str) -> int:
+        proc = popen_ctl(d.ctl_socket, *args)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out + d.output
+        return proc.pid
+
+    uid = os.geteuid()
+    for args, logged in [
+        (("scale", "2"), "scale workers=2"),
+        (("drain",), "drain timeout=None wait=False"),
+        (("resume",), "resume"),
+        (("reload",), "reload"),
+        (("stop",), "stop now=False"),
+    ]:
+        pid = ctl_pid(*args)
+        line = f"control: {logged} by pid {pid} uid {uid}"
+        assert d.wait_output(line), f"{line!r} not logged:\n{d.output}"
+    assert d.wait_exit(30) == 0, d.output
+    # A refused command is logged as failed, with its caller.
+    d2 = daemons.fd(APP, "--workers-max", "2", workers=1)
+    pid = ctl_pid_of(d2, "scale", "9")
+    assert d2.wait_output(
+        f"control: scale by pid {pid} uid {uid} failed: cannot scale to 9 workers"
+    ), d2.output
+
+
+def ctl_pid_of(d: Daemon, *args: str) -> int:
+    proc = popen_ctl(d.ctl_socket, *args)
+    proc.communicate(timeout=60)
+    return proc.pid
+
+
+def test_control_socket_abuse_does_not_exhaust_the_daemon(daemons: Daemons) -> None:
+    """1,100 half-sent control frames from a same-uid process, with the supervisor's
+    descriptors limited to 256: ctl, health and worker replacement keep working."""
+    admin = free_port()
+    d = daemons.fd(APP, "--admin-port", str(admin), workers=1)
+    victim = d.worker_pids()[0]
+    resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (256, 256))
+    own = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(own[0], 4096), max(own[1], 4096)))
+    half_frame = encode_request("status")[:2]
+    held: list[socket.socket] = []
+    try:
+        for _ in range(1100):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.append(s)
+            s.settimeout(5)
+            try:
+                s.connect(str(d.ctl_socket))
+                s.sendall(half_frame)
+            except OSError:
+                break  # the old daemon stops accepting: its backlog fills up
+        assert len(held) == 1100
+        # Health is answered, and a killed worker is replaced, during the attack.
+        assert status_of(admin, "/health/live") == 200, d.output
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(lambda: [p for p in children_of(d.pid) if p != victim and alive(p)], 30), (
+            d.output
+        )
+        # The half-sent frames time out, and ctl answers again.
+        status = d.wait_status(
+            lambda s: len(s["workers"]) == 1 and s["workers"][0]["pid"] != victim, 30
+        )
+        assert status["workers"][0]["state"] == "ready", status
+        assert status_of(admin, "/health/ready") == 200, d.output
+    finally:
+        for s in held:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, own)
+    assert "Traceback" not in d.output, d.output[-5000:]
+    assert "control socket: refused" in d.output, d.output
