@@ -3,10 +3,12 @@ codes, drain / resume, stop, scale and workers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import resource
+import shutil
 import signal
 import socket
 import stat
@@ -26,13 +28,14 @@ from apps.daemon_support import (
     daemons,
     free_port,
     get,
+    other_user,
     popen_ctl,
     run_as_nobody_python,
     run_ctl,
     status_of,
 )
 from conftest import ROOT, child_env, pounce_cmd, wait_for
-from pounce.control.protocol import encode_request
+from pounce.control.protocol import encode_request, encode_result
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -420,9 +423,10 @@ def test_control_socket_abuse_does_not_exhaust_the_daemon(daemons: Daemons) -> N
             s.settimeout(5)
             try:
                 s.connect(str(d.ctl_socket))
-                s.sendall(half_frame)
             except OSError:
-                break  # the old daemon stops accepting: its backlog fills up
+                break  # a daemon out of descriptors stops accepting: its backlog fills up
+            with contextlib.suppress(OSError):  # a refused connection may be closed already
+                s.sendall(half_frame)
         assert len(held) == 1100
         # Health is answered, and a killed worker is replaced, during the attack.
         assert status_of(admin, "/health/live") == 200, d.output
@@ -442,3 +446,96 @@ def test_control_socket_abuse_does_not_exhaust_the_daemon(daemons: Daemons) -> N
         resource.setrlimit(resource.RLIMIT_NOFILE, own)
     assert "Traceback" not in d.output, d.output[-5000:]
     assert "control socket: refused" in d.output, d.output
+
+
+FAKE_DAEMON = """
+import os, socket, sys
+path, reply = sys.argv[1], bytes.fromhex(sys.argv[2])
+os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+os.chmod(os.path.dirname(path), 0o755)
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(path)
+os.chmod(path, 0o777)
+listener.listen(16)
+print("LISTENING", flush=True)
+while True:
+    conn, _ = listener.accept()
+    conn.settimeout(5)
+    try:
+        got = conn.recv(65536)
+        print("GOT", len(got), flush=True)
+        conn.sendall(reply)
+    except OSError:
+        pass
+    conn.close()
+"""
+
+
+def test_a_socket_directory_taken_by_another_user_is_refused_and_ctl_checks_its_peer(
+    daemons: Daemons,
+) -> None:
+    """Issue 12: another local user pre-creates ``/tmp/pounce-<uid>/`` (the default
+    without XDG_RUNTIME_DIR) and answers ``ctl`` there in the daemon's place."""
+    assert os.geteuid() == 0, "this test runs processes as two other users"
+    intruder = other_user()
+    nobody = pwd.getpwnam("nobody")
+    directory = Path(f"/tmp/pounce-{nobody.pw_uid}")
+    shutil.rmtree(directory, ignore_errors=True)
+    python, env = run_as_nobody_python()
+    for key in ("XDG_RUNTIME_DIR", "RUNTIME_DIRECTORY"):
+        env.pop(key, None)
+    fake_reply = encode_result({"state": "stopping", "now": False}).hex()
+    fake = subprocess.Popen(
+        [*python, "-c", FAKE_DAEMON, str(directory / "pounce.sock"), fake_reply],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd="/",
+        user=intruder.pw_uid,
+        group=intruder.pw_gid,
+        extra_groups=[],
+    )
+    try:
+        assert fake.stdout is not None
+        assert fake.stdout.readline().strip() == "LISTENING"
+        assert directory.stat().st_uid == intruder.pw_uid
+        # The daemon, run as nobody with the default socket path, refuses the directory
+        # (and serves on without a control socket, as when the default path is taken).
+        port = free_port()
+        d = daemons.spawn(
+            [*python, "-m", "pounce", "serve", APP, "--host", "127.0.0.1", "--port", str(port)],
+            port=port,
+            ctl_socket=directory / "pounce.sock",
+            full_env=env,
+            user="nobody",
+        )
+        assert wait_for(lambda: status_of(port, "/") == 200, 30), d.output
+        # ctl, run as nobody, finds the intruder's server at the default path: it checks
+        # the server's uid before sending anything, and refuses.
+        stop = subprocess.run(
+            [*python, "-m", "pounce", "ctl", "stop"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
+            user=nobody.pw_uid,
+            group=nobody.pw_gid,
+            extra_groups=[],
+            timeout=60,
+        )
+        assert stop.returncode != 0, both(stop)
+        assert f"of uid {intruder.pw_uid}" in stop.stderr, both(stop)
+        assert "refusing to talk to it" in stop.stderr, both(stop)
+        assert "stopping" not in stop.stdout, both(stop)
+        assert d.proc.poll() is None, d.output
+        assert status_of(port, "/") == 200
+        assert d.wait_output(
+            f"the control socket directory {directory} belongs to uid {intruder.pw_uid}", 30
+        ), d.output
+    finally:
+        fake.kill()
+        out, _ = fake.communicate(timeout=10)
+        shutil.rmtree(directory, ignore_errors=True)
+    # The intruder's server was reached (and answered nothing it was sent): ctl sent no byte.
+    got = [line for line in out.splitlines() if line.startswith("GOT")]
+    assert got and all(line == "GOT 0" for line in got), out
