@@ -514,6 +514,22 @@ def test_a_directory_writable_by_others_is_refused_unless_sticky(
     assert make_daemon(sock_dir / "pounce.sock").call("status") == STATUS
 
 
+def test_a_configured_directory_writable_by_others_is_warned_about(
+    make_daemon: Callable[..., Daemon], sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Kubernetes emptyDir is 0777: a configured directory may be, with a warning."""
+    sock_dir.chmod(0o777)
+    with caplog.at_level(logging.WARNING, logger="pounce.error"):
+        daemon = make_daemon(sock_dir / "pounce.sock", strict_directory=False)
+    assert daemon.call("status") == STATUS
+    assert any("writable by other users (mode 0777)" in r.getMessage() for r in caplog.records)
+    # Its owner is still checked.
+    intruder = other_user()
+    os.chown(sock_dir, intruder.pw_uid, intruder.pw_gid)
+    with pytest.raises(ControlError, match=f"belongs to uid {intruder.pw_uid}"):
+        make_daemon(sock_dir / "other.sock", strict_directory=False)
+
+
 def test_the_client_refuses_a_server_of_another_user(sock_dir: Path) -> None:
     """ctl checks who serves the socket (SO_PEERCRED) before it sends anything."""
     intruder = other_user()

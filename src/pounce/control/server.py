@@ -1,7 +1,8 @@
 """The control socket server: a Unix socket the supervisor serves ``pounce ctl`` on.
 
 Security rests on three locks: the socket's directory must belong to the daemon's
-uid (or root) and not be writable by others (it is created 0700 when missing); the
+uid (or root) and not be writable by others (it is created 0700 when missing; a
+configured one that others may write to is only warned about); the
 socket file is mode 0600; and every connection's peer uid is read with
 ``SO_PEERCRED`` -- only the daemon's own uid and root get an answer.  Each command
 is logged with the caller's pid and uid (an audit trail).
@@ -104,6 +105,7 @@ class ControlServer:
         frame_timeout: float = FRAME_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         backlog: int = BACKLOG,
+        strict_directory: bool = True,
     ) -> None:
         self.path = path
         self.handler = handler
@@ -111,6 +113,7 @@ class ControlServer:
         self.frame_timeout = frame_timeout
         self.max_connections = max_connections
         self.backlog = backlog
+        self.strict_directory = strict_directory
         self._listener: socket.socket | None = None
         self._identity: tuple[int, int] | None = None
         self._allowed_uids = frozenset({os.geteuid(), 0})
@@ -192,7 +195,9 @@ class ControlServer:
                 raise ControlError(
                     f"cannot create the control socket directory {parent}: {exc.strerror or exc}"
                 ) from exc
-        check_directory(parent, self._allowed_uids)
+        problem = check_directory(parent, self._allowed_uids, strict=self.strict_directory)
+        if problem:
+            log.warning("%s; pounce ctl checks the server's uid before it sends anything", problem)
 
     def _remove_stale_socket(self) -> None:
         """Unlink a socket file nobody listens on; refuse to touch a live one."""
@@ -438,12 +443,14 @@ def _describe_args(args: Mapping[str, Any]) -> str:
     return "".join(f" {key}={value}" for key, value in sorted(args.items()))
 
 
-def check_directory(path: str, allowed_uids: frozenset[int]) -> None:
+def check_directory(path: str, allowed_uids: frozenset[int], *, strict: bool = True) -> str:
     """Refuse a socket directory another user could control (as tmux does).
 
     It must belong to one of ``allowed_uids`` (the daemon's uid, root) and not be
     writable by group or others, unless sticky (as ``/tmp`` is, where no one may
-    remove or rename another's file).
+    remove or rename another's file).  Not ``strict`` (a directory the operator
+    configured, such as a Kubernetes ``emptyDir``, which is 0777), a writable
+    directory is returned as a warning text instead; otherwise the text is empty.
     """
     try:
         st = os.stat(path)
@@ -460,11 +467,14 @@ def check_directory(path: str, allowed_uids: frozenset[int]) -> None:
             hint=hint,
         )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        raise ControlError(
+        problem = (
             f"the control socket directory {path} is writable by other users "
-            f"(mode {stat.S_IMODE(st.st_mode):04o})",
-            hint=hint,
+            f"(mode {stat.S_IMODE(st.st_mode):04o})"
         )
+        if strict:
+            raise ControlError(problem, hint=hint)
+        return problem
+    return ""
 
 
 def _refuse(conn: socket.socket, text: str) -> None:
