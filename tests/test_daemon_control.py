@@ -545,3 +545,40 @@ def test_a_socket_directory_taken_by_another_user_is_refused_and_ctl_checks_its_
     # The intruder's server was reached (and answered nothing it was sent): ctl sent no byte.
     got = [line for line in out.splitlines() if line.startswith("GOT")]
     assert got and all(line == "GOT 0" for line in got), out
+
+
+def test_out_of_descriptors_the_control_socket_sheds_connections_quietly(
+    daemons: Daemons,
+) -> None:
+    """Below the connection cap, the supervisor runs out of descriptors: its reserve lets
+    it accept and close what waits (no accept error storm), and it recovers."""
+    d = daemons.fd(APP, workers=1)
+    in_use = len(os.listdir(f"/proc/{d.pid}/fd"))
+    resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (in_use + 16, in_use + 16))
+    half_frame = encode_request("status")[:2]
+    held: list[socket.socket] = []
+
+    def connect_one() -> bool:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(str(d.ctl_socket))
+        except BlockingIOError:
+            s.close()
+            return False
+        held.append(s)
+        with contextlib.suppress(OSError):
+            s.sendall(half_frame)
+        return True
+
+    try:
+        for _ in range(200):
+            assert wait_for(connect_one, 30, 0.005), f"{len(held)} connected\n{d.output}"
+        assert d.wait_output("out of file descriptors"), d.output
+        # The half-sent frames time out, their descriptors come back, ctl answers again.
+        d.wait_workers(1, timeout=30)
+    finally:
+        for s in held:
+            s.close()
+    assert d.proc.poll() is None, d.output
+    assert "Traceback" not in d.output, d.output[-5000:]
