@@ -349,9 +349,17 @@ def test_scale_beyond_workers_max_is_refused_before_anything_changes(daemons: Da
     ok = d.ctl("scale", "3")
     assert ok.returncode == 0, both(ok) + d.output
     d.wait_workers(3)
+    assert (
+        "until the next reload, which returns to server.workers = 1 unless the config "
+        "changes it" in ok.stdout
+    ), both(ok)
     d.signal(signal.SIGTTIN)
     assert d.wait_output("cannot scale to 4 workers: workers.max is 3"), d.output
     assert d.status()["target_workers"] == 3
+    # As it said: the reload returns to the configured count.
+    reload = d.ctl("reload")
+    assert reload.returncode == 0, both(reload) + d.output
+    d.wait_workers(1, generation=2)
     # The signal loop survived the refusal: SIGTERM still stops the daemon.
     d.signal(signal.SIGTERM)
     assert d.wait_exit(30) == 0, d.output
