@@ -171,6 +171,7 @@ def test_every_setting_can_be_set_from_env() -> None:
         "POUNCE_WORKERS_RESTART_WINDOW": "30",
         "POUNCE_WORKERS_TIMEOUT": "12.5",
         "POUNCE_WORKERS_HEARTBEAT_INTERVAL": "0.5",
+        "POUNCE_WORKERS_MAX": "16",
         "POUNCE_RELOAD_MAX_SURGE": "1",
         "POUNCE_RELOAD_TIMEOUT": "45",
         "POUNCE_CONTROL_SOCKET": "/run/ctl.sock",
@@ -241,7 +242,7 @@ def test_every_setting_can_be_set_from_env() -> None:
     assert config.logging.access_log is False
     assert config.logging.file == "/tmp/pounce.log"
     assert config.shutdown.drain_delay == 3.0
-    assert config.workers == WorkersConfig(7, 30.0, 12.5, 0.5, min_ready=2)
+    assert config.workers == WorkersConfig(7, 30.0, 12.5, 0.5, 16, min_ready=2)
     assert config.reload == ReloadConfig(max_surge=1, timeout=45.0)
     assert config.control.socket == "/run/ctl.sock"
     assert config.admin == AdminConfig(host="::1", port=9100)

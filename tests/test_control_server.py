@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from apps.daemon_support import other_user
+from conftest import wait_for
 from pounce.control import ControlServer as LazyControlServer
 from pounce.control.client import ControlClient
 from pounce.control.handler import (
@@ -125,7 +127,7 @@ class FakeSupervisor:
         self.calls.append(("scale", {"workers": workers}))
         if workers > 64:
             raise ControlCommandError("too many workers", ["the limit is 64"])
-        return {"previous": 1, "workers": workers}
+        return {"previous": 1, "workers": workers, "configured": 1}
 
     async def workers(self) -> WorkersResult:
         self.calls.append(("workers", {}))
@@ -251,7 +253,7 @@ def test_every_command_reaches_the_handler_with_its_arguments(daemon: Daemon) ->
         assert client.call("drain") == {"state": "draining", "connections": 0}
         assert client.call("drain", wait=True, timeout=2) == {"state": "drained", "connections": 0}
         assert client.call("resume") == {"state": "running"}
-        assert client.call("scale", workers=4) == {"previous": 1, "workers": 4}
+        assert client.call("scale", workers=4) == {"previous": 1, "workers": 4, "configured": 1}
         assert client.call("workers") == {"generation": 2, "workers": STATUS["workers"]}
         assert client.call("stop", now=True) == {"state": "stopping"}
     assert daemon.handler.calls == [
@@ -270,7 +272,11 @@ def test_pipelined_requests_on_one_connection_are_answered_in_order(daemon: Daem
     with raw_connect(daemon.path) as sock:
         sock.sendall(encode_request("resume") + encode_request("scale", {"workers": 2}))
         assert read_reply(sock) == {"v": 1, "ok": True, "result": {"state": "running"}}
-        assert read_reply(sock) == {"v": 1, "ok": True, "result": {"previous": 1, "workers": 2}}
+        assert read_reply(sock) == {
+            "v": 1,
+            "ok": True,
+            "result": {"previous": 1, "workers": 2, "configured": 1},
+        }
 
 
 def test_a_failing_command_is_an_error_reply_with_details(daemon: Daemon) -> None:
@@ -414,6 +420,58 @@ def test_an_idle_connection_is_closed(make_daemon: Callable[..., Daemon]) -> Non
     assert daemon.call("status") == STATUS
 
 
+def test_a_request_not_whole_within_the_frame_timeout_is_dropped(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = make_daemon(frame_timeout=0.2)
+    with raw_connect(daemon.path) as sock:
+        sock.sendall(encode_request("status")[:3])  # and never the rest
+        assert sock.recv(1) == b""
+    # A connection that sends nothing is dropped the same way.
+    with raw_connect(daemon.path) as sock:
+        assert sock.recv(1) == b""
+    assert daemon.handler.calls == []
+    assert daemon.call("status") == STATUS
+
+
+def test_connections_past_the_cap_are_refused_at_once(
+    make_daemon: Callable[..., Daemon], caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = make_daemon(max_connections=2)
+    with caplog.at_level(logging.WARNING, logger="pounce.error"):
+        held = [raw_connect(daemon.path) for _ in range(2)]
+        try:
+            for sock in held:  # both served: each answers a request
+                assert raw_exchange(sock, b'{"v": 1, "cmd": "status"}') == {
+                    "v": 1,
+                    "ok": True,
+                    "result": STATUS,
+                }
+            with raw_connect(daemon.path) as third:
+                assert read_reply(third) == {
+                    "v": 1,
+                    "ok": False,
+                    "error": "too many control connections",
+                    "details": [],
+                }
+                assert third.recv(1) == b""
+            with pytest.raises(ControlCommandFailed, match="too many control connections"):
+                daemon.call("status")
+        finally:
+            for sock in held:
+                sock.close()
+    assert any("more than 2 connections at once" in r.getMessage() for r in caplog.records)
+    # Once the held connections are gone, their places are free again.
+    assert wait_for(lambda: _answers(daemon), WAIT)
+
+
+def _answers(daemon: Daemon) -> bool:
+    try:
+        return daemon.call("status") == STATUS
+    except ControlCommandFailed:
+        return False
+
+
 # -- the socket file ----------------------------------------------------------------------
 
 
@@ -433,6 +491,81 @@ def test_an_existing_directory_keeps_its_mode(
     sock_dir.chmod(0o755)
     make_daemon(sock_dir / "pounce.sock")
     assert stat.S_IMODE(sock_dir.stat().st_mode) == 0o755
+
+
+def test_a_directory_of_another_user_is_refused(
+    make_daemon: Callable[..., Daemon], sock_dir: Path
+) -> None:
+    intruder = other_user()
+    os.chown(sock_dir, intruder.pw_uid, intruder.pw_gid)
+    with pytest.raises(ControlError, match=f"belongs to uid {intruder.pw_uid}") as caught:
+        make_daemon(sock_dir / "pounce.sock")
+    assert caught.value.hint is not None and "[control] socket" in caught.value.hint
+    assert not (sock_dir / "pounce.sock").exists()
+
+
+def test_a_directory_writable_by_others_is_refused_unless_sticky(
+    make_daemon: Callable[..., Daemon], sock_dir: Path
+) -> None:
+    sock_dir.chmod(0o777)
+    with pytest.raises(ControlError, match="writable by other users"):
+        make_daemon(sock_dir / "pounce.sock")
+    sock_dir.chmod(0o1777)  # as /tmp: no one may remove or rename another's file
+    assert make_daemon(sock_dir / "pounce.sock").call("status") == STATUS
+
+
+def test_a_configured_directory_writable_by_others_is_warned_about(
+    make_daemon: Callable[..., Daemon], sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Kubernetes emptyDir is 0777: a configured directory may be, with a warning."""
+    sock_dir.chmod(0o777)
+    with caplog.at_level(logging.WARNING, logger="pounce.error"):
+        daemon = make_daemon(sock_dir / "pounce.sock", strict_directory=False)
+    assert daemon.call("status") == STATUS
+    assert any("writable by other users (mode 0777)" in r.getMessage() for r in caplog.records)
+    # Its owner is still checked.
+    intruder = other_user()
+    os.chown(sock_dir, intruder.pw_uid, intruder.pw_gid)
+    with pytest.raises(ControlError, match=f"belongs to uid {intruder.pw_uid}"):
+        make_daemon(sock_dir / "other.sock", strict_directory=False)
+
+
+def test_the_client_refuses_a_server_of_another_user(sock_dir: Path) -> None:
+    """ctl checks who serves the socket (SO_PEERCRED) before it sends anything."""
+    intruder = other_user()
+    sock_dir.chmod(0o711)
+    fake_dir = sock_dir / "intruder"
+    fake_dir.mkdir()
+    os.chown(fake_dir, intruder.pw_uid, intruder.pw_gid)
+    path = str(fake_dir / "pounce.sock")
+    ready_r, ready_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # the intruder's process: listens (as the intruder) and serves
+        try:
+            os.close(ready_r)
+            os.setgid(intruder.pw_gid)
+            os.setuid(intruder.pw_uid)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(path)
+            listener.listen(1)
+            os.write(ready_w, b"1")
+            conn, _ = listener.accept()
+            conn.settimeout(WAIT)
+            os._exit(0 if conn.recv(1) == b"" else 1)  # not a byte may arrive
+        finally:
+            os._exit(2)
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"1"
+        with (
+            pytest.raises(ControlError, match=f"of uid {intruder.pw_uid}.*refusing to talk"),
+            ControlClient(path, timeout=WAIT) as client,
+        ):
+            client.call("stop", now=False)
+    finally:
+        os.close(ready_r)
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_close_unlinks_the_socket_and_clients_see_no_daemon(daemon: Daemon) -> None:

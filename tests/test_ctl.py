@@ -363,7 +363,13 @@ def test_drain_resume_stop_scale(ctl: Run, daemon: Daemon) -> None:
     assert ctl("drain") == (0, "draining (0 connections open)\n", "")
     assert ctl("drain", "--wait", "--timeout", "5") == (0, "drained (0 connections open)\n", "")
     assert ctl("resume") == (0, "resumed: running\n", "")
-    assert ctl("scale", "4") == (0, "workers: 1 -> 4\n", "")
+    # The reply says the scale lasts only until the next reload.
+    assert ctl("scale", "4") == (
+        0,
+        "workers: 1 -> 4\nuntil the next reload, which returns to server.workers = 1 "
+        "unless the config changes it\n",
+        "",
+    )
     assert ctl("stop") == (0, "stopping (gracefully)\n", "")
     assert ctl("stop", "--now") == (0, "stopping (now)\n", "")
     assert daemon.handler.calls == [

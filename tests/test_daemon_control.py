@@ -3,9 +3,13 @@ codes, drain / resume, stop, scale and workers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
+import resource
+import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -19,16 +23,19 @@ from apps.daemon_support import (
     Daemons,
     alive,
     both,
+    children_of,
     ctl_cmd,
     daemons,
     free_port,
     get,
+    other_user,
     popen_ctl,
     run_as_nobody_python,
     run_ctl,
     status_of,
 )
 from conftest import ROOT, child_env, pounce_cmd, wait_for
+from pounce.control.protocol import encode_request, encode_result
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -328,3 +335,260 @@ def test_config_file_tables_and_ctl_by_config(daemons: Daemons) -> None:
 
 def ctl_cmd_config(cfg: Path, *args: str) -> list[str]:
     return pounce_cmd("ctl", "-c", str(cfg), *args)
+
+
+def test_scale_beyond_workers_max_is_refused_before_anything_changes(daemons: Daemons) -> None:
+    d = daemons.fd(APP, "--workers-max", "3", workers=1)
+    before = d.status()
+    # The count of issue 12: it used to drive the supervisor to MemoryError.
+    huge = d.ctl("scale", "1000000000000")
+    assert huge.returncode != 0, both(huge)
+    assert "workers.max is 3" in huge.stdout + huge.stderr, both(huge)
+    after = d.status()
+    assert after["target_workers"] == 1, after
+    assert [w["pid"] for w in after["workers"]] == [w["pid"] for w in before["workers"]]
+    # Up to the bound is fine; one past it with SIGTTIN is refused and logged.
+    ok = d.ctl("scale", "3")
+    assert ok.returncode == 0, both(ok) + d.output
+    d.wait_workers(3)
+    assert (
+        "until the next reload, which returns to server.workers = 1 unless the config "
+        "changes it" in ok.stdout
+    ), both(ok)
+    d.signal(signal.SIGTTIN)
+    assert d.wait_output("cannot scale to 4 workers: workers.max is 3"), d.output
+    assert d.status()["target_workers"] == 3
+    # As it said: the reload returns to the configured count.
+    reload = d.ctl("reload")
+    assert reload.returncode == 0, both(reload) + d.output
+    d.wait_workers(1, generation=2)
+    # The signal loop survived the refusal: SIGTERM still stops the daemon.
+    d.signal(signal.SIGTERM)
+    assert d.wait_exit(30) == 0, d.output
+
+
+def test_server_workers_above_workers_max_fails_at_start() -> None:
+    result = subprocess.run(
+        pounce_cmd("serve", APP, "--workers", "5", "--workers-max", "4"),
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        env=child_env(),
+        timeout=60,
+    )
+    assert result.returncode != 0, both(result)
+    assert "server.workers: must be at most workers.max (4), got 5" in result.stderr, both(result)
+
+
+def test_control_commands_are_logged_with_the_callers_pid_and_uid(daemons: Daemons) -> None:
+    d = daemons.fd(APP, "--log-level", "info", workers=1)
+
+    def ctl_pid(*args: str) -> int:
+        proc = popen_ctl(d.ctl_socket, *args)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out + d.output
+        return proc.pid
+
+    uid = os.geteuid()
+    for args, logged in [
+        (("scale", "2"), "scale workers=2"),
+        (("drain",), "drain timeout=None wait=False"),
+        (("resume",), "resume"),
+        (("reload",), "reload"),
+        (("stop",), "stop now=False"),
+    ]:
+        pid = ctl_pid(*args)
+        line = f"control: {logged} by pid {pid} uid {uid}"
+        assert d.wait_output(line), f"{line!r} not logged:\n{d.output}"
+    assert d.wait_exit(30) == 0, d.output
+    # A refused command is logged as failed, with its caller.
+    d2 = daemons.fd(APP, "--workers-max", "2", workers=1)
+    pid = ctl_pid_of(d2, "scale", "9")
+    assert d2.wait_output(
+        f"control: scale by pid {pid} uid {uid} failed: cannot scale to 9 workers"
+    ), d2.output
+
+
+def ctl_pid_of(d: Daemon, *args: str) -> int:
+    proc = popen_ctl(d.ctl_socket, *args)
+    proc.communicate(timeout=60)
+    return proc.pid
+
+
+def test_control_socket_abuse_does_not_exhaust_the_daemon(daemons: Daemons) -> None:
+    """1,100 half-sent control frames from a same-uid process, with the supervisor's
+    descriptors limited to 256: ctl, health and worker replacement keep working."""
+    admin = free_port()
+    d = daemons.fd(APP, "--admin-port", str(admin), workers=1)
+    victim = d.worker_pids()[0]
+    resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (256, 256))
+    own = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(own[0], 4096), max(own[1], 4096)))
+    half_frame = encode_request("status")[:2]
+    held: list[socket.socket] = []
+    try:
+
+        def connect_one() -> bool:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            try:
+                s.connect(str(d.ctl_socket))
+            except BlockingIOError:  # the backlog is full: try again once it drains
+                s.close()
+                return False
+            held.append(s)
+            with contextlib.suppress(OSError):  # a refused connection may be closed already
+                s.sendall(half_frame)
+            return True
+
+        # (a daemon out of descriptors stops accepting: its backlog stays full)
+        for _ in range(1100):
+            assert wait_for(connect_one, 30, 0.005), f"{len(held)} connected\n{d.output}"
+        # Health is answered, and a killed worker is replaced, during the attack.
+        assert status_of(admin, "/health/live") == 200, d.output
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(lambda: [p for p in children_of(d.pid) if p != victim and alive(p)], 30), (
+            d.output
+        )
+        # The half-sent frames time out, and ctl answers again.
+        status = d.wait_status(
+            lambda s: len(s["workers"]) == 1 and s["workers"][0]["pid"] != victim, 30
+        )
+        assert status["workers"][0]["state"] == "ready", status
+        assert status_of(admin, "/health/ready") == 200, d.output
+    finally:
+        for s in held:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, own)
+    assert "Traceback" not in d.output, d.output[-5000:]
+    assert "control socket: refused" in d.output, d.output
+
+
+FAKE_DAEMON = """
+import os, socket, sys
+path, reply = sys.argv[1], bytes.fromhex(sys.argv[2])
+os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+os.chmod(os.path.dirname(path), 0o755)
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(path)
+os.chmod(path, 0o777)
+listener.listen(16)
+print("LISTENING", flush=True)
+while True:
+    conn, _ = listener.accept()
+    conn.settimeout(5)
+    try:
+        got = conn.recv(65536)
+        print("GOT", len(got), flush=True)
+        conn.sendall(reply)
+    except OSError:
+        pass
+    conn.close()
+"""
+
+
+def test_a_socket_directory_taken_by_another_user_is_refused_and_ctl_checks_its_peer(
+    daemons: Daemons,
+) -> None:
+    """Issue 12: another local user pre-creates ``/tmp/pounce-<uid>/`` (the default
+    without XDG_RUNTIME_DIR) and answers ``ctl`` there in the daemon's place."""
+    assert os.geteuid() == 0, "this test runs processes as two other users"
+    intruder = other_user()
+    nobody = pwd.getpwnam("nobody")
+    directory = Path(f"/tmp/pounce-{nobody.pw_uid}")
+    shutil.rmtree(directory, ignore_errors=True)
+    python, env = run_as_nobody_python()
+    for key in ("XDG_RUNTIME_DIR", "RUNTIME_DIRECTORY"):
+        env.pop(key, None)
+    fake_reply = encode_result({"state": "stopping", "now": False}).hex()
+    fake = subprocess.Popen(
+        [*python, "-c", FAKE_DAEMON, str(directory / "pounce.sock"), fake_reply],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd="/",
+        user=intruder.pw_uid,
+        group=intruder.pw_gid,
+        extra_groups=[],
+    )
+    try:
+        assert fake.stdout is not None
+        assert fake.stdout.readline().strip() == "LISTENING"
+        assert directory.stat().st_uid == intruder.pw_uid
+        # The daemon, run as nobody with the default socket path, refuses the directory
+        # (and serves on without a control socket, as when the default path is taken).
+        port = free_port()
+        d = daemons.spawn(
+            [*python, "-m", "pounce", "serve", APP, "--host", "127.0.0.1", "--port", str(port)],
+            port=port,
+            ctl_socket=directory / "pounce.sock",
+            full_env=env,
+            user="nobody",
+        )
+        assert wait_for(lambda: status_of(port, "/") == 200, 30), d.output
+        # ctl, run as nobody, finds the intruder's server at the default path: it checks
+        # the server's uid before sending anything, and refuses.
+        stop = subprocess.run(
+            [*python, "-m", "pounce", "ctl", "stop"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
+            user=nobody.pw_uid,
+            group=nobody.pw_gid,
+            extra_groups=[],
+            timeout=60,
+        )
+        assert stop.returncode != 0, both(stop)
+        assert f"of uid {intruder.pw_uid}" in stop.stderr, both(stop)
+        assert "refusing to talk to it" in stop.stderr, both(stop)
+        assert "stopping" not in stop.stdout, both(stop)
+        assert d.proc.poll() is None, d.output
+        assert status_of(port, "/") == 200
+        assert d.wait_output(
+            f"the control socket directory {directory} belongs to uid {intruder.pw_uid}", 30
+        ), d.output
+    finally:
+        fake.kill()
+        out, _ = fake.communicate(timeout=10)
+        shutil.rmtree(directory, ignore_errors=True)
+    # The intruder's server was reached (and answered nothing it was sent): ctl sent no byte.
+    got = [line for line in out.splitlines() if line.startswith("GOT")]
+    assert got and all(line == "GOT 0" for line in got), out
+
+
+def test_out_of_descriptors_the_control_socket_sheds_connections_quietly(
+    daemons: Daemons,
+) -> None:
+    """Below the connection cap, the supervisor runs out of descriptors: its reserve lets
+    it accept and close what waits (no accept error storm), and it recovers."""
+    d = daemons.fd(APP, workers=1)
+    in_use = len(os.listdir(f"/proc/{d.pid}/fd"))
+    resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (in_use + 16, in_use + 16))
+    half_frame = encode_request("status")[:2]
+    held: list[socket.socket] = []
+
+    def connect_one() -> bool:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(str(d.ctl_socket))
+        except BlockingIOError:
+            s.close()
+            return False
+        held.append(s)
+        with contextlib.suppress(OSError):
+            s.sendall(half_frame)
+        return True
+
+    try:
+        for _ in range(200):
+            assert wait_for(connect_one, 30, 0.005), f"{len(held)} connected\n{d.output}"
+        assert d.wait_output("out of file descriptors"), d.output
+        # The half-sent frames time out, their descriptors come back, ctl answers again.
+        d.wait_workers(1, timeout=30)
+    finally:
+        for s in held:
+            s.close()
+    assert d.proc.poll() is None, d.output
+    assert "Traceback" not in d.output, d.output[-5000:]

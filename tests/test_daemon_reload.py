@@ -134,11 +134,14 @@ def test_failed_new_generation_is_stopped_and_the_old_one_keeps_serving(
     # The failed generation's workers are gone.
     assert wait_for(lambda: set(d.worker_pids()) == old_pids, 10)
 
-    # The generation counts successful reloads only.
+    # The failed generation's number is not reused: logs and metrics never name two
+    # different generations 2.
+    assert "generation 2 failed" in d.output, d.output
     write_versioned_app(appdir, module, "v3")
     result = d.ctl("reload")
     assert result.returncode == 0, both(result) + d.output
-    d.wait_workers(2, generation=2)
+    assert "generation 3" in result.stdout, both(result)
+    d.wait_workers(2, generation=3)
     assert becomes(d.port, "v3"), d.output
 
 

@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -453,8 +454,14 @@ class Daemons:
         full_env: dict[str, str] | None = None,
         cwd: str | Path | None = None,
         pass_fds: Sequence[int] = (),
+        user: str | None = None,
     ) -> Daemon:
-        """Start any command line (``pounce serve -c cfg``, systemd-socket-activate, ...)."""
+        """Start any command line (``pounce serve -c cfg``, systemd-socket-activate, ...),
+        as ``user`` (with that user's group only) when given."""
+        as_user: dict[str, Any] = {}
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         proc = subprocess.Popen(
             list(argv),
             stdout=subprocess.PIPE,
@@ -462,6 +469,7 @@ class Daemons:
             env=full_env if full_env is not None else child_env(env),
             cwd=str(cwd or ROOT),
             pass_fds=tuple(pass_fds),
+            **as_user,
         )
         server = Server(proc=proc, host=HOST, port=port)
         server._reader = threading.Thread(
@@ -711,6 +719,20 @@ def run_as_nobody_python() -> tuple[list[str], dict[str, str]]:
     site_dirs = [p for p in site.getsitepackages() if os.path.isdir(p)]
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *site_dirs, env["PYTHONPATH"]])
     return [system], env
+
+
+def other_user(name: str = "pounce-intruder") -> pwd.struct_passwd:
+    """A second local user (neither root nor ``nobody``), created on first use."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        # Another test process may create it at the same moment: check=False, then look.
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            check=False,
+        )
+        return pwd.getpwnam(name)
 
 
 def _can_exec_as_nobody(path: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 
@@ -513,6 +514,17 @@ class WorkersConfig:
         exclusive_minimum=True,
         unit="seconds",
     )
+    max: int | None = setting(
+        None,
+        doc=(
+            "The most workers the daemon runs: `server.workers`, `pounce ctl scale` and SIGTTIN "
+            "are refused above it. Unset: 4 x the CPUs the daemon may use, or "
+            "`server.workers` if that is more."
+        ),
+        flags=("--workers-max",),
+        minimum=1,
+        metavar="N",
+    )
     min_ready: int = setting(
         1,
         doc=(
@@ -682,6 +694,14 @@ class WebSocketConfig:
     )
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 DEFAULT_LISTEN: tuple[ListenConfig, ...] = (ListenConfig(host=DEFAULT_HOST, port=DEFAULT_PORT),)
 
 
@@ -718,6 +738,13 @@ class Config:
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     websocket: WebSocketConfig = dataclasses.field(default_factory=WebSocketConfig)
     source: str | None = dataclasses.field(default=None, compare=False)
+
+    def max_workers(self) -> int:
+        """The bound on the worker count: ``workers.max``, else 4 x the usable CPUs (at least
+        ``server.workers``)."""
+        if self.workers.max is not None:
+            return self.workers.max
+        return max(4 * usable_cpus(), self.server.workers)
 
     def backlog_for(self, listen: ListenConfig) -> int:
         """The backlog to listen with on ``listen``: its own, else ``server.backlog``."""

@@ -44,6 +44,13 @@ def _heartbeat_below_timeout(config: Config) -> str | None:
     )
 
 
+def _workers_within_max(config: Config) -> str | None:
+    limit = config.workers.max
+    if limit is None or config.server.workers <= limit:
+        return None
+    return f"must be at most workers.max ({limit}), got {config.server.workers}"
+
+
 def _differs(key: str, *others: str) -> Callable[[Config], str | None]:
     """A check that setting ``key`` differs from each of ``others`` (dotted keys)."""
 
@@ -79,6 +86,12 @@ RULES: tuple[Rule, ...] = (
         ("workers.timeout",),
         "`heartbeat_interval` must be less than `timeout`.",
         _heartbeat_below_timeout,
+    ),
+    Rule(
+        "server.workers",
+        ("workers.max",),
+        "`workers` must be at most `workers.max` when that is set.",
+        _workers_within_max,
     ),
     Rule(
         "health.ready_path",

@@ -2,11 +2,17 @@
 
 One client holds one connection, opened on the first call and reused by the next
 ones; use it as a context manager or call :meth:`ControlClient.close`.
+
+Before sending anything, the client checks who answers: the process listening on
+the socket must run as the client's own uid or as root (``SO_PEERCRED``), so that
+another local user who got to the socket path first cannot pose as the daemon.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 import time
 from types import TracebackType
 from typing import Any
@@ -22,6 +28,18 @@ from pounce.errors import ControlCommandFailed, ControlError, DaemonNotRunning
 
 DEFAULT_TIMEOUT = 10.0
 _CHUNK = 65536
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
+    """``(pid, uid, gid)`` of the process at the other end of a Unix socket, or None
+    where the platform has no ``SO_PEERCRED`` (the socket's 0600 mode still guards it)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, option, _PEERCRED.size)
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return pid, uid, gid
 
 
 class ControlClient:
@@ -111,8 +129,31 @@ class ControlClient:
         except OSError as exc:
             sock.close()
             raise _connect_error(self.path, exc) from exc
+        try:
+            self._check_server(sock)
+        except BaseException:
+            sock.close()
+            raise
         self._sock = sock
         return sock
+
+    def _check_server(self, sock: socket.socket) -> None:
+        """Refuse a server that runs as neither our uid nor root."""
+        try:
+            creds = peer_credentials(sock)
+        except OSError as exc:
+            raise ControlError(
+                f"control socket {self.path}: cannot tell who serves it: {exc}"
+            ) from exc
+        if creds is None:
+            return
+        pid, uid, _ = creds
+        if uid not in (os.geteuid(), 0):
+            raise ControlError(
+                f"control socket {self.path} is served by pid {pid} of uid {uid}, not by "
+                f"this user (uid {os.geteuid()}) or root: refusing to talk to it",
+                hint="another user may have taken the socket path; check its directory",
+            )
 
     def _receive(self) -> bytes:
         assert self._sock is not None

@@ -130,10 +130,15 @@ class StateResult(TypedDict):
 
 
 class ScaleResult(TypedDict):
-    """The reply to ``scale``: the worker count before and the new target."""
+    """The reply to ``scale``: the worker count before and the new target.
+
+    ``configured`` is ``server.workers``: the count the next reload returns to,
+    unless the config changes it (a scale lasts until then).
+    """
 
     previous: int
     workers: int
+    configured: int
 
 
 class WorkersResult(TypedDict):

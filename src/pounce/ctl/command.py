@@ -219,6 +219,13 @@ def _stop(client: ControlClient, ns: argparse.Namespace, out: TextIO) -> int:
 def _scale(client: ControlClient, ns: argparse.Namespace, out: TextIO) -> int:
     result = client.call("scale", workers=ns.workers)
     print(f"workers: {result.get('previous', '-')} -> {result.get('workers', '-')}", file=out)
+    configured = result.get("configured")
+    if configured is not None:
+        print(
+            f"until the next reload, which returns to server.workers = {configured} "
+            "unless the config changes it",
+            file=out,
+        )
     return 0
 
 

@@ -104,7 +104,13 @@ async def _run(
         worker_mode=mode,
         notifier=notifier,
     )
-    server = ControlServer(socket_path_for(config.control.socket or None), ControlAdapter(sup))
+    server = ControlServer(
+        socket_path_for(config.control.socket or None),
+        ControlAdapter(sup),
+        # The default directory must be the daemon's own; a configured one (a Kubernetes
+        # emptyDir is 0777) may be writable by others, with a warning.
+        strict_directory=not config.control.socket,
+    )
     control: ControlServer | None = server
     extras: dict[str, str] = {}
     try:

@@ -76,6 +76,7 @@ class Supervisor:
         self.notifier = notifier or Notifier({})
         self.state = "starting"
         self.generation = 0
+        self._last_generation = 0  # the highest number handed out, a failed one included
         self.started = time.monotonic()
         self.target_workers = config.server.workers
         self.workers: dict[int, WorkerHandle] = {}
@@ -131,7 +132,7 @@ class Supervisor:
         return self.exit_code
 
     async def _start_first_generation(self) -> None:
-        self.generation = 1
+        self.generation = self._claim_generation()
         started = await self._start_generation(self.config, self.generation, self.listeners)
         # (a worker that was ready and then crashed on a request is the crash budget's
         # business, not a start-up failure)
@@ -183,6 +184,11 @@ class Supervisor:
             log.error("supervisor task %r failed", task.get_name(), exc_info=task.exception())
 
     # -- generations -------------------------------------------------------------------
+
+    def _claim_generation(self) -> int:
+        """The next generation number; one that failed to start is never used again."""
+        self._last_generation = max(self._last_generation, self.generation) + 1
+        return self._last_generation
 
     def _new_handle(self, config: Config, generation: int) -> WorkerHandle:
         handle: WorkerHandle
@@ -479,11 +485,13 @@ class Supervisor:
             pass  # logged by reload()
 
     async def _on_ttin(self) -> None:
-        await self.scale(self.target_workers + 1)
+        with contextlib.suppress(ReloadFailed):  # logged by scale()
+            await self.scale(self.target_workers + 1)
 
     async def _on_ttou(self) -> None:
         if self.target_workers > 1:
-            await self.scale(self.target_workers - 1)
+            with contextlib.suppress(ReloadFailed):
+                await self.scale(self.target_workers - 1)
 
     async def _on_chld(self) -> None:
         # Orphans re-parented to us (PID 1, a subreaper); workers are asyncio's to reap.
@@ -636,7 +644,7 @@ class Supervisor:
             for lst in opened:
                 lst.close()
             raise ReloadFailed("a new listener could not be opened", [str(exc)]) from None
-        generation = self.generation + 1
+        generation = self._claim_generation()
         old = self.current_workers()
         self.target_workers = new_config.server.workers
         started = await self._start_generation(new_config, generation, keep)
@@ -727,7 +735,7 @@ class Supervisor:
             self.notifier.status(self.status_line())
             return {"state": self.state, "resumed": True}
         if self.state == "drained":
-            self.generation += 1
+            self.generation = self._claim_generation()
             self.state = "starting"
             if self.refuser is not None:
                 self.refuser.stop()  # the new workers accept; queued connections wait for them
@@ -744,10 +752,19 @@ class Supervisor:
         raise ReloadFailed(f"nothing to resume: the daemon is {self.state}")
 
     async def scale(self, workers: int) -> dict[str, Any]:
+        # Every check before any state changes.
+        limit = self.config.max_workers()
         if workers < 1:
-            raise ReloadFailed("scale needs at least 1 worker")
-        if self.state != "running":
-            raise ReloadFailed(f"cannot scale while {self.state}")
+            problem = "scale needs at least 1 worker"
+        elif workers > limit:
+            problem = f"cannot scale to {workers} workers: workers.max is {limit}"
+        elif self.state != "running":
+            problem = f"cannot scale while {self.state}"
+        else:
+            problem = ""
+        if problem:
+            log.warning("scale refused: %s", problem)
+            raise ReloadFailed(problem)
         previous = self.target_workers
         self.target_workers = workers
         current = self.current_workers()
@@ -764,9 +781,15 @@ class Supervisor:
             for handle in surplus:
                 handle.was_drained = True
             self._spawn_task(self._stop_workers(surplus, handover=True), "scale down")
-        log.info("scaled to %d worker(s)", workers)
+        configured = self.config.server.workers
+        log.info(
+            "scaled to %d worker(s); the next reload returns to server.workers (%d) "
+            "unless the config changes it",
+            workers,
+            configured,
+        )
         self.notifier.status(self.status_line())
-        return {"previous": previous, "workers": workers}
+        return {"previous": previous, "workers": workers, "configured": configured}
 
     # -- status --------------------------------------------------------------------------
 
