@@ -56,6 +56,8 @@ ENHANCE_YOUR_CALM = 0xB
 #: Streams whose apps are started in one pass of the event loop, per connection: a
 #: read full of HEADERS frames does not keep the loop from other connections.
 STARTS_PER_PASS = 16
+#: Bytes of one read handed to h2 at a time (a few hundred small frames).
+READ_SLICE = 4096
 #: Length 8, type GOAWAY: the frame h2 queues on a connection error (no debug data).
 _GOAWAY_HEAD = b"\x00\x00\x08\x07"
 #: Largest connection-level receive window opened (all streams' bodies together).
@@ -153,15 +155,18 @@ class H2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._protocol_error(exc)
-            return
-        for event in events:
-            self._handle(event)
-            if self.closing:
-                break
+        # h2 parses a whole read before it returns events: fed a slice at a time, a
+        # connection closed for its resets (or errors) stops costing parse time at once.
+        for start in range(0, len(data), READ_SLICE):
+            try:
+                events = self.h2.receive_data(data[start : start + READ_SLICE])
+            except h2.exceptions.ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            for event in events:
+                self._handle(event)
+                if self.closing:
+                    return
         self._start_pending()
         self._flush()
         if self.goaway_sent and not self.streams:
