@@ -15,7 +15,15 @@ import socket
 import threading
 from collections.abc import Callable
 
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
 
 from apps.daemon_support import sample, scrape
 from apps.h2_support import APP, PREFACE, Peer
@@ -206,3 +214,27 @@ def test_reset_budget_per_second_and_in_total() -> None:
     total = ResetBudget(per_second=0, total=2, now=0.0)
     assert [total.spend(float(t)) for t in range(3)] == [True, True, False]
     assert all(ResetBudget(0, 0, 0.0).spend(0.0) for _ in range(1000))
+
+
+def test_many_streams_in_one_read_all_start(serve: Callable[..., Server]) -> None:
+    """Forty streams in one write start over several passes of the loop (16 a pass,
+    reading paused meanwhile): all are answered, and reading resumes (PING)."""
+    server, _ = _serve(serve)
+    peer = Peer(server)
+    try:
+        _settled(peer)
+        ids = _open(peer, 1, 40, "/held?key=many")
+        peer.send(PingFrame(0, opaque_data=b"resumed!"))
+        ended: set[int] = set()
+        pong = False
+        for frame in peer.frames(30):
+            assert not isinstance(frame, RstStreamFrame | GoAwayFrame), frame
+            if isinstance(frame, DataFrame) and "END_STREAM" in frame.flags:
+                assert frame.data == b"unknown"
+                ended.add(frame.stream_id)
+            pong = pong or (isinstance(frame, PingFrame) and "ACK" in frame.flags)
+            if pong and len(ended) == len(ids):
+                break
+        assert pong and ended == set(ids), (pong, sorted(ended))
+    finally:
+        peer.close()

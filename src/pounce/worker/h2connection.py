@@ -167,7 +167,8 @@ class H2Connection(asyncio.Protocol):
                 self._handle(event)
                 if self.closing:
                     return
-        self._start_pending()
+        if self._next_pass is None:
+            self._start_pending()
         self._flush()
         if self.goaway_sent and not self.streams:
             self._close()
