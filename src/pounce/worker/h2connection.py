@@ -184,11 +184,13 @@ class H2Connection(asyncio.Protocol):
     def _handle(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
             assert event.stream_id is not None and event.headers is not None
-            if (self.goaway_sent and event.stream_id > self._last_stream_id) or len(
-                self._apps
-            ) + len(self._pending) >= self.state.config.http2.max_concurrent_streams:
-                # After our GOAWAY; or as many apps run as streams may be open, some
-                # of them for streams the client reset (a rapid reset).
+            if self.goaway_sent and event.stream_id > self._last_stream_id:
+                self.h2.reset_stream(event.stream_id, REFUSED_STREAM)  # after our GOAWAY
+                return
+            running = len(self._apps) + len(self._pending)
+            if running >= self.state.config.http2.max_concurrent_streams:
+                # As many apps run as streams may be open, some of them for streams the
+                # client reset: a reset frees no room until the app returns (rapid reset).
                 self.h2.reset_stream(event.stream_id, REFUSED_STREAM)
                 self._spend_reset()
                 return
@@ -247,6 +249,7 @@ class H2Connection(asyncio.Protocol):
             # Over http.max_body_size: this stream only.
             self.h2.acknowledge_received_data(flow_length, stream_id)
             self.streams.pop(stream_id, None)
+            self._pending.pop(stream_id, None)  # its app not started yet: never is
             stream.disconnect()
             self.h2.reset_stream(stream_id, CANCEL)
 
