@@ -246,3 +246,29 @@ def test_many_streams_in_one_read_all_start(serve: Callable[..., Server]) -> Non
         assert pong and ended == set(ids), (pong, sorted(ended))
     finally:
         peer.close()
+
+
+def test_reset_budget_in_total_ends_the_connection(serve: Callable[..., Server]) -> None:
+    """``http2.max_resets``: the sixth reset on a connection allowed five gets GOAWAY
+    ENHANCE_YOUR_CALM, however slowly they come; the apps got http.disconnect."""
+    server, _ = _serve(serve, POUNCE_HTTP2_MAX_RESETS_PER_SECOND="0", POUNCE_HTTP2_MAX_RESETS="5")
+    peer = Peer(server)
+    seen: list[Frame] = []
+    try:
+        _settled(peer)
+        for n in range(6):
+            stream_id = 1 + 2 * n
+            _open(peer, stream_id, 1, "/rr?key=total")
+            assert wait_for(lambda n=n: _stats(server, "total")["running"] == 1, 30), n
+            peer.send(RstStreamFrame(stream_id, error_code=CANCEL))
+            assert wait_for(lambda n=n: _stats(server, "total")["disconnected"] == n + 1, 30)
+        for frame in peer.frames(30):
+            seen.append(frame)
+            if isinstance(frame, GoAwayFrame):
+                break
+        seen.extend(peer.frames(30))
+        assert peer.closed, seen  # the server closed the connection
+    finally:
+        peer.close()
+    goaways = [f for f in seen if isinstance(f, GoAwayFrame)]
+    assert [(g.error_code, g.last_stream_id) for g in goaways] == [(ENHANCE_YOUR_CALM, 11)]
