@@ -204,6 +204,9 @@ def test_every_setting_can_be_set_from_env() -> None:
         "POUNCE_HTTP2_INITIAL_WINDOW_SIZE": "1048576",
         "POUNCE_HTTP2_MAX_HEADER_LIST_SIZE": "8192",
         "POUNCE_WORKERS_MIN_READY": "2",
+        "POUNCE_HTTP2_MAX_RESETS_PER_SECOND": "20",
+        "POUNCE_HTTP2_MAX_RESETS": "0",
+        "POUNCE_HTTP2_RESET_GRACE": "0.5",
     }
     assert set(env) == {s.env_var for s in by_dotted_key().values()}
     config = load_config(env=env)
@@ -224,7 +227,7 @@ def test_every_setting_can_be_set_from_env() -> None:
         alpn="http/1.1",
         use_system_store=True,
     )
-    assert config.http2 == Http2Config(False, False, 50, 1048576, 8192)
+    assert config.http2 == Http2Config(False, False, 50, 1048576, 8192, 20, 0, 0.5)
     assert config.app == "pkg.mod:factory()"
     assert config.server.workers == 8
     assert config.server.worker_mode is WorkerMode.THREAD

@@ -101,6 +101,9 @@ def test_dump_defaults_has_every_setting() -> None:
         "max_concurrent_streams": 100,
         "initial_window_size": 65535,
         "max_header_list_size": 65536,
+        "max_resets_per_second": 100,
+        "max_resets": 10000,
+        "reset_grace": 1.0,
     }
     for found in tables():
         if not found.array:

@@ -7,13 +7,11 @@ for stream errors.
 
 from __future__ import annotations
 
-import socket
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
-from hpack import Decoder, Encoder
+from hpack import Decoder
 from hyperframe.frame import (
     DataFrame,
     Frame,
@@ -25,10 +23,10 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from apps.h2_support import Peer
 from conftest import Server
 
 APP = "apps.h2_app:app"
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x3
 STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x9
 
@@ -36,75 +34,6 @@ STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = 0x5, 0x6, 0
 @pytest.fixture
 def server(serve: Callable[..., Server]) -> Server:
     return serve(APP, env={"POUNCE_HTTP2_INITIAL_WINDOW_SIZE": "65535"})
-
-
-class Peer:
-    """A raw HTTP/2 client: writes frames, reads frames until a bounded deadline."""
-
-    def __init__(self, server: Server) -> None:
-        self.sock = socket.create_connection((server.host, server.port), timeout=10)
-        self.buffer = b""
-        self.encoder = Encoder()
-        self.closed = False
-
-    def send(self, *frames: Frame | bytes) -> None:
-        for frame in frames:
-            self.sock.sendall(frame if isinstance(frame, bytes) else frame.serialize())
-
-    def start(self) -> None:
-        self.send(PREFACE, SettingsFrame(0))
-
-    def headers(
-        self,
-        stream_id: int,
-        path: str = "/echo",
-        *,
-        method: str = "POST",
-        end: bool = False,
-        extra: tuple[tuple[str, str], ...] = (),
-    ) -> HeadersFrame:
-        pseudo = [(":method", method), (":scheme", "http"), (":path", path), (":authority", "x")]
-        block = self.encoder.encode([*pseudo, *extra])
-        flags = ["END_HEADERS", "END_STREAM"] if end else ["END_HEADERS"]
-        return HeadersFrame(stream_id, block, flags=flags)
-
-    def frames(self, timeout: float = 10.0) -> Iterator[Frame]:
-        deadline = time.monotonic() + timeout
-        while True:
-            while len(self.buffer) >= 9:
-                frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
-                if len(self.buffer) < 9 + length:
-                    break
-                frame.parse_body(memoryview(self.buffer[9 : 9 + length]))
-                self.buffer = self.buffer[9 + length :]
-                yield frame
-            if self.closed or time.monotonic() > deadline:
-                return
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = self.sock.recv(65536)
-            except (TimeoutError, ConnectionResetError):
-                self.closed = True
-                continue
-            if not chunk:
-                self.closed = True
-            self.buffer += chunk
-
-    def wait_for(self, kind: type[Frame], timeout: float = 10.0, **attrs: object) -> Frame:
-        seen = []
-        for frame in self.frames(timeout):
-            seen.append(frame)
-            if isinstance(frame, kind) and all(getattr(frame, k) == v for k, v in attrs.items()):
-                return frame
-        raise AssertionError(f"no {kind.__name__} {attrs} in {seen}")
-
-    def goaway(self) -> GoAwayFrame:
-        frame = self.wait_for(GoAwayFrame)
-        assert isinstance(frame, GoAwayFrame)
-        return frame
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -300,3 +229,95 @@ def test_headers_on_a_closed_stream_at_the_limit_is_still_stream_closed(
         assert peer.goaway().error_code == STREAM_CLOSED
     finally:
         peer.close()
+
+
+def _block(peer: Peer, *fields: tuple[str, str]) -> bytes:
+    return peer.encoder.encode(list(fields))
+
+
+GET = ((":method", "GET"), (":scheme", "http"), (":path", "/echo"), (":authority", "x"))
+#: Malformed requests (RFC 9113 §8.1.1), each as the frames sent on a fresh stream.
+MALFORMED: dict[str, Callable[[Peer, int], list[Frame]]] = {
+    "upper-case field name": lambda p, s: [p.headers(s, end=True, extra=(("X-Upper", "1"),))],
+    "connection-specific field": lambda p, s: [
+        p.headers(s, end=True, extra=(("connection", "keep-alive"),))
+    ],
+    "te other than trailers": lambda p, s: [p.headers(s, end=True, extra=(("te", "gzip"),))],
+    "unknown pseudo-header": lambda p, s: [p.headers(s, end=True, extra=((":foo", "bar"),))],
+    "pseudo-header after a field": lambda p, s: [
+        HeadersFrame(
+            s,
+            _block(p, *GET[:2], ("x-a", "1"), *GET[2:]),
+            flags=["END_HEADERS", "END_STREAM"],
+        )
+    ],
+    "missing :path": lambda p, s: [
+        HeadersFrame(s, _block(p, GET[0], GET[1], GET[3]), flags=["END_HEADERS", "END_STREAM"])
+    ],
+    "repeated :method": lambda p, s: [
+        HeadersFrame(s, _block(p, GET[0], *GET), flags=["END_HEADERS", "END_STREAM"])
+    ],
+    "host differing from :authority": lambda p, s: [
+        p.headers(s, end=True, extra=(("host", "other.example"),))
+    ],
+    "content-length not a number": lambda p, s: [
+        p.headers(s, end=True, extra=(("content-length", "1x"),))
+    ],
+    "content-length and no DATA": lambda p, s: [
+        p.headers(s, end=True, extra=(("content-length", "5"),))
+    ],
+    "DATA short of content-length": lambda p, s: [
+        p.headers(s, extra=(("content-length", "10"),)),
+        DataFrame(s, b"12345", flags=["END_STREAM"]),
+    ],
+    "DATA over content-length": lambda p, s: [
+        p.headers(s, extra=(("content-length", "2"),)),
+        DataFrame(s, b"12345"),
+    ],
+    "pseudo-header in trailers": lambda p, s: [
+        p.headers(s),
+        DataFrame(s, b"body"),
+        HeadersFrame(s, _block(p, (":path", "/x")), flags=["END_HEADERS", "END_STREAM"]),
+    ],
+    "trailers without END_STREAM": lambda p, s: [
+        p.headers(s),
+        HeadersFrame(s, _block(p, ("x-trailer", "1")), flags=["END_HEADERS"]),
+    ],
+}
+
+
+def test_malformed_requests_are_stream_errors(peer: Peer) -> None:
+    """RFC 9113 §8.1.1: a malformed request is a stream error, RST_STREAM PROTOCOL_ERROR
+    on its stream alone; the connection, and a stream in flight on it, carry on."""
+    decoder = Decoder()
+    seen: list[Frame] = []
+
+    def until(stream_id: int, kind: type[Frame]) -> Frame:
+        for frame in peer.frames():
+            seen.append(frame)
+            if isinstance(frame, HeadersFrame):
+                decoder.decode(frame.data, raw=True)  # keep the HPACK table in step
+            assert not isinstance(frame, GoAwayFrame), seen
+            if isinstance(frame, kind) and frame.stream_id == stream_id:
+                return frame
+        raise AssertionError(f"no {kind.__name__} on stream {stream_id}: {seen}")
+
+    peer.start()
+    peer.send(peer.headers(1, "/hold?key=malformed", method="GET", end=True))
+    until(1, DataFrame)  # its app runs, waiting for http.disconnect
+    stream_id = 1
+    for case, frames in MALFORMED.items():
+        stream_id += 2
+        peer.send(*frames(peer, stream_id))
+        reset = until(stream_id, RstStreamFrame)
+        assert isinstance(reset, RstStreamFrame)
+        assert reset.error_code == PROTOCOL_ERROR, case
+    # The connection carries on: a good request is answered ...
+    stream_id += 2
+    peer.send(peer.headers(stream_id, "/held?key=malformed", method="GET", end=True))
+    answer = until(stream_id, DataFrame)
+    assert isinstance(answer, DataFrame)
+    # ... and the app of stream 1 never got http.disconnect.
+    assert answer.data == b"waiting"
+    resets = {f.stream_id for f in seen if isinstance(f, RstStreamFrame)}
+    assert 1 not in resets and stream_id not in resets, seen

@@ -9,6 +9,9 @@
 ``/hold?key=K`` Sends its head, then waits for http.disconnect; ``/held?key=K`` says
                 ``disconnected`` once that happened, else ``waiting``.
 ``/slow?key=K`` Waits until ``/release?key=K`` is requested, then answers ``done``.
+``/rr?key=K``   Counts its calls and how many run at once, then waits for
+                http.disconnect (``&stubborn=1``: ignores it, runs until cancelled);
+                ``/rr-stats?key=K`` answers the counts as JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from urllib.parse import parse_qsl
 
 _events: dict[str, asyncio.Event] = {}
 _state: dict[str, str] = {}
+_counts: dict[str, dict[str, int]] = {}
 
 
 def _event(key: str) -> asyncio.Event:
@@ -104,8 +108,36 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/slow":
         await _event(key).wait()
         await _send(send, 200, b"done")
+    elif path == "/rr":
+        await _rapid_reset_target(key, "stubborn" in query, receive)
+    elif path == "/rr-stats":
+        await _send(send, 200, json.dumps(_stats(key)).encode(), b"application/json")
     elif path == "/release":
         _event(key).set()
         await _send(send, 200, b"released")
     else:
         await _send(send, 404, b"not found")
+
+
+def _stats(key: str) -> dict[str, int]:
+    return _counts.setdefault(
+        key, {"calls": 0, "running": 0, "max_running": 0, "disconnected": 0, "cancelled": 0}
+    )
+
+
+async def _rapid_reset_target(key: str, stubborn: bool, receive: Any) -> None:
+    stats = _stats(key)
+    stats["calls"] += 1
+    stats["running"] += 1
+    stats["max_running"] = max(stats["max_running"], stats["running"])
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        stats["disconnected"] += 1
+        if stubborn:
+            await asyncio.Event().wait()  # never set: only a cancel ends it
+    except asyncio.CancelledError:
+        stats["cancelled"] += 1
+        raise
+    finally:
+        stats["running"] -= 1

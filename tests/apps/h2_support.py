@@ -1,4 +1,5 @@
-"""Shared by the TLS and HTTP/2 tests: a throw-away PKI and TLS-aware servers.
+"""Shared by the TLS and HTTP/2 tests: a throw-away PKI, TLS-aware servers and
+a raw HTTP/2 client (:class:`Peer`).
 
 Certificates are made with ``cryptography`` in a temporary directory: a CA, a
 server certificate for ``localhost``/``127.0.0.1`` and a client certificate
@@ -14,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -24,10 +26,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hpack import Encoder
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, SettingsFrame
 
 from conftest import Server, start_server, wait_for
 
 APP = "apps.h2_app:app"
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 @dataclass
@@ -193,3 +198,72 @@ def ensure_apt(binary: str, package: str) -> str:
     found = shutil.which(binary)
     assert found, f"{package} did not provide {binary}"
     return found
+
+
+class Peer:
+    """A raw HTTP/2 client: writes frames, reads frames until a bounded deadline."""
+
+    def __init__(self, server: Server) -> None:
+        self.sock = socket.create_connection((server.host, server.port), timeout=10)
+        self.buffer = b""
+        self.encoder = Encoder()
+        self.closed = False
+
+    def send(self, *frames: Frame | bytes) -> None:
+        for frame in frames:
+            self.sock.sendall(frame if isinstance(frame, bytes) else frame.serialize())
+
+    def start(self) -> None:
+        self.send(PREFACE, SettingsFrame(0))
+
+    def headers(
+        self,
+        stream_id: int,
+        path: str = "/echo",
+        *,
+        method: str = "POST",
+        end: bool = False,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> HeadersFrame:
+        pseudo = [(":method", method), (":scheme", "http"), (":path", path), (":authority", "x")]
+        block = self.encoder.encode([*pseudo, *extra])
+        flags = ["END_HEADERS", "END_STREAM"] if end else ["END_HEADERS"]
+        return HeadersFrame(stream_id, block, flags=flags)
+
+    def frames(self, timeout: float = 10.0) -> Iterator[Frame]:
+        deadline = time.monotonic() + timeout
+        while True:
+            while len(self.buffer) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
+                if len(self.buffer) < 9 + length:
+                    break
+                frame.parse_body(memoryview(self.buffer[9 : 9 + length]))
+                self.buffer = self.buffer[9 + length :]
+                yield frame
+            if self.closed or time.monotonic() > deadline:
+                return
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                self.closed = True
+                continue
+            if not chunk:
+                self.closed = True
+            self.buffer += chunk
+
+    def wait_for(self, kind: type[Frame], timeout: float = 10.0, **attrs: object) -> Frame:
+        seen = []
+        for frame in self.frames(timeout):
+            seen.append(frame)
+            if isinstance(frame, kind) and all(getattr(frame, k) == v for k, v in attrs.items()):
+                return frame
+        raise AssertionError(f"no {kind.__name__} {attrs} in {seen}")
+
+    def goaway(self) -> GoAwayFrame:
+        frame = self.wait_for(GoAwayFrame)
+        assert isinstance(frame, GoAwayFrame)
+        return frame
+
+    def close(self) -> None:
+        self.sock.close()

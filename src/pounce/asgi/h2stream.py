@@ -205,9 +205,10 @@ class H2Stream(Exchange):
     # -- failures ------------------------------------------------------------------
 
     def _cancelled(self) -> None:
-        """Cancelled (shutdown timeout): reset the stream, never wait."""
+        """Cancelled (shutdown timeout, or ``http2.reset_grace`` after the client's
+        reset): reset the stream, never wait."""
         self.response_complete = True
-        self._record(self._status or 500)
+        self._record(self._status or (499 if self.disconnected else 500))
         self.sink.reset_stream(self.stream_id, CANCEL)
         self.sink.stream_done(self.stream_id)
 

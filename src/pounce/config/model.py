@@ -427,6 +427,34 @@ class Http2Config:
         maximum=16 * 1024 * 1024,
         unit="bytes",
     )
+    max_resets_per_second: int = setting(
+        100,
+        doc=(
+            "Stream resets a connection may cause per second (its RST_STREAM, malformed or"
+            " refused streams; as large a burst) before GOAWAY ENHANCE_YOUR_CALM closes it"
+            " (rapid reset, CVE-2023-44487); `0`: no limit."
+        ),
+        flags=("--http2-max-resets-per-second",),
+        minimum=0,
+        metavar="N",
+    )
+    max_resets: int = setting(
+        10000,
+        doc="Stream resets a connection may cause in its lifetime, likewise; `0`: no limit.",
+        flags=("--http2-max-resets",),
+        minimum=0,
+        metavar="N",
+    )
+    reset_grace: float = setting(
+        1.0,
+        doc=(
+            "The app of a stream the client reset gets `http.disconnect`, and is cancelled"
+            " this long after; it counts toward `max_concurrent_streams` until it returns."
+        ),
+        flags=("--http2-reset-grace",),
+        minimum=0,
+        unit="seconds",
+    )
 
 
 @dataclass(frozen=True, slots=True)

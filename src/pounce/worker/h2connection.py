@@ -10,8 +10,17 @@ as far as the peer's connection and stream windows allow (``send_data``
 waits for WINDOW_UPDATE), and as far as the transport's write buffer allows.
 
 A stream over SETTINGS_MAX_CONCURRENT_STREAMS is refused on its own with
-RST_STREAM REFUSED_STREAM (RFC 9113 §5.1.2), where ``h2`` would end the
-connection: see :class:`_RefusingH2Connection`.
+RST_STREAM REFUSED_STREAM (RFC 9113 §5.1.2), and a malformed request is reset
+with PROTOCOL_ERROR (§8.1.1), where ``h2`` would end the connection: see
+:mod:`pounce.worker.h2state`.
+
+Rapid reset (CVE-2023-44487) is bounded three ways.  A stream counts toward
+``max_concurrent_streams`` until its app returns, reset or not; a reset stream's
+app gets ``http.disconnect`` and is cancelled ``reset_grace`` later; a connection
+that causes more resets than ``max_resets_per_second`` / ``max_resets`` gets
+GOAWAY ENHANCE_YOUR_CALM and is closed.  Apps are started once the whole read is
+handled (a stream reset in the same read never reaches its app), at most
+:data:`STARTS_PER_PASS` per pass of the loop, reading paused meanwhile.
 """
 
 from __future__ import annotations
@@ -28,12 +37,13 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import h2.stream
 from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import GoAwayFrame
 
 from pounce.asgi.h2stream import CANCEL, NO_ERROR, H2Stream
+from pounce.protocols.h2budget import ResetBudget
 from pounce.types import ASGIApp, Scope
+from pounce.worker.h2state import PROTOCOL_ERROR, REFUSED_STREAM, ServerH2Connection
 
 if TYPE_CHECKING:
     from pounce.asgi.h2websocket import H2WebSocketStream
@@ -41,8 +51,13 @@ if TYPE_CHECKING:
 
 error_log = logging.getLogger("pounce.error")
 
-REFUSED_STREAM = 0x7
 COMPRESSION_ERROR = 0x9
+ENHANCE_YOUR_CALM = 0xB
+#: Streams whose apps are started in one pass of the event loop, per connection: a
+#: read full of HEADERS frames does not keep the loop from other connections.
+STARTS_PER_PASS = 16
+#: Bytes of one read handed to h2 at a time (a few hundred small frames).
+READ_SLICE = 4096
 #: Length 8, type GOAWAY: the frame h2 queues on a connection error (no debug data).
 _GOAWAY_HEAD = b"\x00\x00\x08\x07"
 #: Largest connection-level receive window opened (all streams' bodies together).
@@ -69,7 +84,7 @@ class H2Connection(asyncio.Protocol):
         self.extensions = extensions
         self._upgrade = upgrade
         cfg = state.config.http2
-        self.h2 = _RefusingH2Connection(
+        self.h2 = ServerH2Connection(
             config=h2.config.H2Configuration(client_side=False, header_encoding=None)
         )
         self.h2.local_settings = h2.settings.Settings(
@@ -91,6 +106,13 @@ class H2Connection(asyncio.Protocol):
         self._writable.set()
         self._window_waiters: dict[int, asyncio.Future[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        #: Streams whose app runs (until it returns, even after a reset), and those
+        #: whose app starts in a coming pass of the loop.
+        self._apps: dict[int, asyncio.Task[None]] = {}
+        self._pending: dict[int, tuple[H2Stream | H2WebSocketStream, ASGIApp]] = {}
+        self._next_pass: asyncio.Handle | None = None
+        self._reads_paused = False
+        self._resets = ResetBudget(cfg.max_resets_per_second, cfg.max_resets, state.loop.time())
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -116,27 +138,37 @@ class H2Connection(asyncio.Protocol):
             scope = dict(scope, http_version="2", extensions=extensions)
             self._start_stream(1, scope, end_stream=True)
             self._upgrade = None
+            self._start_pending()
         self._arm_idle(self.state.config.http.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
         self._drop_timer()
-        for stream in list(self.streams.values()):
+        self._pending.clear()
+        for stream_id, stream in list(self.streams.items()):
             stream.disconnect()
+            self._cancel_later(stream_id)
         self._wake_all()
         self._writable.set()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._protocol_error(exc)
-            return
-        for event in events:
-            self._handle(event)
+        # h2 parses a whole read before it returns events: fed a slice at a time, a
+        # connection closed for its resets (or errors) stops costing parse time at once.
+        for start in range(0, len(data), READ_SLICE):
+            try:
+                events = self.h2.receive_data(data[start : start + READ_SLICE])
+            except h2.exceptions.ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            for event in events:
+                self._handle(event)
+                if self.closing:
+                    return
+        if self._next_pass is None:
+            self._start_pending()
         self._flush()
         if self.goaway_sent and not self.streams:
             self._close()
@@ -155,14 +187,25 @@ class H2Connection(asyncio.Protocol):
             if self.goaway_sent and event.stream_id > self._last_stream_id:
                 self.h2.reset_stream(event.stream_id, REFUSED_STREAM)  # after our GOAWAY
                 return
+            running = len(self._apps) + len(self._pending)
+            if running >= self.state.config.http2.max_concurrent_streams:
+                # As many apps run as streams may be open, some of them for streams the
+                # client reset: a reset frees no room until the app returns (rapid reset).
+                self.h2.reset_stream(event.stream_id, REFUSED_STREAM)
+                self._spend_reset()
+                return
             if _is_extended_connect(event.headers):
                 self._start_websocket(
                     event.stream_id, event.headers, event.stream_ended is not None
                 )
                 return
             scope = self._scope(event.headers)
-            if scope is None:
-                self.h2.reset_stream(event.stream_id, 0x1)  # PROTOCOL_ERROR
+            if scope is None or (
+                event.stream_ended is not None and _content_length(scope["headers"])
+            ):
+                # Malformed (RFC 9113 §8.1.1), e.g. content-length > 0 without DATA.
+                self.h2.reset_stream(event.stream_id, PROTOCOL_ERROR)
+                self._spend_reset()
                 return
             self._start_stream(event.stream_id, scope, end_stream=event.stream_ended is not None)
         elif isinstance(event, h2.events.DataReceived):
@@ -173,10 +216,14 @@ class H2Connection(asyncio.Protocol):
             if stream is not None:
                 stream.end_body()
         elif isinstance(event, h2.events.StreamReset):
-            stream = self.streams.pop(event.stream_id or 0, None)
-            if stream is not None:
+            # The client's RST_STREAM, or ours for its malformed request (h2state).
+            stream_id = event.stream_id or 0
+            stream = self.streams.pop(stream_id, None)
+            if self._pending.pop(stream_id, None) is None and stream is not None:
                 stream.disconnect()  # only this stream: its app gets http.disconnect
-            self._wake(event.stream_id or 0)
+                self._cancel_later(stream_id)
+            self._wake(stream_id)
+            self._spend_reset()
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id:
                 self._wake(event.stream_id)
@@ -186,6 +233,7 @@ class H2Connection(asyncio.Protocol):
             self._wake_all()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway_sent = True
+            self._pending.clear()
             for stream in list(self.streams.values()):
                 stream.disconnect()
             self._flush()
@@ -201,6 +249,7 @@ class H2Connection(asyncio.Protocol):
             # Over http.max_body_size: this stream only.
             self.h2.acknowledge_received_data(flow_length, stream_id)
             self.streams.pop(stream_id, None)
+            self._pending.pop(stream_id, None)  # its app not started yet: never is
             stream.disconnect()
             self.h2.reset_stream(stream_id, CANCEL)
 
@@ -224,9 +273,7 @@ class H2Connection(asyncio.Protocol):
         length = _content_length(scope["headers"])
         if http.max_body_size and length is not None and length > http.max_body_size:
             app = _payload_too_large
-        task = state.loop.create_task(stream.run(app))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        self._pending[stream_id] = (stream, app)
 
     def _start_websocket(
         self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool
@@ -272,9 +319,67 @@ class H2Connection(asyncio.Protocol):
             stream.end_body()
         if self.state.draining:
             stream.close(*_drain_close(self.state))
-        task = self.state.loop.create_task(stream.run(self.state.app))
-        self.state.tasks.add(task)
-        task.add_done_callback(self.state.tasks.discard)
+        self._pending[stream_id] = (stream, self.state.app)
+
+    # -- running apps, rapid reset ---------------------------------------------------
+
+    def _start_pending(self) -> None:
+        """Start the apps of new streams, :data:`STARTS_PER_PASS` at a time."""
+        self._next_pass = None
+        pending = self._pending
+        if not pending and not self._reads_paused:
+            return
+        for _ in range(min(len(pending), STARTS_PER_PASS)):
+            stream_id = next(iter(pending))
+            stream, app = pending.pop(stream_id)
+            task = self.state.loop.create_task(self._run(stream, app))
+            self.state.tasks.add(task)
+            task.add_done_callback(self.state.tasks.discard)
+            self._apps[stream_id] = task
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if pending:
+            # The rest in the next pass, other connections' work first; no reads meanwhile.
+            self._next_pass = self.state.loop.call_soon(self._start_pending)
+            if not self._reads_paused:
+                self._reads_paused = True
+                transport.pause_reading()
+        elif self._reads_paused:
+            self._reads_paused = False
+            transport.resume_reading()
+
+    async def _run(self, stream: H2Stream | H2WebSocketStream, app: ASGIApp) -> None:
+        try:
+            await stream.run(app)
+        finally:
+            self._apps.pop(stream.stream_id, None)
+
+    def _cancel_later(self, stream_id: int) -> None:
+        """A reset stream's app: ``http.disconnect`` now, cancelled ``reset_grace`` later."""
+        task = self._apps.get(stream_id)
+        if task is None:
+            return
+        grace = self.state.config.http2.reset_grace
+        if grace > 0:
+            self.state.loop.call_later(grace, _cancel, task)
+        else:
+            task.cancel()
+
+    def _spend_reset(self) -> None:
+        """Count a reset the client caused; over the budget: GOAWAY ENHANCE_YOUR_CALM."""
+        if self._resets.spend(self.state.loop.time()) or self.closing:
+            return
+        error_log.warning(
+            "HTTP/2 client %s caused %d stream resets, over http2.max_resets_per_second"
+            " or http2.max_resets: GOAWAY ENHANCE_YOUR_CALM",
+            self.client,
+            self._resets.spent,
+        )
+        self.h2.close_connection(error_code=ENHANCE_YOUR_CALM)
+        self._flush()
+        self.goaway_sent = True
+        self._close()
 
     def _answer(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """A complete header-only response to a stream that gets no app."""
@@ -433,6 +538,7 @@ class H2Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.closing = True
+        self._pending.clear()
         self._drop_timer()
         self._wake_all()
         if self.transport is not None and not self.transport.is_closing():
@@ -478,37 +584,9 @@ class H2Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class _RefusingH2Connection(h2.connection.H2Connection):
-    """``h2``'s connection, with a stream over SETTINGS_MAX_CONCURRENT_STREAMS refused.
-
-    ``h2`` treats one stream too many as a connection error (GOAWAY PROTOCOL_ERROR);
-    RFC 9113 §5.1.2 makes it a stream error, and REFUSED_STREAM tells the client that
-    nothing was processed, so it may retry the request (§8.7).  The other streams and
-    the connection carry on; the refused stream never reaches an app.
-    """
-
-    def _receive_headers_frame(
-        self, frame: HeadersFrame
-    ) -> tuple[list[Frame], list[h2.events.Event]]:
-        try:
-            return super()._receive_headers_frame(frame)
-        except h2.exceptions.TooManyStreamsError:
-            if frame.stream_id % 2 == 0:
-                raise  # never a client's stream: a connection error all the same
-        stream_id = frame.stream_id
-        # The header block is decoded all the same: the HPACK table is the connection's
-        # (RFC 9113 §4.3), and skipping one block would garble every later one.
-        h2.connection._decode_headers(self.decoder, frame.data)
-        self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
-        if stream_id <= self.highest_inbound_stream_id:
-            # HEADERS on a closed stream opens nothing: what h2 does under the limit.
-            raise h2.exceptions.StreamIDTooLowError(stream_id, self.highest_inbound_stream_id)
-        # The id is used up (§5.1.1) and the stream closed by our RST_STREAM: DATA still
-        # in flight on it is handled as on any stream h2 reset (the connection window
-        # re-opened, RST_STREAM STREAM_CLOSED), later HEADERS on it likewise.
-        self.highest_inbound_stream_id = stream_id
-        self._closed_streams[stream_id] = h2.stream.StreamClosedBy.SEND_RST_STREAM
-        return [RstStreamFrame(stream_id, error_code=REFUSED_STREAM)], []
+def _cancel(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        task.cancel()
 
 
 def _websocket_enabled(state: ServerState) -> bool:
