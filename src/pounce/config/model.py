@@ -276,6 +276,33 @@ class HttpConfig:
         exclusive_minimum=True,
         unit="seconds",
     )
+    max_header_size: int = setting(
+        65536,
+        doc="Largest request head (request line and headers) accepted; larger gets 431.",
+        minimum=1024,
+        maximum=16 * 1024 * 1024,
+        unit="bytes",
+    )
+    max_body_size: int = setting(
+        100 * 1024 * 1024,
+        doc="Largest request body accepted; larger gets 413. 0 means no limit.",
+        minimum=0,
+        unit="bytes",
+    )
+    max_requests_per_connection: int = setting(
+        0,
+        doc="Close a connection after serving this many requests. 0 means no limit.",
+        minimum=0,
+        metavar="N",
+    )
+    parser: HttpParser = setting(  # noqa: RUF009
+        HttpParser.FAST,
+        doc=(
+            "HTTP/1.1 request parser: `fast` (Pounce's own) or `h11` (the reference engine, "
+            "with the same strictness checks)."
+        ),
+        flags=("--http-parser",),
+    )
     request_timeout: float = setting(
         30.0,
         doc=(
@@ -303,33 +330,6 @@ class HttpConfig:
         ),
         minimum=0,
         unit="seconds",
-    )
-    max_header_size: int = setting(
-        65536,
-        doc="Largest request head (request line and headers) accepted; larger gets 431.",
-        minimum=1024,
-        maximum=16 * 1024 * 1024,
-        unit="bytes",
-    )
-    max_body_size: int = setting(
-        100 * 1024 * 1024,
-        doc="Largest request body accepted; larger gets 413. 0 means no limit.",
-        minimum=0,
-        unit="bytes",
-    )
-    max_requests_per_connection: int = setting(
-        0,
-        doc="Close a connection after serving this many requests. 0 means no limit.",
-        minimum=0,
-        metavar="N",
-    )
-    parser: HttpParser = setting(  # noqa: RUF009
-        HttpParser.FAST,
-        doc=(
-            "HTTP/1.1 request parser: `fast` (Pounce's own) or `h11` (the reference engine, "
-            "with the same strictness checks)."
-        ),
-        flags=("--http-parser",),
     )
 
 
