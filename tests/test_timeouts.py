@@ -12,6 +12,7 @@ from __future__ import annotations
 import resource
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -86,6 +87,36 @@ def test_request_timeout_counts_from_the_last_body_bytes(launch: Launcher) -> No
         assert time.monotonic() - started > 3  # the whole body took longer than the timeout
         response = wire.read_response()
         assert (response.status, response.body) == (200, body)
+
+
+def test_request_timeout_does_not_run_while_the_app_is_slow_to_read(launch: Launcher) -> None:
+    """Reading paused because the app has not taken the body yet: the client is not
+    stalling, so no 408, however long the app takes."""
+    server = launch.fd(ECHO, "--workers", "1", "--request-timeout", "0.5")
+    key = "slow-reader"
+    body = b"b" * (2 * 1024 * 1024)  # well over what the server buffers for the app
+    with wire_to(server) as wire:
+        head = b"POST /gate?key=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (
+            key.encode(),
+            len(body),
+        )
+        sender = threading.Thread(target=wire.send, args=(head + body,), daemon=True)
+        sender.start()
+
+        def gate_state() -> bytes:
+            with wire_to(server) as control:
+                control.send(request("GET", f"/gate-state?key={key}"))
+                return control.read_response().body
+
+        assert wait_for(lambda: gate_state() == b"waiting", timeout=10)
+        # several request timeouts pass while the app does not read
+        assert not wire.wait_closed(timeout=2), "the server gave up on a client it paused"
+        with wire_to(server) as control:
+            control.send(request("GET", f"/open?key={key}"))
+            assert control.read_response().body == b"opened"
+        sender.join(30)
+        response = wire.read_response(timeout=30)
+        assert (response.status, len(response.body)) == (200, len(body))
 
 
 def test_app_already_responding_to_a_stalled_body_gets_disconnect(launch: Launcher) -> None:
