@@ -185,6 +185,9 @@ def test_every_setting_can_be_set_from_env() -> None:
         "POUNCE_METRICS_PUBLIC": "0",
         "POUNCE_SERVER_LOOP": "asyncio",
         "POUNCE_HTTP_PARSER": "H11",
+        "POUNCE_HTTP_REQUEST_TIMEOUT": "45",
+        "POUNCE_HTTP_WRITE_TIMEOUT": "20",
+        "POUNCE_HTTP_DISCONNECT_GRACE": "0",
         "POUNCE_WEBSOCKET_ENABLED": "off",
         "POUNCE_WEBSOCKET_MAX_MESSAGE_SIZE": "1024",
         "POUNCE_WEBSOCKET_PING_INTERVAL": "0",
@@ -212,6 +215,8 @@ def test_every_setting_can_be_set_from_env() -> None:
     config = load_config(env=env)
     assert config.server.loop == "asyncio"
     assert config.http.parser == "h11"
+    assert (config.http.request_timeout, config.http.write_timeout) == (45.0, 20.0)
+    assert config.http.disconnect_grace == 0.0
     assert config.websocket.enabled is False
     assert config.websocket.max_message_size == 1024
     assert config.websocket.ping_interval == 0.0

@@ -135,3 +135,62 @@ def test_disconnect_after_the_whole_body_waits_for_the_response() -> None:
 
     _run(app, "POST", [b"x"])
     assert seen == ["http.request", "http.disconnect"]
+
+
+def test_app_running_on_after_a_reset_is_cancelled_after_the_disconnect_grace() -> None:
+    """http.disconnect_grace: the stream's app gets http.disconnect, ignores it, and is
+    cancelled once the grace is over (and counted)."""
+    from pounce.metrics import Collector
+
+    events: list[str] = []
+
+    async def hang(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    async def main() -> Collector:
+        metrics = Collector()
+        tasks: set[asyncio.Task[None]] = set()
+        stream = H2Stream(
+            Sink(), 1, _scope(), access_log=False, metrics=metrics, tasks=tasks,
+            disconnect_grace=0.05,
+        )  # fmt: skip
+        stream.end_body()
+        task = asyncio.get_running_loop().create_task(stream.run(hang))
+        tasks.add(task)
+        await asyncio.sleep(0)  # the app starts and waits
+        stream.disconnect()  # e.g. RST_STREAM from the client
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+        assert not tasks  # no longer in flight
+        return metrics
+
+    metrics = asyncio.run(main())
+    assert events == ["cancelled"]
+    assert metrics.apps_cancelled == 1
+
+
+def test_app_that_returns_within_the_disconnect_grace_is_not_cancelled() -> None:
+    from pounce.metrics import Collector
+
+    async def polite(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def main() -> Collector:
+        metrics = Collector()
+        stream = H2Stream(
+            Sink(), 1, _scope(), access_log=False, metrics=metrics, disconnect_grace=0.0
+        )
+        stream.end_body()
+        task = asyncio.get_running_loop().create_task(stream.run(polite))
+        await asyncio.sleep(0)
+        stream.disconnect()
+        await asyncio.wait_for(task, 10)
+        for _ in range(3):  # loop iterations: the grace timer (0 s) has run, found it done
+            await asyncio.sleep(0)
+        return metrics
+
+    assert asyncio.run(main()).apps_cancelled == 0

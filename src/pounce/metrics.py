@@ -45,6 +45,8 @@ class Collector:
         "_buckets",
         "_duration_sum",
         "_requests",
+        "accept_pauses",
+        "apps_cancelled",
         "connections",
         "in_flight",
         "response_bytes",
@@ -57,6 +59,10 @@ class Collector:
         self.response_bytes = 0
         self.in_flight = 0
         self.connections = 0
+        #: Apps cancelled because they ran on past http.disconnect_grace after their client left.
+        self.apps_cancelled = 0
+        #: Times accepting paused because the process ran out of file descriptors.
+        self.accept_pauses = 0
 
     def observe(self, method: str, status: int, duration: float, nbytes: int) -> None:
         """Count one finished request."""
@@ -79,6 +85,8 @@ class Collector:
             "response_bytes": self.response_bytes,
             "in_flight": self.in_flight,
             "connections": self.connections,
+            "apps_cancelled": self.apps_cancelled,
+            "accept_pauses": self.accept_pauses,
         }
 
 
@@ -96,6 +104,8 @@ def add_counters(total: Snapshot, part: Mapping[str, Any]) -> None:
         total["buckets"][i] += int(value)
     total["duration_sum"] += float(part.get("duration_sum", 0.0))
     total["response_bytes"] += int(part.get("response_bytes", 0))
+    for key in ("apps_cancelled", "accept_pauses"):
+        total[key] += int(part.get(key, 0))
 
 
 def merge(retired: Mapping[str, Any], live: Iterable[Mapping[str, Any]]) -> Snapshot:
@@ -227,6 +237,19 @@ def render(total: Mapping[str, Any], daemon: Mapping[str, Any]) -> str:
     out.append(f"http_connections_active {total['connections']}")
     family("http_response_bytes_total", "counter", "Bytes written in responses, heads included.")
     out.append(f"http_response_bytes_total {total['response_bytes']}")
+    family(
+        "pounce_apps_cancelled_total",
+        "counter",
+        "Requests whose app was cancelled, still running http.disconnect_grace after its "
+        "client left.",
+    )
+    out.append(f"pounce_apps_cancelled_total {total.get('apps_cancelled', 0)}")
+    family(
+        "pounce_accept_pauses_total",
+        "counter",
+        "Times a worker paused accepting connections because it ran out of file descriptors.",
+    )
+    out.append(f"pounce_accept_pauses_total {total.get('accept_pauses', 0)}")
     family("pounce_workers", "gauge", "Workers by state.")
     for state, n in sorted(daemon.get("workers", {}).items()):
         out.append(f'pounce_workers{{state="{_label(state)}"}} {n}')

@@ -201,7 +201,43 @@ async def slow(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
     await _respond(send, 200, b"slow-done-" + b"s" * 1000)
 
 
+async def hang(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
+    """Never responds and never calls receive(): only a cancellation ends it."""
+    print("HANG-STARTED", flush=True)
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        print("HANG-CANCELLED", flush=True)
+        raise
+
+
+async def too_long(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
+    """Declares a Content-Length of 5, then sends 11 bytes."""
+    await _read_body(receive)
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]}
+    )
+    await send({"type": "http.response.body", "body": b"hello world"})
+
+
+async def echo_stream_first(scope: Any, receive: Any, send: Any, q: dict[str, str]) -> None:
+    """Starts a streamed response, then reads the request body; prints what it got."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            print("ECHO-STREAM-FIRST http.disconnect", flush=True)
+            return
+        if not message.get("more_body", False):
+            break
+    await send({"type": "http.response.body", "body": b"done", "more_body": False})
+
+
 ROUTES = {
+    "/echo-stream-first": echo_stream_first,
+    "/hang": hang,
+    "/too-long": too_long,
     "/echo-chunks": echo_chunks,
     "/wait-disconnect": wait_disconnect,
     "/upload-disconnect": upload_disconnect,

@@ -120,6 +120,30 @@ class Exchange:
         self.disconnected = True
         self._wake()
 
+    def cancel_after(self, grace: float) -> None:
+        """The client is gone: if the app is still running ``grace`` seconds from now, cancel it.
+
+        The app got ``http.disconnect`` (from :meth:`disconnect`); one that never
+        calls ``receive()`` or ignores it would otherwise hold its request in flight
+        for ever.  Only an app that suspended has a :attr:`task` to cancel.
+        """
+        task = self.task
+        if task is not None and not task.done():
+            task.get_loop().call_later(grace, self._abandon, task, grace)
+
+    def _abandon(self, task: asyncio.Task[None], grace: float) -> None:
+        if self.task is not task or task.done() or task.cancelling():
+            return  # it returned in time (or is being cancelled already)
+        error_log.warning(
+            "ASGI application still running %.1fs after its client went away (%s %s): cancelled",
+            grace,
+            self.scope["method"],
+            self.scope["path"],
+        )
+        if self.metrics is not None:
+            self.metrics.apps_cancelled += 1
+        task.cancel()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -204,8 +228,11 @@ class Exchange:
         finally:
             # The worker counts in-flight requests by their Tasks (and waits for them
             # on shutdown); a done callback would cost a loop round trip per request.
-            if self.task is not None and self.tasks is not None:
-                self.tasks.discard(self.task)
+            task = self.task
+            if task is not None:
+                self.task = None  # the app returned: nothing left to cancel
+                if self.tasks is not None:
+                    self.tasks.discard(task)
 
     async def send(self, message: Message) -> None:
         raise NotImplementedError

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from pounce.asgi.exchange import ASGIProtocolError, Exchange, response_status
 from pounce.metrics import Collector
-from pounce.types import Message, Scope
+from pounce.types import ASGIApp, Message, Scope
 
 error_log = logging.getLogger("pounce.error")
 
@@ -53,6 +53,7 @@ class H2Stream(Exchange):
         "_received",
         "_status",
         "_trailers_pending",
+        "disconnect_grace",
         "is_head",
         "max_body_size",
         "sink",
@@ -69,8 +70,12 @@ class H2Stream(Exchange):
         metrics: Collector | None,
         max_body_size: int = 0,
         tasks: set[asyncio.Task[None]] | None = None,
+        disconnect_grace: float | None = None,
     ) -> None:
         Exchange.__init__(self, scope, access_log=access_log, metrics=metrics, tasks=tasks)
+        #: With a value (``http.disconnect_grace``), an app still running that long after
+        #: its stream was reset or its connection lost is cancelled (Exchange.cancel_after).
+        self.disconnect_grace = disconnect_grace
         self.sink = sink
         self.stream_id = stream_id
         self.max_body_size = max_body_size
@@ -83,6 +88,16 @@ class H2Stream(Exchange):
         self._headers: list[tuple[bytes, bytes]] = []
 
     # -- fed by the connection -------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        if self.disconnect_grace is not None:
+            self.task = asyncio.current_task()
+        await Exchange.run(self, app)
+
+    def disconnect(self) -> None:
+        Exchange.disconnect(self)
+        if self.disconnect_grace is not None and not self.response_complete:
+            self.cancel_after(self.disconnect_grace)
 
     def feed_body(self, data: bytes, flow_length: int | None = None) -> bool:  # type: ignore[override]
         """Queue request body; False when it goes over ``max_body_size``.

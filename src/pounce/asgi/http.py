@@ -205,6 +205,9 @@ class HTTPCycle(Exchange):
         if body and not self._no_body:
             sent = self._sent = self._sent + len(body)
             if self._expected_length is not None and sent > self._expected_length:
+                if out:  # the head goes out: the client sees the status, then the close
+                    self.conn.write(out)
+                    self.bytes_sent += len(out)
                 self._fail_framing("the app sent more bytes than its Content-Length")
                 return
             if self._chunked:
@@ -294,7 +297,33 @@ class HTTPCycle(Exchange):
         )
         self.response_complete = True
         self.keep_alive = False
+        # The connection is closed: later messages of the app are dropped quietly
+        # (logged once, here), and receive() says http.disconnect.
+        self.disconnected = True
+        self._wake()
         self.conn.abort()
+
+    def request_timed_out(self) -> None:
+        """The request body stalled (``http.request_timeout``): answer 408, or reset.
+
+        The app gets ``http.disconnect``; an app already responding has its
+        connection reset, as the client will not read the rest of the exchange.
+        """
+        self.keep_alive = False
+        self.disconnected = True
+        self._wake()
+        if self.response_complete:
+            return
+        self.response_complete = True
+        if self.head_written:
+            self._record(self._status)
+            self.conn.abort()
+            return
+        response = http11.error_response(408, "Request Timeout")
+        self.conn.write(response)
+        self.bytes_sent += len(response)
+        self._record(408)
+        self.conn.response_done(False)
 
     # -- failures ------------------------------------------------------------------
 

@@ -304,6 +304,34 @@ class HttpConfig:
         ),
         flags=("--http-parser",),
     )
+    request_timeout: float = setting(
+        30.0,
+        doc=(
+            "Answer 408 and close when a request body makes no progress for this long "
+            "(an app already responding gets `http.disconnect` and the connection is closed)."
+        ),
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+    write_timeout: float = setting(
+        30.0,
+        doc=(
+            "Drop a connection whose client has read nothing of a full send buffer for this long."
+        ),
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+    disconnect_grace: float = setting(
+        10.0,
+        doc=(
+            "After a client went away mid-request, give the app this long to return "
+            "(it gets `http.disconnect`) before cancelling it."
+        ),
+        minimum=0,
+        unit="seconds",
+    )
 
 
 class TlsClientAuth(enum.StrEnum):

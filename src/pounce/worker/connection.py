@@ -62,6 +62,8 @@ class HTTPConnection(asyncio.Protocol):
         self._timer_when = 0.0  # when _timer fires (TimerHandle.when() is a Python call)
         self._deadline: float | None = None
         self._timer_is_header = False
+        self._timer_is_body = False  # the deadline is request_timeout's (a body to come)
+        self._write_timer: asyncio.TimerHandle | None = None
         self._processing = False
         self._unlaunched: ASGIApp | None = None
         self._runner: ConnectionRunner | None = None
@@ -81,6 +83,9 @@ class HTTPConnection(asyncio.Protocol):
         self._max_requests = http.max_requests_per_connection
         self._header_timeout = http.header_timeout
         self._keep_alive_timeout = http.keep_alive_timeout
+        self._request_timeout = http.request_timeout
+        self._write_timeout = http.write_timeout
+        self._disconnect_grace = http.disconnect_grace
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -117,8 +122,10 @@ class HTTPConnection(asyncio.Protocol):
         self._queued = 0
         self._drop_timer()
         self.closing = True
-        if self.cycle is not None:
-            self.cycle.disconnect()
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnect()
+            cycle.cancel_after(self._disconnect_grace)
         self._writable.set()
 
     def data_received(self, data: bytes) -> None:
@@ -151,11 +158,22 @@ class HTTPConnection(asyncio.Protocol):
         else:
             parser.feed(data)
         self._process()
-        if self.cycle is None and not self._timer_is_header and parser.buffered:
-            # Part of a request head after an idle keep-alive wait: from now on the
-            # whole head must arrive within header_timeout (slowloris).  (A head that
-            # arrives in one read never needs this timer.)
-            self._set_timer(self._header_timeout, header=True)
+        cycle = self.cycle
+        if cycle is None:
+            if not self._timer_is_header and parser.buffered:
+                # Part of a request head after an idle keep-alive wait: from now on the
+                # whole head must arrive within header_timeout (slowloris).  (A head that
+                # arrives in one read never needs this timer.)
+                self._set_timer(self._header_timeout, header=True)
+        elif not cycle.body_complete:
+            # Body bytes are still to come: each read moves the request_timeout
+            # deadline (none while reading is paused for the app to catch up).
+            if self._reading_paused:
+                self._cancel_timer()
+            else:
+                self._set_timer(self._request_timeout, header=False, body=True)
+        elif self._timer_is_body:
+            self._cancel_timer()
 
     def eof_received(self) -> bool | None:
         self.flush()  # the transport closes when this returns: queued responses first
@@ -165,9 +183,16 @@ class HTTPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writable.clear()
+        if self._write_timer is None:
+            # The client must read some of the full send buffer within write_timeout.
+            self._write_timer = self.loop.call_later(self._write_timeout, self._write_timed_out)
 
     def resume_writing(self) -> None:
         self._writable.set()
+        timer = self._write_timer
+        if timer is not None:
+            timer.cancel()
+            self._write_timer = None
 
     # -- parsing ----------------------------------------------------------------
 
@@ -428,6 +453,9 @@ class HTTPConnection(asyncio.Protocol):
             self.transport.resume_reading()
             # Events may be waiting in bytes already received (or the body's end).
             self.state.loop.call_soon(self._process)
+            cycle = self.cycle
+            if cycle is not None and not cycle.body_complete:
+                self._set_timer(self._request_timeout, header=False, body=True)
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:
@@ -470,7 +498,7 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- timers and shutdown -------------------------------------------------------
 
-    def _set_timer(self, delay: float, *, header: bool) -> None:
+    def _set_timer(self, delay: float, *, header: bool, body: bool = False) -> None:
         """Arm the connection's one timeout: ``delay`` seconds from now.
 
         Per request this only moves a deadline; the loop's timer is re-armed when it
@@ -480,6 +508,7 @@ class HTTPConnection(asyncio.Protocol):
         deadline = loop.time() + delay
         self._deadline = deadline
         self._timer_is_header = header
+        self._timer_is_body = body
         timer = self._timer
         if timer is not None and self._timer_when > deadline:
             timer.cancel()
@@ -491,12 +520,16 @@ class HTTPConnection(asyncio.Protocol):
     def _cancel_timer(self) -> None:
         self._deadline = None
         self._timer_is_header = False
+        self._timer_is_body = False
 
     def _drop_timer(self) -> None:
         self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
 
     def _timeout(self) -> None:
         self._timer = None
@@ -509,13 +542,44 @@ class HTTPConnection(asyncio.Protocol):
             return
         self._deadline = None
         transport = self.transport
-        if transport is None or transport.is_closing() or self.cycle is not None:
+        if transport is None or transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None:
+            if self._timer_is_body and not cycle.body_complete:
+                self._body_timed_out(cycle)
             return
         self.closing = True
         if self.parser.buffered:
             # A partial request head after header_timeout: RFC 9110 §15.5.9.
             self.write(http11.error_response(408, "Request Timeout"))
         self.close_transport()
+
+    def _body_timed_out(self, cycle: HTTPCycle) -> None:
+        """No request body bytes for request_timeout: 408 (or a reset) and close."""
+        error_log.info(
+            "request body from %s stalled for %.1fs (http.request_timeout): closing",
+            _peer(self.client),
+            self._request_timeout,
+        )
+        self._timer_is_body = False
+        self.closing = True
+        cycle.request_timed_out()
+        cycle.cancel_after(self._disconnect_grace)
+        if self.transport is not None and not self.transport.is_closing():
+            self.close_transport()
+
+    def _write_timed_out(self) -> None:
+        """The client read nothing of a full send buffer for write_timeout: drop it."""
+        self._write_timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        error_log.info(
+            "client %s read nothing for %.1fs (http.write_timeout): dropping the connection",
+            _peer(self.client),
+            self._write_timeout,
+        )
+        self.abort()
 
     def shutdown(self, idle_grace: float = 0.0) -> None:
         """Stop after the current response.

@@ -28,6 +28,7 @@ from pounce.net.listeners import Listener
 from pounce.net.tls import build_context, listener_uses_tls
 from pounce.protocols.http11 import Request
 from pounce.types import ASGIApp
+from pounce.worker.accept import Acceptor
 from pounce.worker.connection import HTTPConnection
 from pounce.worker.h2hooks import h2_available, install_http2
 from pounce.worker.health import special_routes
@@ -61,6 +62,12 @@ class Connection(Protocol):
 
     def shutdown(self, idle_grace: float = 0.0) -> None: ...
     def abort(self) -> None: ...
+
+
+class Listening(Protocol):
+    """A listener being served: an ``asyncio.Server`` (uvloop) or an :class:`Acceptor`."""
+
+    def close(self) -> None: ...
 
 
 class Flushable(Protocol):
@@ -200,7 +207,7 @@ class Worker:
         self.link: SupervisorLink | None = None
         self._idle_grace = 0.0
         self._stop: asyncio.Event | None = None
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listening] = []
         self._interrupts = 0
         self.state: ServerState | None = None
         self._websockets: WebSocketUpgrades | None = None
@@ -259,7 +266,7 @@ class Worker:
 
     async def _start_server(
         self, loop: asyncio.AbstractEventLoop, state: ServerState, listener: Listener
-    ) -> asyncio.Server:
+    ) -> Listening:
         def factory() -> HTTPConnection:
             return HTTPConnection(state, listener)
 
@@ -269,6 +276,12 @@ class Worker:
         ctx = None
         if listener_uses_tls(self.config, listener.config):
             ctx = build_context(self.config, h2_available=h2_available())
+        if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+            # asyncio's own accept loop floods the log when out of fds: see worker/accept.py
+            sock.listen(backlog)
+            acceptor = Acceptor(loop, sock, factory, ctx, backlog, state.metrics, state.connections)
+            acceptor.start()
+            return acceptor
         if sock.family == socket.AF_UNIX:
             return await loop.create_unix_server(factory, sock=sock, backlog=backlog, ssl=ctx)
         return await loop.create_server(factory, sock=sock, backlog=backlog, ssl=ctx)
