@@ -70,7 +70,7 @@ BAD_CHUNKS = {
     # bounded: 4 KiB a line, 64 KiB of extensions a body
     "ext-line-too-long": b"5;a=" + b"b" * 4093 + b"\r\nhello\r\n0\r\n\r\n",
     "ext-line-too-long-unfinished": b"5;a=" + b"b" * 5000,
-    "ext-total-too-large": b"1;a=" + b"b" * 4000 + b"\r\nx\r\n" * 17 + b"0\r\n\r\n",
+    "ext-total-too-large": (b"1;a=" + b"b" * 4000 + b"\r\nx\r\n") * 17 + b"0\r\n\r\n",
 }
 
 _CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
