@@ -540,11 +540,10 @@ _GOOD_LISTS: set[bytes] = set()  # Connection and Upgrade values already checked
 
 
 def _check_list(value: bytes, pattern: re.Pattern[bytes], what: str) -> None:
-    if value not in _GOOD_LISTS:
-        if pattern.fullmatch(value) is None:
-            raise ProtocolError(f"malformed {what} header")
-        if len(_GOOD_LISTS) < 1024:
-            _GOOD_LISTS.add(value)
+    if pattern.fullmatch(value) is None:
+        raise ProtocolError(f"malformed {what} header")
+    if len(_GOOD_LISTS) < 1024:
+        _GOOD_LISTS.add(value)
 
 
 def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers) -> Request:
@@ -572,12 +571,14 @@ def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers
             if _HOST.fullmatch(value) is None:
                 raise ProtocolError("malformed Host header")
         elif name == b"connection":
-            _check_list(value, _OPTIONS, "Connection")
+            if value not in _GOOD_LISTS:
+                _check_list(value, _OPTIONS, "Connection")
             connection.extend(c.strip(b" \t").lower() for c in value.split(b","))
         elif name == b"expect":
             expect_continue = value.lower() == b"100-continue"
         elif name == b"upgrade":
-            _check_list(value, _PROTOCOLS, "Upgrade")
+            if value not in _GOOD_LISTS:
+                _check_list(value, _PROTOCOLS, "Upgrade")
             upgrade = True
     if hosts > 1:
         raise ProtocolError("more than one Host header")
