@@ -148,6 +148,9 @@ CHUNK_EXTENSIONS = [
 ]  # fmt: skip
 
 
+EXTENSION_BYTES = st.binary(max_size=12).map(lambda ext: b";" + ext)
+
+
 @st.composite
 def requests(draw: st.DrawFn) -> bytes:
     """Mostly well-formed requests, with a chance of every kind of damage."""
@@ -178,7 +181,7 @@ def requests(draw: st.DrawFn) -> bytes:
     if framing in ("chunked", "both", "bad-chunk"):
         lines.append(b"Transfer-Encoding: " + draw(st.sampled_from([b"chunked", b"CHUNKED"])))
         size = b"%x" % len(body) if framing != "bad-chunk" else b"zz"
-        size += draw(st.sampled_from([b""] * 4 + CHUNK_EXTENSIONS))
+        size += draw(st.sampled_from([b""] * 4 + CHUNK_EXTENSIONS) | EXTENSION_BYTES)
         payload = (size + b"\r\n" + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
     if framing == "fold":
         lines.append(b" folded")
@@ -192,3 +195,22 @@ def test_generated_requests_agree(data: bytes, step: int, limits: bool) -> None:
     ref = run(H11RequestParser, data, step, **(DEFAULT_LIMITS if limits else {}))
     assert fast[0] == ref[0], (data, fast, ref)
     assert fast[1] == ref[1], data
+
+
+CHUNK_FRAGMENTS = [
+    b"0", b"5", b"a", b"F", b"10000000000000000", b";", b"=", b'"', b"\\", b"x", b"tok", b" ",
+    b"\t", b"\r\n", b"\r", b"\n", b"\x00", b"\x7f", b"\xff", b"hello", b"\r\n\r\n", b",",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.lists(st.sampled_from(CHUNK_FRAGMENTS), max_size=30).map(b"".join),
+    step=st.integers(min_value=0, max_value=7),
+)
+def test_generated_chunked_bodies_agree(body: bytes, step: int) -> None:
+    """Chunk-size lines and extensions, any bytes: both engines read them alike."""
+    data = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    fast = run(http11.RequestParser, data, step, **DEFAULT_LIMITS)
+    ref = run(H11RequestParser, data, step, **DEFAULT_LIMITS)
+    assert fast == ref, data

@@ -4,8 +4,9 @@ It has the same interface and events as :class:`~pounce.protocols.http11.Request
 (``http.parser = "h11"``).  h11 alone accepts some requests Pounce must refuse (a
 duplicate or malformed Host, an absurd chunk size, ...), so every request head is also
 checked with :func:`~pounce.protocols.http11.parse_head` before h11's events are used,
-and every chunk-size line with :func:`~pounce.protocols.http11.check_chunk_line` before
-h11 reads it.  Where the two differ in what they hand on, the app gets what the fast
+every chunk-size line with :func:`~pounce.protocols.http11.check_chunk_line` and the
+trailer section with :func:`~pounce.protocols.http11.check_trailers` before h11 reads
+them.  Where the two differ in what they hand on, the app gets what the fast
 parser gives: the absolute-form target made origin-form with its authority as Host
 (RFC 9112 §3.2.2), ``Transfer-Encoding`` as sent (h11 lower-cases it).
 """
@@ -19,8 +20,6 @@ import h11
 from pounce.errors import ProtocolError
 from pounce.protocols import http11
 
-# h11 accepts chunk sizes of up to 20 hex digits; http11 caps them at 16.
-_MAX_CHUNK = 16**16 - 1
 # Fields whose value the h11 engine takes from the checked head (see the module doc).
 _CHECKED_FIELDS = (b"host", b"transfer-encoding")
 
@@ -135,7 +134,6 @@ class H11RequestParser:
 
     def _translate(self, event: Any) -> http11.Event:
         if event is h11.NEED_DATA:
-            self._check_chunk()
             return http11.NEED_DATA
         if isinstance(event, h11.Request):
             checked = self._request
@@ -160,7 +158,6 @@ class H11RequestParser:
             self._body_seen += len(event.data)
             if self.max_body_size and self._body_seen > self.max_body_size:
                 raise ProtocolError("request body larger than max_body_size", 413)
-            self._check_chunk()
             return http11.Data(bytes(event.data))
         if isinstance(event, h11.EndOfMessage):
             self._done = True
@@ -176,25 +173,32 @@ class H11RequestParser:
             self._ext_seen = 0
             self._conn._reader = _CheckedChunks(reader, self)
 
-    def chunk_line(self, line: bytes) -> None:
-        """A chunk-size line of the body (without its CRLF): the fast parser's rules."""
+    def chunk_line(self, line: bytes) -> tuple[int, int]:
+        """Check a chunk-size line (without its CRLF) by the fast parser's rules: its
+        size and the length of its extensions.
+
+        Pure: the same line may be checked again while its trailers arrive."""
         size, extensions = http11.check_chunk_line(line)
-        if extensions:
-            self._ext_seen += extensions
-            if self._ext_seen > http11.MAX_CHUNK_EXTENSIONS:
-                raise ProtocolError("chunk extensions too large")
+        if extensions and self._ext_seen + extensions > http11.MAX_CHUNK_EXTENSIONS:
+            raise ProtocolError("chunk extensions too large")
         if self.max_body_size and self._body_seen + size > self.max_body_size:
             raise ProtocolError("request body larger than max_body_size", 413)
+        return size, extensions
 
-    def _check_chunk(self) -> None:
-        # h11 does not bound chunk sizes: look at the size it is reading now.
-        pending = getattr(self._conn._reader, "_bytes_in_chunk", 0)
-        if not isinstance(pending, int):
-            return
-        if pending > _MAX_CHUNK:
-            raise ProtocolError("invalid chunk size")
-        if self.max_body_size and self._body_seen + pending > self.max_body_size:
-            raise ProtocolError("request body larger than max_body_size", 413)
+    def trailers_ready(self, rest: bytes) -> bool:
+        """Whether the trailer section at the start of ``rest`` is complete (and good).
+
+        h11 also ends it at a bare LF and folds lines: checked here first, as the fast
+        parser reads it."""
+        if rest[:2] == b"\r\n":
+            return True
+        end = rest.find(b"\r\n\r\n")
+        if end < 0:
+            if len(rest) > self.max_header_size:
+                raise ProtocolError("trailer section too large", 431)
+            return False
+        http11.check_trailers(rest[:end])
+        return True
 
 
 def _with_checked_values(h11_headers: Any, checked: http11.Headers) -> http11.Headers:
@@ -219,7 +223,11 @@ class _CheckedChunks:
 
     def __call__(self, buf: Any) -> Any:
         reader = self._reader
-        if reader._bytes_in_chunk == 0 and not reader._reading_trailer:
+        parser = self._parser
+        if reader._reading_trailer:
+            if not parser.trailers_ready(bytes(buf._data)):
+                return None  # (h11 would end them at a bare LF)
+        elif reader._bytes_in_chunk == 0:
             # A chunk-size line comes next (after the CRLF that ends the last chunk).
             start = len(reader._bytes_to_discard)
             data = bytes(buf._data[: start + http11.MAX_CHUNK_LINE + 2])
@@ -228,7 +236,11 @@ class _CheckedChunks:
                 if len(data) - start > http11.MAX_CHUNK_LINE + 1:
                     raise ProtocolError("chunk size line too long")
             else:
-                self._parser.chunk_line(data[start:end])
+                size, extensions = parser.chunk_line(data[start:end])
+                # After the last chunk h11 reads the trailers in the same call.
+                if size == 0 and not parser.trailers_ready(bytes(buf._data[end + 2 :])):
+                    return None
+                parser._ext_seen += extensions
         return reader(buf)
 
     def read_eof(self) -> Any:

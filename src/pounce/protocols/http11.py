@@ -338,6 +338,8 @@ class RequestParser:
             return Data(data)
         if state is _S_CHUNK_CRLF:
             if len(buf) < 2:
+                if buf and buf[0] != 13:  # not CR: wrong already (as h11 says at once)
+                    raise ProtocolError("chunk data not followed by CRLF")
                 return NEED_DATA
             if buf[:2] != b"\r\n":
                 raise ProtocolError("chunk data not followed by CRLF")
@@ -359,7 +361,7 @@ class RequestParser:
             return NEED_DATA
         block = bytes(buf[:end])
         del buf[: end + 4]
-        _parse_fields(block.split(b"\r\n"), block)
+        check_trailers(block)
         self._state = _S_DONE
         return END_OF_MESSAGE
 
@@ -377,6 +379,12 @@ def check_chunk_line(line: bytes) -> tuple[int, int]:
     if match is None:
         raise ProtocolError("invalid chunk size")
     return int(match.group(1), 16), len(line) - match.end(1)
+
+
+def check_trailers(block: bytes) -> None:
+    """Refuse a trailer section (without its final blank line) :class:`RequestParser`
+    would refuse: the rules of a header section (RFC 9112 §7.1.2)."""
+    _parse_fields(block.split(b"\r\n"), block)
 
 
 def _check_block(block: bytes) -> None:
