@@ -200,6 +200,7 @@ def test_generated_requests_agree(data: bytes, step: int, limits: bool) -> None:
 CHUNK_FRAGMENTS = [
     b"0", b"5", b"a", b"F", b"10000000000000000", b";", b"=", b'"', b"\\", b"x", b"tok", b" ",
     b"\t", b"\r\n", b"\r", b"\n", b"\x00", b"\x7f", b"\xff", b"hello", b"\r\n\r\n", b",",
+    b"X-T: 1", b"Content-Length: 5", b"Transfer-Encoding: chunked", b":", b"Host: a b",
 ]  # fmt: skip
 
 

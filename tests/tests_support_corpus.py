@@ -58,6 +58,8 @@ BAD_CHUNKS = {
     # trailers: a header section's rules (h11 alone ends them at a bare LF, folds lines)
     "trailers-ended-by-bare-lf": b"0\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
     "trailer-obs-fold": b"0\r\nX-T: 1\r\n folded\r\n\r\n",
+    "trailer-content-length": b"0\r\nContent-Length: 5\r\n\r\n",
+    "trailer-transfer-encoding": b"0\r\nTransfer-Encoding: gzip\r\n\r\n",
     # chunk extensions (RFC 9112 §7.1.1): ";" token [ "=" ( token / quoted-string ) ]
     "ext-space-in-value": b"5;a=b c\r\nhello\r\n0\r\n\r\n",
     "ext-no-name": b"5;=b\r\nhello\r\n0\r\n\r\n",

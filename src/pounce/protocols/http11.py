@@ -383,8 +383,11 @@ def check_chunk_line(line: bytes) -> tuple[int, int]:
 
 def check_trailers(block: bytes) -> None:
     """Refuse a trailer section (without its final blank line) :class:`RequestParser`
-    would refuse: the rules of a header section (RFC 9112 §7.1.2)."""
-    _parse_fields(block.split(b"\r\n"), block)
+    would refuse: the rules of a header section (RFC 9112 §7.1.2), and no framing
+    field (RFC 9110 §6.5.1: a peer that merged one would frame the message anew)."""
+    for name, _ in _parse_fields(block.split(b"\r\n"), block):
+        if name in (b"content-length", b"transfer-encoding"):
+            raise ProtocolError("framing field in the trailer section")
 
 
 def _check_block(block: bytes) -> None:
