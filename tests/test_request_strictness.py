@@ -108,6 +108,24 @@ def test_bad_or_oversized_chunk_extensions_are_400_and_close(server: Server, chu
     assert_still_serving(server)
 
 
+BAD_TRAILERS = {
+    "content-length": b"5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n",
+    "transfer-encoding": b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "obs-fold": b"5\r\nhello\r\n0\r\nX-T: 1\r\n folded\r\n\r\n",
+    "ended-by-bare-lf": b"5\r\nhello\r\n0\r\n\n",
+}
+
+
+@pytest.mark.parametrize("chunks", list(BAD_TRAILERS.values()), ids=list(BAD_TRAILERS))
+def test_bad_trailers_are_400_and_close(server: Server, chunks: bytes) -> None:
+    """Trailers follow a header section's rules and carry no framing field."""
+    response, wire = exchange(server, CHUNKED + chunks + NEXT)
+    with wire:
+        assert response.status == 400, (response.raw, response.body)
+        assert wire.wait_closed(), "connection left open after the 400"
+    assert_still_serving(server)
+
+
 def test_valid_chunk_extensions_are_accepted(server: Server) -> None:
     chunks = (
         b'5; a = "b \\" c\xe9" ;d;e=f\t\r\nhello\r\n'
