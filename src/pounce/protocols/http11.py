@@ -38,9 +38,11 @@ _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 # chunk-ext-val = token / quoted-string (RFC 9110 §5.6.4); no CTL but HTAB, no bare CR.
 # One narrowing, as h11 (and so the h11 engine): no whitespace between the size and the
 # first ";" ("5 ;a" is read two ways by two parsers: a smuggling vector).
-_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_EXT = _TCHAR + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR + rb"+|" + _QUOTED + rb"))?"
-_CHUNK_EXT = rb"(?:;[ \t]*" + _EXT + rb"(?:[ \t]*;[ \t]*" + _EXT + rb")*)?"
+_QUOTED = rb'"(?>[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*+"'
+# (Possessive and atomic: the grammar never needs to give back, and a line that fails
+# must fail in linear time, not by backtracking through every split of its ";a;a;a".)
+_EXT = _TCHAR + rb"++(?>[ \t]*+=[ \t]*+(?:" + _TCHAR + rb"++|" + _QUOTED + rb"))?+"
+_CHUNK_EXT = rb"(?>;[ \t]*+" + _EXT + rb"(?>[ \t]*+;[ \t]*+" + _EXT + rb")*+)?+"
 # chunk-size [ chunk-ext ], then (as h11 allows) trailing whitespace.
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})" + _CHUNK_EXT + rb"[ \t]*")
 #: Longest chunk-size line (size and extensions, without its CRLF).
@@ -542,17 +544,17 @@ def _absolute_form(request: Request) -> Request:
 # RFC 9110 §7.6.1 Connection = #token, §7.8 Upgrade = #( token [ "/" token ] ): lists
 # with optional whitespace and empty elements.  Anything else (a non-ASCII byte, ...)
 # is refused, so tokens are compared as ASCII bytes.
-_OPTIONS = re.compile(rb"[ \t,]*(?:" + _TCHAR + rb"+(?:[ \t]*,[ \t,]*" + _TCHAR + rb"+)*)?[ \t,]*")
-_PROTOCOL = _TCHAR + rb"+(?:/" + _TCHAR + rb"+)?"
-_PROTOCOLS = re.compile(
-    rb"[ \t,]*(?:" + _PROTOCOL + rb"(?:[ \t]*,[ \t,]*" + _PROTOCOL + rb")*)?[ \t,]*"
-)
+_PROTOCOL = re.compile(_TCHAR + rb"+(?:/" + _TCHAR + rb"+)?")
 _GOOD_LISTS: set[bytes] = set()  # Connection and Upgrade values already checked (bounded)
 
 
-def _check_list(value: bytes, pattern: re.Pattern[bytes], what: str) -> None:
-    if pattern.fullmatch(value) is None:
-        raise ProtocolError(f"malformed {what} header")
+def _check_list(value: bytes, element: re.Pattern[bytes], what: str) -> None:
+    # Element by element: linear in the value (one regex for the whole list would
+    # backtrack quadratically on ", , , ...\xff").
+    for piece in value.split(b","):
+        piece = piece.strip(b" \t")
+        if piece and element.fullmatch(piece) is None:
+            raise ProtocolError(f"malformed {what} header")
     if len(_GOOD_LISTS) < 1024:
         _GOOD_LISTS.add(value)
 
@@ -583,13 +585,13 @@ def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers
                 raise ProtocolError("malformed Host header")
         elif name == b"connection":
             if value not in _GOOD_LISTS:
-                _check_list(value, _OPTIONS, "Connection")
+                _check_list(value, TOKEN, "Connection")
             connection.extend(c.strip(b" \t").lower() for c in value.split(b","))
         elif name == b"expect":
             expect_continue = value.lower() == b"100-continue"
         elif name == b"upgrade":
             if value not in _GOOD_LISTS:
-                _check_list(value, _PROTOCOLS, "Upgrade")
+                _check_list(value, _PROTOCOL, "Upgrade")
             upgrade = True
     if hosts > 1:
         raise ProtocolError("more than one Host header")

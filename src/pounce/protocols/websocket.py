@@ -32,8 +32,6 @@ from pounce.errors import ProtocolError
 from pounce.protocols import http11
 from pounce.protocols.ws_deflate import BoundedPerMessageDeflate
 
-_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-
 __all__ = [
     "CLOSE_ABNORMAL",
     "CLOSE_GOING_AWAY",
@@ -191,10 +189,16 @@ class Handshake:
         return http11.serialize_head(101, out)
 
 
-_SUBPROTOCOLS = re.compile(
-    rb"[ \t,]*(?:" + _TCHAR + rb"+(?:[ \t]*,[ \t,]*" + _TCHAR + rb"+)*)?[ \t,]*"
-)
 _ASCII_VALUE = re.compile(rb"[\t\x20-\x7e]*")
+
+
+def _token_list(value: bytes) -> bool:
+    """``#token`` (RFC 9110 §5.6.1), element by element (linear in the value)."""
+    for piece in value.split(b","):
+        piece = piece.strip(b" \t")
+        if piece and http11.TOKEN.fullmatch(piece) is None:
+            return False
+    return True
 
 
 def check_upgrade(request: http11.Request) -> Handshake:
@@ -225,7 +229,7 @@ def check_upgrade(request: http11.Request) -> Handshake:
         raise UpgradeError("invalid Sec-WebSocket-Key")
     for key, value in headers:
         # RFC 6455 §4.3: Sec-WebSocket-Protocol = 1#token; extensions are ASCII too.
-        if key == b"sec-websocket-protocol" and _SUBPROTOCOLS.fullmatch(value) is None:
+        if key == b"sec-websocket-protocol" and not _token_list(value):
             raise UpgradeError("invalid Sec-WebSocket-Protocol")
         if key == b"sec-websocket-extensions" and _ASCII_VALUE.fullmatch(value) is None:
             raise UpgradeError("invalid Sec-WebSocket-Extensions")
