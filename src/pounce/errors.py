@@ -70,8 +70,10 @@ class LifespanError(PounceError):
 class ProtocolError(PounceError):
     """The peer sent bytes that break the protocol; ``status`` is what to answer with."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, status: int = 400, *, hint: str | None = None) -> None:
+        # ``message`` is a fixed text that may go to the peer; ``hint`` (details that
+        # may quote the peer's bytes) goes to the log only.
+        super().__init__(message, hint=hint)
         self.status = status
 
 

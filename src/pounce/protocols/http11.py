@@ -33,8 +33,22 @@ _HOST = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+(?:%25[0-9A-Za-z._~-]+)?\]|[0-9A-Za-z\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
 )
 _COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"))
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
-_MAX_CHUNK_LINE: Final = 4096
+_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+# RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
+# chunk-ext-val = token / quoted-string (RFC 9110 §5.6.4); no CTL but HTAB, no bare CR.
+# One narrowing, as h11 (and so the h11 engine): no whitespace between the size and the
+# first ";" ("5 ;a" is read two ways by two parsers: a smuggling vector).
+_QUOTED = rb'"(?>[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*+"'
+# (Possessive and atomic: the grammar never needs to give back, and a line that fails
+# must fail in linear time, not by backtracking through every split of its ";a;a;a".)
+_EXT = _TCHAR + rb"++(?>[ \t]*+=[ \t]*+(?:" + _TCHAR + rb"++|" + _QUOTED + rb"))?+"
+_CHUNK_EXT = rb"(?>;[ \t]*+" + _EXT + rb"(?>[ \t]*+;[ \t]*+" + _EXT + rb")*+)?+"
+# chunk-size [ chunk-ext ], then (as h11 allows) trailing whitespace.
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})" + _CHUNK_EXT + rb"[ \t]*")
+#: Longest chunk-size line (size and extensions, without its CRLF).
+MAX_CHUNK_LINE: Final = 4096
+#: Most bytes of chunk extensions (and whitespace after a size) in one request body.
+MAX_CHUNK_EXTENSIONS: Final = 65536
 
 
 @dataclass(slots=True)
@@ -113,6 +127,7 @@ class RequestParser:
         "_buf",
         "_chunk_left",
         "_direct",
+        "_ext_seen",
         "_length_left",
         "_state",
         "max_body_size",
@@ -131,6 +146,7 @@ class RequestParser:
         self._length_left = 0
         self._chunk_left = 0
         self._body_seen = 0
+        self._ext_seen = 0  # bytes of chunk extensions in this body
 
     @property
     def buffered(self) -> int:
@@ -244,6 +260,7 @@ class RequestParser:
         self._body_seen = 0
         if request.chunked:
             self._state = _S_CHUNK_SIZE
+            self._ext_seen = 0
         elif request.content_length:
             if self.max_body_size and request.content_length > self.max_body_size:
                 raise ProtocolError("request body larger than max_body_size", 413)
@@ -286,14 +303,21 @@ class RequestParser:
         if state is _S_CHUNK_SIZE:
             end = buf.find(b"\r\n")
             if end < 0:
-                if len(buf) > _MAX_CHUNK_LINE:
+                if len(buf) > MAX_CHUNK_LINE + 1:  # (+1: the CR of a line's CRLF)
                     raise ProtocolError("chunk size line too long")
                 return NEED_DATA
+            if end > MAX_CHUNK_LINE:
+                raise ProtocolError("chunk size line too long")
             line = bytes(buf[:end])
             del buf[: end + 2]
             match = _CHUNK_SIZE.fullmatch(line)
-            if match is None or _CTL.search(line):
+            if match is None:
                 raise ProtocolError("invalid chunk size")
+            size_end = match.end(1)
+            if size_end != end:  # extensions: bounded for the whole body
+                self._ext_seen += end - size_end
+                if self._ext_seen > MAX_CHUNK_EXTENSIONS:
+                    raise ProtocolError("chunk extensions too large")
             size = int(match.group(1), 16)
             if size == 0:
                 self._state = _S_TRAILERS
@@ -316,6 +340,8 @@ class RequestParser:
             return Data(data)
         if state is _S_CHUNK_CRLF:
             if len(buf) < 2:
+                if buf and buf[0] != 13:  # not CR: wrong already (as h11 says at once)
+                    raise ProtocolError("chunk data not followed by CRLF")
                 return NEED_DATA
             if buf[:2] != b"\r\n":
                 raise ProtocolError("chunk data not followed by CRLF")
@@ -337,9 +363,33 @@ class RequestParser:
             return NEED_DATA
         block = bytes(buf[:end])
         del buf[: end + 4]
-        _parse_fields(block.split(b"\r\n"), block)
+        check_trailers(block)
         self._state = _S_DONE
         return END_OF_MESSAGE
+
+
+def check_chunk_line(line: bytes) -> tuple[int, int]:
+    """The size in a chunk-size ``line`` (without its CRLF) and the length of its extensions.
+
+    The rules of :class:`RequestParser`, for the h11 engine: raises
+    :class:`ProtocolError` for a line longer than :data:`MAX_CHUNK_LINE` or not
+    ``chunk-size [ chunk-ext ]`` (RFC 9112 §7.1.1).
+    """
+    if len(line) > MAX_CHUNK_LINE:
+        raise ProtocolError("chunk size line too long")
+    match = _CHUNK_SIZE.fullmatch(line)
+    if match is None:
+        raise ProtocolError("invalid chunk size")
+    return int(match.group(1), 16), len(line) - match.end(1)
+
+
+def check_trailers(block: bytes) -> None:
+    """Refuse a trailer section (without its final blank line) :class:`RequestParser`
+    would refuse: the rules of a header section (RFC 9112 §7.1.2), and no framing
+    field (RFC 9110 §6.5.1: a peer that merged one would frame the message anew)."""
+    for name, _ in _parse_fields(block.split(b"\r\n"), block):
+        if name in (b"content-length", b"transfer-encoding"):
+            raise ProtocolError("framing field in the trailer section")
 
 
 def _check_block(block: bytes) -> None:
@@ -366,12 +416,11 @@ def _parse_fields(lines: list[bytes], block: bytes | None) -> Headers:
     return headers
 
 
-# The whole head in one match: request-line, then field lines with no control
+# The whole head in one match: request-line (an ASCII target), then field lines with no control
 # characters but HTAB, no bare CR or LF, no space before ":", no obs-fold.  A head
 # that fails it goes through the step-by-step checks below, which say what is wrong.
-_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _HEAD = re.compile(
-    rb"(" + _TCHAR + rb"+) ([^\x00-\x20\x7f]+) HTTP/1\.([01])"
+    rb"(" + _TCHAR + rb"+) ([\x21-\x7e]+) HTTP/1\.([01])"
     rb"((?:\r\n" + _TCHAR + rb"+:[\t\x20-\x7e\x80-\xff]*)*)"
 )
 # Fields whose presence changes framing or the connection: they take _interpret's
@@ -388,8 +437,9 @@ def parse_head(head: bytes) -> Request:
     if m is None:
         return _parse_head_strictly(head)
     method, target, minor, block = m.groups()
+    absolute = False
     if target[0] != 47:  # not origin-form ("/...")
-        _check_target(method, target)
+        absolute = _check_target(method, target)
     headers: Headers = []
     append = headers.append
     hosts = 0
@@ -405,8 +455,9 @@ def parse_head(head: bytes) -> Request:
             host = value
         elif name in _SPECIAL_FIELDS:
             special = True
-    if special or hosts != 1 or minor == b"0":
-        return _interpret(method, target, _VERSIONS[minor], headers)
+    if special or hosts != 1 or minor == b"0" or absolute:
+        request = _interpret(method, target, _VERSIONS[minor], headers)
+        return _absolute_form(request) if absolute else request
     if host not in _GOOD_HOSTS:
         if _HOST.fullmatch(host) is None:
             raise ProtocolError("malformed Host header")
@@ -437,23 +488,75 @@ def _parse_head_strictly(head: bytes) -> Request:
         raise ProtocolError("HTTP version not supported", 505)
     else:
         raise ProtocolError("malformed HTTP version")
-    _check_target(method, target)
+    absolute = _check_target(method, target)
     headers = _parse_fields(lines[1:], None) if len(lines) > 1 else []
-    return _interpret(method, target, http_version, headers)
+    request = _interpret(method, target, http_version, headers)
+    return _absolute_form(request) if absolute else request
 
 
-def _check_target(method: bytes, target: bytes) -> None:
-    # (control characters were refused for the whole head already)
-    if not target or b"\t" in target:
+def _check_target(method: bytes, target: bytes) -> bool:
+    """Refuse a malformed request-target; return whether it is in absolute-form."""
+    # (control characters were refused for the whole head already; RFC 9112 §3.2: the
+    # target is a URI, ASCII only: bytes above 0x7f are refused as h11 and peers do)
+    if not target or b"\t" in target or not target.isascii():
         raise ProtocolError("invalid request target")
     first = target[:1]
     if first == b"/":
-        return
+        return False
     if target == b"*" and method == b"OPTIONS":
-        return
-    if method == b"CONNECT" or b"://" in target:
-        return
+        return False
+    if method == b"CONNECT":
+        return False
+    if b"://" in target:
+        return True
     raise ProtocolError("invalid request target")
+
+
+# absolute-form: scheme "://" authority, then path-abempty [ "?" query ].
+_ABSOLUTE = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*://([^/?#]*)(.*)")
+
+
+def _absolute_form(request: Request) -> Request:
+    """RFC 9112 §3.2.2: the authority of an absolute-form target replaces Host.
+
+    The target becomes origin-form (``http://b/x?y`` -> ``/x?y``) and the Host field
+    (added for HTTP/1.0 without one) says ``b``: the app sees one host, the one the
+    request was routed by.  An empty authority or one with userinfo is refused
+    (RFC 9110 §4.2.1, §4.2.4).
+    """
+    match = _ABSOLUTE.fullmatch(request.target)
+    if match is None:
+        raise ProtocolError("invalid request target")
+    authority, rest = match.groups()
+    if not authority or _HOST.fullmatch(authority) is None:
+        raise ProtocolError("invalid request target")
+    request.target = rest if rest[:1] == b"/" else b"/" + rest
+    headers = request.headers
+    for i, (name, _) in enumerate(headers):
+        if name == b"host":
+            headers[i] = (b"host", authority)
+            break
+    else:
+        headers.append((b"host", authority))
+    return request
+
+
+# RFC 9110 §7.6.1 Connection = #token, §7.8 Upgrade = #( token [ "/" token ] ): lists
+# with optional whitespace and empty elements.  Anything else (a non-ASCII byte, ...)
+# is refused, so tokens are compared as ASCII bytes.
+_PROTOCOL = re.compile(_TCHAR + rb"+(?:/" + _TCHAR + rb"+)?")
+_GOOD_LISTS: set[bytes] = set()  # Connection and Upgrade values already checked (bounded)
+
+
+def _check_list(value: bytes, element: re.Pattern[bytes], what: str) -> None:
+    # Element by element: linear in the value (one regex for the whole list would
+    # backtrack quadratically on ", , , ...\xff").
+    for piece in value.split(b","):
+        piece = piece.strip(b" \t")
+        if piece and element.fullmatch(piece) is None:
+            raise ProtocolError(f"malformed {what} header")
+    if len(_GOOD_LISTS) < 1024:
+        _GOOD_LISTS.add(value)
 
 
 def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers) -> Request:
@@ -481,10 +584,14 @@ def _interpret(method: bytes, target: bytes, http_version: str, headers: Headers
             if _HOST.fullmatch(value) is None:
                 raise ProtocolError("malformed Host header")
         elif name == b"connection":
+            if value not in _GOOD_LISTS:
+                _check_list(value, TOKEN, "Connection")
             connection.extend(c.strip(b" \t").lower() for c in value.split(b","))
         elif name == b"expect":
             expect_continue = value.lower() == b"100-continue"
         elif name == b"upgrade":
+            if value not in _GOOD_LISTS:
+                _check_list(value, _PROTOCOL, "Upgrade")
             upgrade = True
     if hosts > 1:
         raise ProtocolError("more than one Host header")

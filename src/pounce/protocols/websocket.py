@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -25,7 +26,7 @@ from wsproto.events import (
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 from wsproto.handshake import server_extensions_handshake
-from wsproto.utilities import LocalProtocolError, generate_accept_token, split_comma_header
+from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from pounce.errors import ProtocolError
 from pounce.protocols import http11
@@ -95,17 +96,22 @@ class Closed:
     by_peer: bool = True
 
 
-def _tokens(headers: http11.Headers, name: bytes) -> list[str]:
-    out: list[str] = []
+def _tokens(headers: http11.Headers, name: bytes) -> list[bytes]:
+    """The lower-cased items of the comma-separated field ``name``, as bytes.
+
+    Compared as bytes, never decoded: a byte above 0x7f is no token, not an error here
+    (the parser refuses it in ``Upgrade`` and ``Connection`` already).
+    """
+    out: list[bytes] = []
     for key, value in headers:
         if key == name:
-            out += [t.lower() for t in split_comma_header(value)]
+            out += [t.lower() for piece in value.split(b",") if (t := piece.strip(b" \t"))]
     return out
 
 
 def is_websocket_upgrade(headers: http11.Headers) -> bool:
     """True when an ``Upgrade`` header asks for ``websocket`` (not e.g. ``h2c``)."""
-    return "websocket" in _tokens(headers, b"upgrade")
+    return b"websocket" in _tokens(headers, b"upgrade")
 
 
 def offers(headers: http11.Headers) -> tuple[list[str], list[str]]:
@@ -183,6 +189,18 @@ class Handshake:
         return http11.serialize_head(101, out)
 
 
+_ASCII_VALUE = re.compile(rb"[\t\x20-\x7e]*")
+
+
+def _token_list(value: bytes) -> bool:
+    """``#token`` (RFC 9110 §5.6.1), element by element (linear in the value)."""
+    for piece in value.split(b","):
+        piece = piece.strip(b" \t")
+        if piece and http11.TOKEN.fullmatch(piece) is None:
+            return False
+    return True
+
+
 def check_upgrade(request: http11.Request) -> Handshake:
     """Validate an upgrade request (RFC 6455 §4.2.1); raise :class:`UpgradeError`."""
     headers = request.headers
@@ -190,7 +208,7 @@ def check_upgrade(request: http11.Request) -> Handshake:
         raise UpgradeError("WebSocket needs HTTP/1.1")
     if request.method != b"GET":
         raise UpgradeError("a WebSocket upgrade must be a GET request")
-    if "upgrade" not in _tokens(headers, b"connection"):
+    if b"upgrade" not in _tokens(headers, b"connection"):
         raise UpgradeError('a WebSocket upgrade needs "Connection: Upgrade"')
     versions = [v for k, v in headers if k == b"sec-websocket-version"]
     if versions != [WEBSOCKET_VERSION]:
@@ -209,6 +227,12 @@ def check_upgrade(request: http11.Request) -> Handshake:
         decoded = b""
     if len(decoded) != 16:
         raise UpgradeError("invalid Sec-WebSocket-Key")
+    for key, value in headers:
+        # RFC 6455 §4.3: Sec-WebSocket-Protocol = 1#token; extensions are ASCII too.
+        if key == b"sec-websocket-protocol" and not _token_list(value):
+            raise UpgradeError("invalid Sec-WebSocket-Protocol")
+        if key == b"sec-websocket-extensions" and _ASCII_VALUE.fullmatch(value) is None:
+            raise UpgradeError("invalid Sec-WebSocket-Extensions")
     subprotocols, extension_offers = offers(headers)
     return Handshake(keys[0].strip(), subprotocols, extension_offers)
 

@@ -355,7 +355,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _reject(self, exc: ProtocolError) -> None:
         """Answer a malformed request with its status and close (RFC 9112 §11.2)."""
-        error_log.info("invalid HTTP request from %s: %s", _peer(self.client), exc.message)
+        error_log.info("invalid HTTP request from %s: %s", _peer(self.client), exc)
         cycle = self.cycle
         if cycle is not None:
             cycle.disconnect()

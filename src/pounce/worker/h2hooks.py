@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import re
 from typing import TYPE_CHECKING, Any
 
 from pounce.protocols.http11 import Request
@@ -90,6 +91,9 @@ def _upgrade_token(request: Request) -> bytes | None:
     return None
 
 
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*")
+
+
 def _take_upgrade(conn: HTTPConnection, request: Request, scope: dict[str, Any]) -> bool:
     settings = None
     for name, value in request.headers:
@@ -97,8 +101,8 @@ def _take_upgrade(conn: HTTPConnection, request: Request, scope: dict[str, Any])
             settings = value.strip()
         elif name in (b"content-length", b"transfer-encoding") and value.strip() not in (b"0",):
             return False  # a request body would have to be read first: stay on HTTP/1.1
-    if settings is None:
-        return False
+    if settings is None or _BASE64URL.fullmatch(settings) is None:
+        return False  # (RFC 7540 §3.2.1: base64url; base64 would skip a stray byte)
     padded = settings + b"=" * (-len(settings) % 4)
     try:
         decoded = base64.urlsafe_b64decode(padded)
