@@ -61,7 +61,7 @@ def workers_of(status: dict[str, Any]) -> dict[str, int]:
 
 
 def test_process_metrics_per_worker_and_supervisor(daemons: Daemons) -> None:
-    d = daemons.fd(APP, workers=2)
+    d = daemons.fd(APP, "--metrics-public", workers=2)
     workers = workers_of(d.status())
     assert len(workers) == 2
     fams, samples = metrics(d.port)
@@ -90,7 +90,7 @@ def test_process_metrics_per_worker_and_supervisor(daemons: Daemons) -> None:
 def test_build_info_and_last_reload(daemons: Daemons) -> None:
     cfg = daemons.tmpdir() / "pounce.toml"
     cfg.write_text("[logging]\naccess_log = false\n")
-    d = daemons.fd(APP, "-c", str(cfg), workers=1)
+    d = daemons.fd(APP, "-c", str(cfg), "--metrics-public", workers=1)
     fams, samples = metrics(d.port)
     assert fams["pounce_build_info"].type == "gauge"
     (info,) = fams["pounce_build_info"].samples
@@ -122,7 +122,7 @@ def test_build_info_and_last_reload(daemons: Daemons) -> None:
 
 
 def test_per_worker_requests_match_who_answered(daemons: Daemons) -> None:
-    d = daemons.fd(APP, workers=2)
+    d = daemons.fd(APP, "--metrics-public", workers=2)
     workers = workers_of(d.status())
     by_pid = {pid: label for label, pid in workers.items()}
     _, samples = metrics(d.port)
@@ -147,7 +147,7 @@ def test_per_worker_requests_match_who_answered(daemons: Daemons) -> None:
 
 
 def test_thread_mode_has_only_the_supervisor_process(daemons: Daemons) -> None:
-    d = daemons.fd(APP, "--worker-mode", "thread", workers=2)
+    d = daemons.fd(APP, "--worker-mode", "thread", "--metrics-public", workers=2)
     status = d.status()
     _, samples = metrics(d.port)
     assert set(labelled(samples, "process_resident_memory_bytes", "worker")) == {"supervisor"}
