@@ -42,12 +42,19 @@ class Acceptor:
         backlog: int,
         metrics: Collector,
         connections: Sized,
+        *,
+        per_wakeup: int = 0,
     ) -> None:
         self.loop = loop
         self.sock = sock
         self.factory = factory
         self.ssl_context = ssl_context
         self.backlog = max(1, backlog)
+        #: How many connections one readiness event accepts (0: up to the backlog).  With
+        #: several workers on one socket, 1 lets the kernel wake the others for the next
+        #: ones, instead of the first worker to wake taking a whole burst (wrk's 64
+        #: connections all went to one of two workers).
+        self.per_wakeup = per_wakeup or self.backlog
         self.metrics = metrics
         self.connections = connections
         self.closed = False
@@ -73,7 +80,7 @@ class Acceptor:
 
     def _accept(self) -> None:
         sock = self.sock
-        for _ in range(self.backlog):
+        for _ in range(self.per_wakeup):
             try:
                 conn, _addr = sock.accept()
             except (BlockingIOError, InterruptedError):

@@ -276,12 +276,28 @@ class Worker:
         ctx = None
         if listener_uses_tls(self.config, listener.config):
             ctx = build_context(self.config, h2_available=h2_available())
+        # Several workers share each listening socket: each takes one connection per
+        # wake-up, so that a burst of connections is spread over them (see accept.py).
+        shared = self.config.server.workers > 1
         if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
             # asyncio's own accept loop floods the log when out of fds: see worker/accept.py
             sock.listen(backlog)
-            acceptor = Acceptor(loop, sock, factory, ctx, backlog, state.metrics, state.connections)
+            acceptor = Acceptor(
+                loop,
+                sock,
+                factory,
+                ctx,
+                backlog,
+                state.metrics,
+                state.connections,
+                per_wakeup=1 if shared else 0,
+            )
             acceptor.start()
             return acceptor
+        if shared:
+            # libuv's way of the same: one accept, then a yield to the other processes.
+            # Read by libuv when it first listens, so set before create_server.
+            os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
         if sock.family == socket.AF_UNIX:
             return await loop.create_unix_server(factory, sock=sock, backlog=backlog, ssl=ctx)
         return await loop.create_server(factory, sock=sock, backlog=backlog, ssl=ctx)
