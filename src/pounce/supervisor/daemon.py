@@ -131,7 +131,7 @@ class Supervisor:
                 if not worker.alive
                 else f"workers not ready within reload.timeout ({self.config.reload.timeout}s)"
             )
-            raise _BootFailed(message, worker.boot_code or 1)
+            raise _BootFailed(message, worker.boot_code or 1, worker.boot_traceback)
         self.state = "running"
         self._broadcast_state()
         log.info("generation 1 ready: %d worker(s), %s mode", len(started), self.worker_mode.value)
@@ -539,8 +539,10 @@ class Supervisor:
             for lst in opened:
                 lst.close()
             self.target_workers = self.config.server.workers
+            # The app's traceback (when its import raised) before the one-line cause.
+            trace = (handle.boot_traceback or "").splitlines()
             raise ReloadFailed(
-                f"generation {generation} failed: {handle.describe()}: {cause}", [cause]
+                f"generation {generation} failed: {handle.describe()}: {cause}", [*trace, cause]
             )
         kept_keys = {listen_key(lst.config) for lst in keep}
         removed = [lst for lst in self.listeners if listen_key(lst.config) not in kept_keys]
@@ -688,9 +690,10 @@ class Supervisor:
 
 
 class _BootFailed(PounceError):
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: int, app_traceback: str | None = None) -> None:
         super().__init__(message)
         self.exit_code = code
+        self.app_traceback = app_traceback
 
 
 def _needs_restart(old: Config, new: Config) -> list[str]:

@@ -73,6 +73,7 @@ class WorkerHandle:
         self.restarts = 0
         self.boot_error: str | None = None
         self.boot_code: int | None = None
+        self.boot_traceback: str | None = None  # the app's frames, when its import raised
         self.exit_code: int | None = None
         self.reason: ExitReason | None = None
         self.timed_out = False
@@ -143,6 +144,8 @@ class WorkerHandle:
         elif kind == "boot_failed":
             self.boot_error = str(message.get("error", "boot failed"))
             self.boot_code = int(message.get("code", 1))
+            trace = message.get("traceback")
+            self.boot_traceback = trace if isinstance(trace, str) else None
         self._on_message(self, message)
 
     def _ended(self, code: int) -> None:

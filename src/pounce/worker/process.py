@@ -70,7 +70,11 @@ def serve_worker(
     try:
         app = load_app()
     except PounceError as exc:
-        send_blocking(link_sock, {"t": "boot_failed", "error": str(exc), "code": exc.exit_code})
+        failed = {"t": "boot_failed", "error": str(exc), "code": exc.exit_code}
+        trace = getattr(exc, "app_traceback", None)
+        if trace:
+            failed["traceback"] = trace
+        send_blocking(link_sock, failed)
         return EXIT_BOOT_FAILED
     interval = spec.config.workers.heartbeat_interval
     parent = None if in_thread else spec.supervisor_pid
