@@ -665,11 +665,12 @@ class Supervisor:
             "workers": [
                 self._worker_status(h) for h in sorted(self.workers.values(), key=lambda h: h.id)
             ],
-            "listeners": [lst.describe() for lst in self.listeners],
+            "listeners": [_absolute_listener(lst.describe()) for lst in self.listeners],
             "crash_budget": self.crash_budget(),
             "restarts": dict(self.restarts),
             "reloads": dict(self.reloads),
-            "config": self.config.source,
+            # absolute, so an operator in another directory knows which file it is
+            "config": os.path.abspath(self.config.source) if self.config.source else None,
         }
 
     @staticmethod
@@ -687,6 +688,14 @@ class Supervisor:
             "restarts": h.restarts,
             "healthy": h.state is not WorkerState.UNHEALTHY,
         }
+
+
+def _absolute_listener(shown: str) -> str:
+    """``unix:app.sock`` as ``unix:/srv/app/app.sock`` (the daemon's working directory)."""
+    path = shown.removeprefix("unix:")
+    if path == shown or path.startswith(("/", "\0", "@", "(")):
+        return shown
+    return "unix:" + os.path.abspath(path)
 
 
 class _BootFailed(PounceError):
