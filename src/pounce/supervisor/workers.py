@@ -208,6 +208,8 @@ class ProcessWorker(WorkerHandle):
 
     async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The worker's faulthandler writes its stack dumps here; we log them (see DumpReader).
+        dump_read, dump_write = os.pipe()
         fds = tuple(listener.sock.fileno() for listener in listeners)
         spec = WorkerSpec(
             worker_id=self.id,
@@ -217,6 +219,7 @@ class ProcessWorker(WorkerHandle):
             listens=tuple(listener.config for listener in listeners),
             link_fd=theirs.fileno(),
             supervisor_pid=supervisor_pid,
+            dump_fd=dump_write,
         )
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -224,12 +227,17 @@ class ProcessWorker(WorkerHandle):
                 "-m",
                 "pounce.worker.process",
                 stdin=subprocess.PIPE,
-                pass_fds=(*fds, theirs.fileno()),
+                pass_fds=(*fds, theirs.fileno(), dump_write),
                 env=worker_env(),
             )
+        except BaseException:
+            os.close(dump_read)
+            raise
         finally:
             theirs.close()
+            os.close(dump_write)
         self.pid = self.proc.pid
+        await DumpReader.attach(dump_read, self.describe())
         assert self.proc.stdin is not None
         self.proc.stdin.write(pickle.dumps(spec))
         with contextlib.suppress(OSError):
@@ -271,6 +279,54 @@ class ProcessWorker(WorkerHandle):
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signum)
+
+
+class DumpReader(asyncio.Protocol):
+    """Reads a worker's faulthandler output and logs each dump as one ``pounce.error``
+    record, so stack dumps reach ``logging.file`` and are JSON under ``format = "json"``.
+
+    faulthandler writes from its C signal handler straight to the pipe, so a worker
+    stuck anywhere (even holding the GIL) still gets its stacks out; a dump ends when
+    the pipe goes quiet for :attr:`QUIET` seconds or closes (the worker exited).
+    """
+
+    QUIET = 0.2
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.chunks: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    async def attach(cls, fd: int, who: str) -> None:
+        pipe = os.fdopen(fd, "rb", buffering=0)
+        try:
+            await asyncio.get_running_loop().connect_read_pipe(lambda: cls(who), pipe)
+        except BaseException:
+            pipe.close()
+            raise
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(self.QUIET, self.flush)
+
+    def eof_received(self) -> bool | None:
+        self.flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.chunks:
+            text = b"".join(self.chunks).decode("utf-8", "replace").rstrip()
+            self.chunks.clear()
+            log.error("%s stack dump:\n%s", self.who, text)
 
 
 class ThreadWorker(WorkerHandle):
