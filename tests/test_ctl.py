@@ -567,14 +567,15 @@ def test_the_fake_supervisor_is_a_control_handler() -> None:
     assert callable(handler.status)
 
 
-def test_a_closed_pipe_prints_no_traceback(daemon: Daemon) -> None:
+@pytest.mark.parametrize("argv", [["status"], ["status", "--json"], ["workers", "--json"]])
+def test_a_closed_pipe_prints_no_traceback(daemon: Daemon, argv: list[str]) -> None:
     # `pounce ctl status | head -1`: the reader is gone before ctl writes.
     read_end, write_end = os.pipe()
     os.close(read_end)
     env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_")}
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "pounce", "ctl", "--socket", daemon.path, "status"],
+            [sys.executable, "-m", "pounce", "ctl", "--socket", daemon.path, *argv],
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,
