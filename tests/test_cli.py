@@ -360,10 +360,18 @@ def assert_app_traceback(out: str) -> None:
     assert not any("importlib" in line or "/pounce/" in line for line in trace), out
 
 
-@pytest.mark.parametrize("command", ["serve", "check"])
-def test_an_import_error_shows_the_apps_traceback(command: str) -> None:
-    args = ("--host", "127.0.0.1", "--port", "0") if command == "serve" else ()
-    result = run_pounce(command, ENVFAIL, *args)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("serve", "--port", "0", "--workers", "3"),
+        ("serve", "--port", "0", "--workers", "2", "--worker-mode", "thread"),
+        ("check",),
+    ],
+    ids=["serve-processes", "serve-threads", "check"],
+)
+def test_an_import_error_shows_the_apps_traceback(args: tuple[str, ...]) -> None:
+    command, *rest = args
+    result = run_pounce(command, ENVFAIL, *rest)
     assert result.returncode == 1, combined(result)
     assert_app_traceback(result.stderr)
 

@@ -332,6 +332,13 @@ class DumpReader(asyncio.Protocol):
 class ThreadWorker(WorkerHandle):
     """A worker on a thread of the supervisor process, with its own event loop."""
 
+    async def _finish(self, code: int) -> None:
+        # As for a process: read what the worker said last (a boot failure's cause) first.
+        reader = self._tasks[0] if self._tasks else None
+        if reader is not None and not reader.done():
+            await asyncio.wait([reader], timeout=1.0)
+        self._ended(code)
+
     load_app: Callable[[], ASGIApp] | None = None
 
     async def start(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
@@ -363,7 +370,7 @@ class ThreadWorker(WorkerHandle):
                 for copy in copies:
                     copy.sock.close()
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._ended, code)
+                    asyncio.run_coroutine_threadsafe(self._finish(code), loop)
 
         self.thread = threading.Thread(target=body, name=f"pounce-worker-{self.id}", daemon=True)
         await self._open_link(ours)
