@@ -4,6 +4,7 @@ hung workers' stack dumps, and, with ``--log-format json``, the banner."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import re
@@ -18,7 +19,7 @@ from apps.asgi_support import json_lines, output_lines
 from apps.daemon_support import Daemons, daemons, get
 from apps.loop_errors_app import MARKER
 from conftest import Server, wait_for
-from pounce.logs import LoopErrorHandler
+from pounce.logs import LoopErrorHandler, configure_logging
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -123,6 +124,24 @@ def test_the_count_is_logged_at_the_end_of_the_window_without_another_error() ->
     assert [r.getMessage() for r in sink.records] == [
         "event loop: x",
         "3 more event-loop errors in 0.05s not logged (at most 1 per 0.05s)",
+    ]
+
+
+def test_asyncios_own_warnings_take_pounces_handler() -> None:
+    loggers = [logging.getLogger(name) for name in ("pounce", "asyncio")]
+    saved = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    stream = io.StringIO()
+    try:
+        configure_logging("info", "json", stream=stream)
+        logging.getLogger("asyncio").warning("socket.send() raised exception.")
+        logging.getLogger("asyncio").debug("not shown at the default level")
+    finally:
+        for lg, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+            lg.handlers[:] = handlers
+            lg.propagate, lg.level = propagate, level
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["logger"], e["level"], e["message"]) for e in entries] == [
+        ("asyncio", "warning", "socket.send() raised exception.")
     ]
 
 

@@ -68,7 +68,8 @@ def configure_logging(
     stream: TextIO | None = None,
     file: str | None = None,
 ) -> None:
-    """Route every ``pounce.*`` logger to ``file`` (appended) or ``stream`` (stderr)."""
+    """Route every ``pounce.*`` logger, and ``asyncio``'s, to ``file`` (appended) or
+    ``stream`` (stderr)."""
     handler: logging.Handler
     if file:
         handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
@@ -76,11 +77,14 @@ def configure_logging(
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("pounce")
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
+    # asyncio's own warnings ("socket.send() raised exception.") take the same way, not
+    # Python's last-resort handler (raw stderr); its errors come through LoopErrorHandler.
+    for logger in (root, logging.getLogger("asyncio")):
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
     root.setLevel(LEVELS.get(str(level).lower(), logging.INFO))
-    root.propagate = False
 
 
 def reopen_log_files() -> None:
