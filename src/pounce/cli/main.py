@@ -18,7 +18,8 @@ from pounce.errors import PounceError, UsageError
 CONFIG_ENV = "POUNCE_CONFIG"
 """The environment variable naming the config file when ``-c`` is not given."""
 LOCAL_CONFIG = "pounce.toml"
-"""``pounce serve`` with neither an app nor ``-c`` reads this file in the current directory."""
+"""``serve``, ``check`` and ``config show`` with neither an app nor ``-c`` (nor
+``$POUNCE_CONFIG``) read this file in the current directory, when it exists."""
 
 # uvicorn/gunicorn habits with no flag of the same name here: what to do instead.
 HABITS = {
@@ -111,15 +112,15 @@ def _add_config_arg(parser: argparse.ArgumentParser) -> None:
         "-c",
         "--config",
         metavar="FILE",
-        help=f"the pounce.toml to read (default: ${CONFIG_ENV}; for serve with no app, "
-        f"./{LOCAL_CONFIG} if there is one)",
+        help=f"the pounce.toml to read (default: ${CONFIG_ENV}, else ./{LOCAL_CONFIG} "
+        "when no app is given and the file exists)",
     )
 
 
 def config_path(ns: argparse.Namespace, *, local: bool) -> tuple[str | None, str | None]:
     """The config file to read and, when it was found rather than named, a line saying so.
 
-    ``-c FILE``, else ``$POUNCE_CONFIG``, else (``local``: serve with no app given)
+    ``-c FILE``, else ``$POUNCE_CONFIG``, else (``local`` and no app given)
     ``./pounce.toml`` when it exists, else none.
     """
     if ns.config:
