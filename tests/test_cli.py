@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import tomllib
@@ -385,6 +386,13 @@ def test_a_json_log_gets_the_import_error_as_one_json_line(tmp_path: Path) -> No
     assert failed["level"] == "error", entries
     assert failed["message"] == ENVFAIL_SUMMARY.removeprefix("pounce: error: ")
     assert "in read_setting" in failed["traceback"]
+    # With a log file the error is in the file, and on stderr too, as the same JSON line.
+    log = tmp_path / "pounce.log"
+    args = ("--port", "0", "--log-format", "json", "--log-file", str(log))
+    result = run_pounce("serve", ENVFAIL, *args)
+    assert result.returncode == 1, combined(result)
+    assert output_lines(result.stderr) == [log.read_text().splitlines()[-1]], combined(result)
+    assert json.loads(result.stderr)["traceback"] == failed["traceback"]
 
 
 # -- argparse: no prefix matching, one-line usage errors ----------------------------------

@@ -311,8 +311,16 @@ def report_error(exc: PounceError) -> None:
     """The app's traceback (when its code raised) once, then the one-line summary last."""
     trace = getattr(exc, "app_traceback", None)
     if _log_errors:
+        from pounce.logs import JSONFormatter
+
+        log = logging.getLogger("pounce.error")
         extra = {"traceback": trace} if trace else {}
-        logging.getLogger("pounce.error").error("%s", exc, extra=extra)
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None)
+        record.__dict__.update(extra)
+        log.handle(record)
+        if any(isinstance(h, logging.FileHandler) for h in logging.getLogger("pounce").handlers):
+            # The log goes to a file: the terminal (or journal) gets the same JSON line.
+            print(JSONFormatter().format(record), file=sys.stderr)
         return
     if trace:
         print(trace, file=sys.stderr)
