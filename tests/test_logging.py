@@ -148,7 +148,10 @@ def test_asyncios_own_warnings_take_pounces_handler() -> None:
 # -- real daemons ---------------------------------------------------------------------------
 
 
-def test_loop_errors_go_to_the_log_file_as_json_and_are_rate_limited(daemons: Daemons) -> None:
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_loop_errors_go_to_the_log_file_as_json_and_are_rate_limited(
+    daemons: Daemons, mode: str
+) -> None:
     log = daemons.tmpdir() / "pounce.log"
     d = daemons.fd(
         "apps.loop_errors_app:app",
@@ -156,6 +159,8 @@ def test_loop_errors_go_to_the_log_file_as_json_and_are_rate_limited(daemons: Da
         "json",
         "--log-file",
         str(log),
+        "--worker-mode",
+        mode,
         workers=1,
     )
     assert get(d.port, "/?n=1").status == 200
