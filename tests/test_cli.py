@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import sys
 import tomllib
@@ -71,10 +73,16 @@ def test_bad_app_gives_one_clear_line(launch: Launcher, target: str, needle: str
     assert code is not None, f"server kept running with a bad app:\n{server.output}"
     assert code != 0
     out = server.output
-    assert "Traceback" not in out, out
-    # One line tells what is wrong (the startup banner, a table, may name the app too).
+    # One line tells what is wrong (the startup banner, a table, may name the app too);
+    # the traceback of the app's own code, when it raised, comes before it.
     told = [line for line in out.splitlines() if needle in line and not set("│|┃") & set(line)]
-    assert len(told) == 1, out
+    if target == "apps.asgi_broken_import:app":
+        assert out.count("Traceback") == 1, out
+        assert output_lines(out)[-1].startswith("pounce: error: "), out
+        assert told[-1] == output_lines(out)[-1], out
+    else:
+        assert "Traceback" not in out, out
+        assert len(told) == 1, out
 
 
 @pytest.mark.parametrize(
@@ -330,3 +338,158 @@ def test_toml_syntax_error(tmp_path: Path, command: tuple[str, ...]) -> None:
     assert result.returncode == 2, out
     assert "Traceback" not in out
     assert len(output_lines(out)) == 1, out
+
+
+# -- the app's traceback when its import raises ------------------------------------------
+
+ENVFAIL = "apps.asgi_envfail:app"
+ENVFAIL_SUMMARY = (
+    'pounce: error: importing "apps.asgi_envfail" failed: '
+    "KeyError: 'POUNCE_TESTS_NO_SUCH_DATABASE_URL_Q7'"
+)
+
+
+def assert_app_traceback(out: str) -> None:
+    """The app's frames once, Pounce's import machinery trimmed, the summary last."""
+    lines = output_lines(out)
+    assert lines[-1] == ENVFAIL_SUMMARY, out
+    assert out.count("Traceback (most recent call last):") == 1, out
+    trace = lines[lines.index("Traceback (most recent call last):") : -1]
+    assert any("asgi_envfail.py" in line and "in <module>" in line for line in trace), out
+    assert any("in read_setting" in line for line in trace), out
+    assert trace[-1] == "KeyError: 'POUNCE_TESTS_NO_SUCH_DATABASE_URL_Q7'", out
+    assert not any("importlib" in line or "/pounce/" in line for line in trace), out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("serve", "--port", "0", "--workers", "3"),
+        ("serve", "--port", "0", "--workers", "2", "--worker-mode", "thread"),
+        ("check",),
+    ],
+    ids=["serve-processes", "serve-threads", "check"],
+)
+def test_an_import_error_shows_the_apps_traceback(args: tuple[str, ...]) -> None:
+    command, *rest = args
+    result = run_pounce(command, ENVFAIL, *rest)
+    assert result.returncode == 1, combined(result)
+    assert_app_traceback(result.stderr)
+
+
+def test_a_json_log_gets_the_import_error_as_one_json_line(tmp_path: Path) -> None:
+    result = run_pounce("serve", ENVFAIL, "--port", "0", "--log-format", "json")
+    assert result.returncode == 1, combined(result)
+    entries = json_lines(combined(result))
+    assert len(entries) == len(output_lines(combined(result))), combined(result)
+    failed = entries[-1]
+    assert failed["level"] == "error", entries
+    assert failed["message"] == ENVFAIL_SUMMARY.removeprefix("pounce: error: ")
+    assert "in read_setting" in failed["traceback"]
+    # With a log file the error is in the file, and on stderr too, as the same JSON line.
+    log = tmp_path / "pounce.log"
+    args = ("--port", "0", "--log-format", "json", "--log-file", str(log))
+    result = run_pounce("serve", ENVFAIL, *args)
+    assert result.returncode == 1, combined(result)
+    assert output_lines(result.stderr) == [log.read_text().splitlines()[-1]], combined(result)
+    assert json.loads(result.stderr)["traceback"] == failed["traceback"]
+
+
+# -- argparse: no prefix matching, one-line usage errors ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["serve", "apps.asgi_scope:app", "--reload"],
+            "pounce serve: error: unknown option --reload: pounce has no code reloader; "
+            "reload the daemon with `pounce ctl reload` or SIGHUP; see pounce serve --help",
+        ),
+        (
+            ["serve", "apps.asgi_scope:app", "--header", "X-A: b"],
+            "pounce serve: error: unknown option --header: pounce adds no response headers; "
+            "set them in the app; see pounce serve --help",
+        ),
+        (
+            ["serve", "apps.asgi_scope:app", "--workrs", "2"],
+            "pounce serve: error: unknown option --workrs (did you mean --workers?); "
+            "see pounce serve --help",
+        ),
+        (
+            ["serve", "apps.asgi_scope:app", "--keep-alive", "5"],
+            "pounce serve: error: unknown option --keep-alive (did you mean --timeout-keep-alive?); "
+            "see pounce serve --help",
+        ),
+        (
+            ["check", "--conf", "x.toml"],
+            "pounce check: error: unknown option --conf (did you mean --config?); "
+            "see pounce check --help",
+        ),
+        (
+            ["ctl", "status", "--jsn"],
+            "pounce ctl status: error: unknown option --jsn (did you mean --json?); "
+            "see pounce ctl status --help",
+        ),
+        (
+            ["serve", "apps.asgi_scope:app", "--port", "http"],
+            "pounce serve: error: argument --port: must be 0-65535, got 'http'; "
+            "see pounce serve --help",
+        ),
+    ],
+    ids=["reload", "header", "typo", "prefix", "check", "ctl", "bad-value"],
+)
+def test_a_bad_flag_is_one_line_and_no_prefix_matches(argv: list[str], line: str) -> None:
+    result = run_pounce(*argv)
+    assert result.returncode == 2, combined(result)
+    assert (result.stdout, result.stderr) == ("", line + "\n")
+
+
+def test_every_parser_refuses_abbreviations() -> None:
+    from pounce.cli.main import build_parser
+
+    todo = [build_parser()]
+    seen = 0
+    while todo:
+        parser = todo.pop()
+        seen += 1
+        assert parser.allow_abbrev is False, parser.prog
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += list(action.choices.values())
+    assert seen >= 12
+
+
+# -- which config file: -c, $POUNCE_CONFIG, ./pounce.toml ---------------------------------
+
+
+def test_serve_without_an_app_reads_pounce_toml_in_the_current_directory(
+    launch: Launcher, tmp_path: Path
+) -> None:
+    port = free_port()
+    minimal_config(tmp_path / "pounce.toml", port)
+    server = launch.spawn("serve", cwd=tmp_path)
+    wait_tcp(server, "127.0.0.1", port)
+    with httpx.Client(timeout=10) as client:
+        assert client.get(f"http://127.0.0.1:{port}/").status_code == 200
+    where = str((tmp_path / "pounce.toml").resolve())
+    told = [line for line in output_lines(server.output) if "./pounce.toml" in line]
+    assert len(told) == 1 and where in told[0], server.output
+
+
+def test_pounce_config_names_the_config_file(launch: Launcher, tmp_path: Path) -> None:
+    port = free_port()
+    cfg = minimal_config(tmp_path / "elsewhere.toml", port)
+    server = launch.spawn("serve", env={"POUNCE_CONFIG": str(cfg)})
+    wait_tcp(server, "127.0.0.1", port)
+    assert f"reading {cfg} (from $POUNCE_CONFIG)" in server.output
+    result = run_pounce("config", "show", env={"POUNCE_CONFIG": str(cfg)})
+    assert result.returncode == 0, combined(result)
+    assert tomllib.loads(result.stdout)["listen"][0]["port"] == port
+
+
+def test_an_app_on_the_command_line_ignores_pounce_toml(tmp_path: Path) -> None:
+    (tmp_path / "pounce.toml").write_text("this is not toml [")
+    result = run_pounce("check", "apps.asgi_scope:app", cwd=tmp_path)
+    assert result.returncode == 0, combined(result)
+    assert "pounce.toml" not in combined(result)

@@ -375,6 +375,8 @@ def test_kubernetes_service_links_are_warnings_not_errors() -> None:
         'POUNCE_HTTP_PORT_80_TCP: unknown variable (ignored), "tcp://10.96.0.12:80" '
         "is a Kubernetes Service link",
         "POUNCE_HTTP_SERVICE_HOST: unknown variable (ignored), did you mean POUNCE_HTTP_PARSER?",
+        # any unknown POUNCE_* variable, not only those under a table's prefix
+        "POUNCE_SERVICE_PORT: unknown variable (ignored), did you mean POUNCE_SERVER_WORKERS?",
     ]
 
 

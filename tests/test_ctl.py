@@ -8,23 +8,22 @@ import copy
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from rich.console import Console, RenderableType
 from rich.text import Text
 
-import pounce.config
 from pounce.control.handler import DrainResult, StatusResult
 from pounce.ctl import add_ctl_parser, run_ctl
-from pounce.ctl.command import call_timeout, reload_summary, socket_path
+from pounce.ctl.command import EPILOG, call_timeout, reload_summary, socket_path
 from pounce.ctl.format import format_count, format_duration
 from pounce.ctl.render import crash_budget_text, render_status, summary_table, workers_table
 from pounce.errors import ControlCommandError
@@ -44,9 +43,12 @@ def render(renderable: RenderableType, width: int = 100) -> str:
 
 
 def cells(text: str, first: str) -> list[str]:
-    """The cells of the table row whose first cell is ``first``."""
+    """The cells of the table row (or tab-separated line) whose first cell is ``first``."""
     for line in text.splitlines():
-        parts = [part.strip() for part in line.replace("┃", "│").strip(" │").split("│")]
+        if "\t" in line:
+            parts = line.split("\t")
+        else:
+            parts = [part.strip() for part in line.replace("┃", "│").strip(" │").split("│")]
         if parts and parts[0] == first:
             return parts
     raise AssertionError(f"no row {first!r} in:\n{text}")
@@ -248,23 +250,81 @@ def test_bad_command_lines_are_usage_errors(
     assert "usage:" in capsys.readouterr().err
 
 
-def test_the_socket_comes_from_the_flag_the_config_or_the_default(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_socket_comes_from_the_flag_the_env_the_config_or_the_default(
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/here")
-    assert socket_path(parse("--socket", "/x.sock", "status")) == "/x.sock"
-    assert socket_path(parse("status")) == "/run/here/pounce.sock"
-    loaded: list[str] = []
+    env = {"RUNTIME_DIRECTORY": "/run/here"}
+    assert socket_path(parse("--socket", "/x.sock", "status"), env) == "/x.sock"
+    assert socket_path(parse("status"), env) == "/run/here/pounce.sock"
+    named = tmp_path / "app.toml"
+    named.write_text('[control]\nsocket = "/srv/ctl.sock"\n')
+    assert socket_path(parse("-c", str(named), "status"), env) == "/srv/ctl.sock"
+    assert socket_path(parse("status", "-c", str(named)), env) == "/srv/ctl.sock"
+    assert socket_path(parse("status"), {**env, "POUNCE_CONFIG": str(named)}) == "/srv/ctl.sock"
+    with_env = {**env, "POUNCE_CONTROL_SOCKET": "/env.sock"}
+    assert socket_path(parse("-c", str(named), "status"), with_env) == "/env.sock"
+    named.write_text('app = "x:app"\n')
+    assert socket_path(parse("-c", str(named), "status"), env) == "/run/here/pounce.sock"
 
-    def fake_load(path: str) -> object:
-        loaded.append(path)
-        return SimpleNamespace(control=SimpleNamespace(socket="/srv/ctl.sock"))
 
-    monkeypatch.setattr(pounce.config, "load_config", fake_load)
-    assert socket_path(parse("-c", "app.toml", "status")) == "/srv/ctl.sock"
-    assert loaded == ["app.toml"]
-    monkeypatch.setattr(pounce.config, "load_config", lambda path: SimpleNamespace())
-    assert socket_path(parse("-c", "app.toml", "status")) == "/run/here/pounce.sock"
+@pytest.mark.parametrize(
+    "text",
+    [
+        # valid TOML, invalid settings
+        'app = 3\n[server]\nworkers = "lots"\n[control]\nsocket = "/srv/ctl.sock"\n',
+        # not TOML at all (half-edited): the [control] table is scanned for
+        "[server\nworkers = \n\n[control]  # ours\nsocket = '/srv/ctl.sock'\n[http]\nx = 1\n",
+        # no such table is ignored, an unknown key is not looked at
+        '[control]\nsocket = "/srv/ctl.sock"\nbogus = [1, 2\n[workers]\nsocket = "/no"\n',
+    ],
+    ids=["invalid-values", "not-toml", "unknown-key"],
+)
+def test_ctl_c_reads_only_the_control_socket(text: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "pounce.toml"
+    cfg.write_text(text)
+    env = {"RUNTIME_DIRECTORY": "/run/here", "POUNCE_SERVER_WORKERS": "zero"}
+    assert socket_path(parse("-c", str(cfg), "stop"), env) == "/srv/ctl.sock"
+
+
+def test_a_half_edited_config_and_a_stray_variable_do_not_stop_ctl(
+    daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "pounce.toml"
+    cfg.write_text(f'[server]\nworkers = "lots\n\n[control]\nsocket = "{daemon.path}"\n')
+    monkeypatch.setenv("POUNCE_SERVER_WORKERS", "zero")
+    monkeypatch.setenv("POUNCE_BOGUS_THING", "1")
+    monkeypatch.delenv("POUNCE_CONTROL_SOCKET", raising=False)
+    out, err = io.StringIO(), io.StringIO()
+    code = run_ctl(parse("resume", "-c", str(cfg)), out=out, err=err)
+    assert (code, out.getvalue(), err.getvalue()) == (0, "resumed: running\n", "")
+
+
+@pytest.mark.parametrize(
+    ("after", "before"),
+    [
+        (["status", "-c", "pounce.toml", "--json"], ["-c", "pounce.toml", "status", "--json"]),
+        (
+            ["reload", "--socket", "/x.sock", "--timeout", "3"],
+            ["--socket", "/x.sock", "--timeout", "3", "reload"],
+        ),
+        (["stop", "--now", "--config", "a.toml"], ["--config", "a.toml", "stop", "--now"]),
+        (
+            ["drain", "--socket", "/x.sock", "--wait", "--timeout", "30"],
+            ["--socket", "/x.sock", "drain", "--wait", "--timeout", "30"],
+        ),
+        (["workers", "--timeout", "2", "--json"], ["--timeout", "2", "workers", "--json"]),
+    ],
+    ids=["status", "reload", "stop", "drain", "workers"],
+)
+def test_options_may_follow_the_command(after: list[str], before: list[str]) -> None:
+    assert vars(parse(*after)) == vars(parse(*before))
+
+
+def test_socket_and_config_together_are_a_usage_error_wherever_given() -> None:
+    err = io.StringIO()
+    ns = parse("-c", "pounce.toml", "status", "--socket", "/x.sock")
+    assert run_ctl(ns, out=io.StringIO(), err=err) == 2
+    assert err.getvalue() == "pounce ctl: error: give either -c/--config or --socket, not both\n"
 
 
 # -- running commands ---------------------------------------------------------------------
@@ -308,6 +368,38 @@ def test_status_prints_the_tables(ctl: Run) -> None:
     assert "pid 4242, pounce 0.1.0" in out
     assert cells(out, "0") == ["0", "4243", "2", "ready", "3.0s", "10", "1", "0"]
     assert "\x1b[" not in out  # not a terminal: no colour codes
+
+
+BOX = set("│┃─━┌┐└┘├┤┬┴┼┏┓┗┛╭╮╰╯")
+
+
+def test_piped_status_and_workers_are_plain_lines(ctl: Run) -> None:
+    for command in ("status", "workers"):
+        code, out, err = ctl(command)
+        assert (code, err) == (0, ""), command
+        assert not BOX & set(out), out
+        for line in out.splitlines():
+            assert line == line.strip() and "  " not in line, repr(line)
+        assert "ID\tPID/THREAD\tGEN\tSTATE\tUPTIME\tREQUESTS\tCONNS\tRESTARTS" in out
+    code, out, _ = ctl("status")
+    assert out.splitlines()[:3] == [
+        "daemon: pid 4242, pounce 0.1.0",
+        "state: running",
+        "uptime: 12s",
+    ]
+    assert "listener: http://127.0.0.1:8000" in out.splitlines()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_the_tables(daemon: Daemon) -> None:
+    out = Terminal()
+    assert run_ctl(parse("--socket", daemon.path, "status"), out=out, err=io.StringIO()) == 0
+    assert "│" in out.getvalue() or "┃" in out.getvalue(), out.getvalue()
+    assert cells(out.getvalue(), "0")[:3] == ["0", "4243", "2"]
 
 
 def test_status_json_is_the_reply_unchanged(ctl: Run) -> None:
@@ -370,8 +462,8 @@ def test_drain_resume_stop_scale(ctl: Run, daemon: Daemon) -> None:
         "unless the config changes it\n",
         "",
     )
-    assert ctl("stop") == (0, "stopping (gracefully)\n", "")
-    assert ctl("stop", "--now") == (0, "stopping (now)\n", "")
+    assert ctl("stop", "--no-wait") == (0, "stopping (gracefully)\n", "")
+    assert ctl("stop", "--now", "--no-wait") == (0, "stopping (now)\n", "")
     assert daemon.handler.calls == [
         ("drain", {"wait": False, "timeout": None}),
         ("drain", {"wait": True, "timeout": 5.0}),
@@ -479,3 +571,48 @@ def test_the_fake_supervisor_is_a_control_handler() -> None:
 
     handler: ControlHandler = FakeSupervisor()
     assert callable(handler.status)
+
+
+@pytest.mark.parametrize("argv", [["status"], ["status", "--json"], ["workers", "--json"]])
+def test_a_closed_pipe_prints_no_traceback(daemon: Daemon, argv: list[str]) -> None:
+    # `pounce ctl status | head -1`: the reader is gone before ctl writes.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POUNCE_")}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pounce", "ctl", "--socket", daemon.path, *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            env=env,
+            cwd=ROOT,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 1
+
+
+def documented_exit_codes(text: str) -> set[int]:
+    listed = text.split("exit status:", 1)[1]
+    return {int(code) for code in re.findall(r"(?:^ |, )(\d) ", listed)}
+
+
+def test_the_documented_exit_codes_are_the_ones_returned(daemon: Daemon, tmp_path: Path) -> None:
+    helped = pounce_ctl("--help")
+    documented = documented_exit_codes(" ".join(helped.stdout.split()))
+    assert documented == {0, 1, 2, 3}, helped.stdout
+    runs = {
+        "done": pounce_ctl("--socket", daemon.path, "resume"),
+        "failed": pounce_ctl("--socket", daemon.path, "scale", "100"),
+        "usage": pounce_ctl("--socket", daemon.path, "scale", "none"),
+        "config": pounce_ctl("-c", str(tmp_path / "missing.toml"), "status"),
+        "not running": pounce_ctl("--socket", str(tmp_path / "no.sock"), "status"),
+    }
+    codes = {what: run.returncode for what, run in runs.items()}
+    assert codes == {"done": 0, "failed": 1, "usage": 2, "config": 2, "not running": 3}
+    assert set(codes.values()) <= documented
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    assert EPILOG in docs

@@ -228,8 +228,9 @@ def test_stop_is_graceful(daemons: Daemons) -> None:
     release = daemons.tmpdir() / "release"
     slow = start_slow(d, release, "s")
     try:
-        result = d.ctl("stop")
+        result = d.ctl("stop", "--no-wait")
         assert result.returncode == 0, both(result)
+        assert result.stdout == "stopping (gracefully)\n", both(result)
         assert wait_for(lambda: no_answer(d.port), 15), d.output
         assert d.proc.poll() is None, "stopped before the request in flight finished"
         release.write_text("go")
@@ -240,6 +241,50 @@ def test_stop_is_graceful(daemons: Daemons) -> None:
     assert d.wait_exit(20) == 0, d.output
     assert wait_for(lambda: not any(alive(p) for p in pids), 10)
     assert not d.ctl_socket.exists() or run_ctl(d.ctl_socket, "status").returncode == 3
+
+
+def test_stop_returns_once_the_daemon_has_exited(daemons: Daemons) -> None:
+    # A request in flight that never finishes keeps the daemon up for shutdown.timeout.
+    d = daemons.fd(APP, "--shutdown-timeout", "1", workers=1)
+    slow = start_slow(d, daemons.tmpdir() / "never", "w")
+    try:
+        result = d.ctl("stop")
+        gone = d.proc.poll() is not None  # right away: ctl stop waited for the exit
+    finally:
+        slow.close()
+    assert result.returncode == 0, both(result) + d.output
+    assert result.stdout.startswith("stopped (gracefully) in "), both(result)
+    assert gone, f"ctl stop returned while the daemon still ran\n{both(result)}"
+
+
+def test_stop_gives_up_waiting_after_the_timeout(daemons: Daemons) -> None:
+    d = daemons.fd(APP, "--shutdown-timeout", "60", workers=1)
+    release = daemons.tmpdir() / "release"
+    slow = start_slow(d, release, "t")
+    try:
+        result = d.ctl("stop", "--timeout", "0.5")
+        assert result.returncode == 1, both(result)
+        assert result.stderr == (
+            f"pounce ctl: error: the daemon (pid {d.pid}) has not exited within 0.5s\n"
+        ), both(result)
+        assert d.proc.poll() is None
+        release.write_text("go")
+        assert read_all(slow).startswith(b"HTTP/1.1 200")
+    finally:
+        slow.close()
+    assert d.wait_exit(20) == 0, d.output
+
+
+def test_status_paths_are_absolute(daemons: Daemons) -> None:
+    where = daemons.tmpdir()
+    (where / "pounce.toml").write_text("[server]\nworkers = 1\n")
+    d = daemons.fd(APP, "-c", "pounce.toml", "--uds", "app.sock", workers=1, cwd=where)
+    status = d.status()
+    assert status["config"] == str(where / "pounce.toml"), status
+    assert f"unix:{where / 'app.sock'}" in status["listeners"], status
+    text = d.ctl("status").stdout
+    assert f"config: {where / 'pounce.toml'}" in text.splitlines(), text
+    assert f"listener: unix:{where / 'app.sock'}" in text.splitlines(), text
 
 
 def test_stop_now_does_not_wait(daemons: Daemons) -> None:

@@ -241,3 +241,25 @@ def test_twenty_reloads_under_keepalive_load_fail_no_request(daemons: Daemons) -
     assert load.failures == 0, load.summary()
     assert load.errors == 0, load.summary()
     assert d.status()["generation"] == 21
+
+
+def test_a_failed_reload_shows_the_apps_traceback_then_the_cause(daemons: Daemons) -> None:
+    appdir = daemons.tmpdir()
+    write_versioned_app(appdir, "reload_trace_app", "v1")
+    d = daemons.fd("reload_trace_app:app", workers=1, env=app_env(appdir))
+    cause = "reload-trace-cause-4417"
+    write_versioned_app(appdir, "reload_trace_app", "v2", import_error=cause)
+    result = d.ctl("reload")
+    assert result.returncode == 1, both(result)
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("pounce ctl: reload failed: generation 2 failed: "), both(result)
+    assert result.stderr.count("Traceback (most recent call last):") == 1, both(result)
+    trace = [line.strip() for line in lines[1:-1]]
+    assert trace[0] == "Traceback (most recent call last):", both(result)
+    assert any("reload_trace_app.py" in line and "<module>" in line for line in trace), trace
+    assert trace[-1] == f"RuntimeError: {cause}", trace
+    assert not any("importlib" in line or "/pounce/" in line for line in trace), trace
+    # The one-line summary is last.
+    assert lines[-1].strip() == (
+        f'boot failure: importing "reload_trace_app" failed: RuntimeError: {cause}'
+    ), both(result)

@@ -196,7 +196,9 @@ def test_response_longer_than_its_content_length_sends_the_head_then_closes(
     line = next(x for x in server.output.splitlines() if '"GET /too-long HTTP/1.1"' in x)
     logged_bytes = int(line.split('" 200 ')[1].split()[0])
     assert logged_bytes == len(data) - len(body)  # the head that went out
-    assert server.output.count("more bytes than its Content-Length") == 1
+    # (the error line may reach the output after the access line)
+    assert wait_for(lambda: "more bytes than its Content-Length" in server.output, 10)
+    assert server.output.count("more bytes than its Content-Length") == 1, server.output
     assert "Traceback" not in server.output
 
 

@@ -50,9 +50,19 @@ class ConfigError(PounceError):
 
 
 class AppImportError(PounceError):
-    """The ASGI application could not be imported or is not an ASGI 3 callable."""
+    """The ASGI application could not be imported or is not an ASGI 3 callable.
+
+    ``app_traceback`` is the formatted traceback of the app's own frames when the
+    app's code raised (Pounce's import machinery trimmed), else ``None``.
+    """
 
     exit_code = 1
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, app_traceback: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.app_traceback = app_traceback
 
 
 class ListenerError(PounceError):

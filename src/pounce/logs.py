@@ -5,11 +5,13 @@ Both go to stderr, as text or as one JSON object per line.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import logging.handlers
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 TRACE = 5
@@ -66,7 +68,8 @@ def configure_logging(
     stream: TextIO | None = None,
     file: str | None = None,
 ) -> None:
-    """Route every ``pounce.*`` logger to ``file`` (appended) or ``stream`` (stderr)."""
+    """Route every ``pounce.*`` logger, and ``asyncio``'s, to ``file`` (appended) or
+    ``stream`` (stderr)."""
     handler: logging.Handler
     if file:
         handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
@@ -74,11 +77,14 @@ def configure_logging(
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("pounce")
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
+    # asyncio's own warnings ("socket.send() raised exception.") take the same way, not
+    # Python's last-resort handler (raw stderr); its errors come through LoopErrorHandler.
+    for logger in (root, logging.getLogger("asyncio")):
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
     root.setLevel(LEVELS.get(str(level).lower(), logging.INFO))
-    root.propagate = False
 
 
 def reopen_log_files() -> None:
@@ -91,3 +97,87 @@ def reopen_log_files() -> None:
                 handler.stream = handler._open()
             finally:
                 handler.release()
+
+
+LOOP_ERRORS_BURST = 10
+"""Event-loop errors logged in full per :data:`LOOP_ERRORS_WINDOW`, per process."""
+LOOP_ERRORS_WINDOW = 10.0
+"""Seconds; the errors past the burst in a window are counted and reported in one line."""
+
+
+class LoopErrorHandler:
+    """An event loop's exception handler that logs through ``pounce.error``, rate-limited.
+
+    What asyncio reports outside any request ("Fatal error on transport", accept
+    errors, "Task exception was never retrieved", a callback that raised) otherwise
+    goes raw to stderr: no timestamp, not JSON, not in ``logging.file``.  At most
+    ``burst`` of them are logged per ``window`` seconds; the rest are counted and one
+    line at the end of the window says how many were left out.  ``clock`` is injected
+    for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        burst: int = LOOP_ERRORS_BURST,
+        window: float = LOOP_ERRORS_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.burst = burst
+        self.window = window
+        self.clock = clock
+        self.log = logger or logging.getLogger("pounce.error")
+        self.window_start = -float("inf")
+        self.logged = 0
+        self.suppressed = 0
+        self._report: asyncio.TimerHandle | None = None
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        now = self.clock()
+        if now - self.window_start >= self.window:
+            self.report_suppressed()
+            self.window_start, self.logged = now, 0
+        if self.logged < self.burst:
+            self.logged += 1
+            self._log(context)
+            return
+        self.suppressed += 1
+        if self._report is None and not loop.is_closed():
+            delay = max(self.window_start + self.window - now, 0.0)
+            self._report = loop.call_later(delay, self.report_suppressed)
+
+    def report_suppressed(self) -> None:
+        """Log how many errors were left out of the current window, if any."""
+        if self._report is not None:
+            self._report.cancel()
+            self._report = None
+        if self.suppressed:
+            self.log.error(
+                "%d more event-loop errors in %gs not logged (at most %d per %gs)",
+                self.suppressed,
+                self.window,
+                self.burst,
+                self.window,
+            )
+            self.suppressed = 0
+
+    def _log(self, context: dict[str, Any]) -> None:
+        message = str(context.get("message") or "unhandled exception in the event loop")
+        details = [
+            f"{key}: {value!r}"
+            for key, value in sorted(context.items())
+            if key not in ("message", "exception")
+        ]
+        text = "; ".join([f"event loop: {message}", *details])
+        exc = context.get("exception")
+        if isinstance(exc, BaseException):
+            self.log.error("%s", text, exc_info=(type(exc), exc, exc.__traceback__))
+        else:
+            self.log.error("%s", text)
+
+
+def install_loop_error_handler(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    """Make ``loop`` report its errors through Pounce's logging (:class:`LoopErrorHandler`)."""
+    loop.set_exception_handler(LoopErrorHandler())
+    return loop

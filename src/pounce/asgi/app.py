@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
+import traceback
 from typing import Any, cast
 
 from pounce.errors import AppImportError
@@ -19,8 +21,6 @@ def import_app(spec: str, *, factory: bool = False, app_dir: str | None = ".") -
     :class:`AppImportError` with one line saying what is wrong.
     """
     if app_dir is not None:
-        import os
-
         path = os.path.abspath(app_dir)
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -36,11 +36,13 @@ def import_app(spec: str, *, factory: bool = False, app_dir: str | None = ".") -
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise AppImportError(f'could not import module "{module_name}"') from None
         raise AppImportError(
-            f'importing "{module_name}" failed: {type(exc).__name__}: {exc}'
+            f'importing "{module_name}" failed: {type(exc).__name__}: {exc}',
+            app_traceback=app_traceback(exc),
         ) from exc
     except Exception as exc:
         raise AppImportError(
-            f'importing "{module_name}" failed: {type(exc).__name__}: {exc}'
+            f'importing "{module_name}" failed: {type(exc).__name__}: {exc}',
+            app_traceback=app_traceback(exc),
         ) from exc
     obj: Any = module
     for part in attr.split("."):
@@ -57,10 +59,41 @@ def import_app(spec: str, *, factory: bool = False, app_dir: str | None = ".") -
             obj = obj()
         except Exception as exc:
             raise AppImportError(
-                f'app factory "{spec}" raised {type(exc).__name__}: {exc}'
+                f'app factory "{spec}" raised {type(exc).__name__}: {exc}',
+                app_traceback=app_traceback(exc),
             ) from exc
     check_asgi3(obj, spec)
     return cast(ASGIApp, obj)
+
+
+_MACHINERY = (
+    "<frozen importlib",
+    os.path.dirname(os.path.abspath(importlib.__file__)) + os.sep,
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # pounce
+)
+
+
+def _is_machinery(filename: str) -> bool:
+    return filename.startswith(_MACHINERY)
+
+
+def app_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback (and its causes') without the frames of importlib and Pounce.
+
+    What is left are the app's own frames: where its import or factory raised.
+    """
+    shown = traceback.TracebackException.from_exception(exc)
+    seen: set[int] = set()
+    todo: list[traceback.TracebackException | None] = [shown]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        frames = [f for f in current.stack if not _is_machinery(f.filename)]
+        current.stack = traceback.StackSummary.from_list(frames)
+        todo += [current.__cause__, current.__context__]
+    return "".join(shown.format()).rstrip("\n")
 
 
 def check_asgi3(obj: object, spec: str) -> None:

@@ -17,6 +17,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m pounce.ben
         prog=prog,
         description="Benchmark Pounce with wrk, alone or side by side with other ASGI servers.",
         epilog=EPILOG,
+        allow_abbrev=False,
     )
     add_bench_arguments(parser)
     ns = parser.parse_args(argv)

@@ -26,6 +26,7 @@ def add_bench_parser(
         description="Benchmark Pounce with wrk, alone or side by side with other ASGI "
         "servers: one worker each, pinned to one CPU, wrk pinned to another.",
         epilog=EPILOG,
+        allow_abbrev=False,
     )
     add_bench_arguments(bench)
     return bench

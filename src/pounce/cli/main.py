@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -12,9 +15,63 @@ from pounce import __version__
 from pounce.config import Config, add_cli_flags, config_to_toml, load_config, overrides_from_args
 from pounce.errors import PounceError, UsageError
 
+CONFIG_ENV = "POUNCE_CONFIG"
+"""The environment variable naming the config file when ``-c`` is not given."""
+LOCAL_CONFIG = "pounce.toml"
+"""``serve``, ``check`` and ``config show`` with neither an app nor ``-c`` (nor
+``$POUNCE_CONFIG``) read this file in the current directory, when it exists."""
+
+# uvicorn/gunicorn habits with no flag of the same name here: what to do instead.
+HABITS = {
+    "--reload": "pounce has no code reloader; reload the daemon with `pounce ctl reload` or SIGHUP",
+    "--header": "pounce adds no response headers; set them in the app",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """No prefix matching, and every usage error is one line (with a did-you-mean)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        ns, extras = super().parse_known_args(args, namespace)
+        # The innermost (sub)parser that left arguments over names them in the error.
+        if extras and not hasattr(ns, "_extras_parser"):
+            ns._extras_parser = self
+        return ns, extras
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        ns, extras = self.parse_known_args(args, namespace)
+        owner: Parser = vars(ns).pop("_extras_parser", self)
+        if extras:
+            owner.error(owner.unknown_text(extras))
+        return ns
+
+    def unknown_text(self, extras: Sequence[str]) -> str:
+        """``unknown option --relaod (did you mean --reload-timeout?)``."""
+        flag = next((arg for arg in extras if arg.startswith("-")), None)
+        if flag is None:
+            return f"unexpected argument {extras[0]!r}"
+        name = flag.partition("=")[0]
+        if name in HABITS:
+            return f"unknown option {name}: {HABITS[name]}"
+        known = [s for action in self._actions for s in action.option_strings]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        guess = f" (did you mean {close[0]}?)" if close else ""
+        return f"unknown option {name}{guess}"
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="pounce",
         description="Pounce: a pure-Python ASGI server run by a supervisor daemon.",
     )
@@ -57,7 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", metavar="FILE", help="the pounce.toml to read")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help=f"the pounce.toml to read (default: ${CONFIG_ENV}, else ./{LOCAL_CONFIG} "
+        "when no app is given and the file exists)",
+    )
+
+
+def config_path(ns: argparse.Namespace, *, local: bool) -> tuple[str | None, str | None]:
+    """The config file to read and, when it was found rather than named, a line saying so.
+
+    ``-c FILE``, else ``$POUNCE_CONFIG``, else (``local`` and no app given)
+    ``./pounce.toml`` when it exists, else none.
+    """
+    if ns.config:
+        return str(ns.config), None
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        return named, f"reading {named} (from ${CONFIG_ENV})"
+    if local and not getattr(ns, "app", None) and os.path.isfile(LOCAL_CONFIG):
+        path = os.path.abspath(LOCAL_CONFIG)
+        return path, f"reading ./{LOCAL_CONFIG} from the current directory ({path})"
+    return None, None
 
 
 def _port(text: str) -> int:
@@ -116,7 +196,14 @@ def _load(ns: argparse.Namespace, *, with_flags: bool) -> Config:
         overrides.update(listen_overrides(ns))
     if getattr(ns, "app", None):
         overrides["app"] = ns.app
-    return load_config(ns.config, overrides=overrides, warn=_warn_once)
+    return load_config(ns.config_path, overrides=overrides, warn=_warn_once)
+
+
+def _find_config(ns: argparse.Namespace, *, local: bool) -> str | None:
+    """Set ``ns.config_path`` once (a reload reads the same file); return the note, if any."""
+    path, note = config_path(ns, local=local)
+    ns.config_path = path
+    return note
 
 
 def _app_loader(config: Config) -> functools.partial[Any]:
@@ -137,11 +224,16 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from pounce.supervisor.systemd import Notifier
     from pounce.worker.loops import resolve_loop
 
+    note = _find_config(ns, local=True)
     config = _load(ns, with_flags=True)
     _app_loader(config)  # fail early, before any socket, when no app is given
     resolve_loop(config.server.loop)  # likewise for a loop that is not installed
     check_tls(config)  # a missing, unreadable or mismatched TLS cert/key fails here
     configure_logging(config.logging.level, config.logging.format, file=config.logging.file or None)
+    global _log_errors
+    _log_errors = config.logging.format == "json"
+    if note:
+        logging.getLogger("pounce.error").info("%s", note)
     notifier = Notifier()  # takes NOTIFY_SOCKET and WATCHDOG_* out of the environment
     activated = take_activated_sockets()  # likewise LISTEN_*
     listeners = open_with_activation(
@@ -158,16 +250,42 @@ def cmd_serve(ns: argparse.Namespace) -> int:
             load_app=_app_loader,
             reload_config=reload_config,
             notifier=notifier,
-            on_banner=lambda extras: print_banner(config, listeners, extras),
+            on_banner=lambda extras: _banner(config, listeners, extras, print_banner),
         )
     finally:
         for listener in listeners:
             listener.close()
 
 
+def _banner(config: Config, listeners: Any, extras: Any, print_banner: Any) -> None:
+    """The banner as a table on stderr, or with ``logging.format = "json"`` one JSON log line."""
+    if config.logging.format != "json":
+        print_banner(config, listeners, extras)
+        return
+    from pounce.cli.banner import banner_table
+
+    table = banner_table(config, listeners, extras)
+    keys, values = ([str(c) for c in column.cells] for column in table.columns[:2])
+    fields: dict[str, Any] = {}
+    last = ""
+    for key, value in zip(keys, values, strict=False):
+        key = key or last
+        last = key
+        if key in fields:
+            shown = fields[key]
+            fields[key] = [*(shown if isinstance(shown, list) else [shown]), value]
+        else:
+            fields[key] = value
+    log = logging.getLogger("pounce.error")
+    log.info("pounce %s started", __version__, extra={"banner": fields})
+
+
 def cmd_check(ns: argparse.Namespace) -> int:
     from pounce.net.tls import check_tls
 
+    note = _find_config(ns, local=True)
+    if note:
+        print(f"pounce: {note}", file=sys.stderr)
     config = _load(ns, with_flags=False)
     check_tls(config)  # a missing, unreadable or mismatched TLS cert/key fails here
     _app_loader(config)()
@@ -177,6 +295,9 @@ def cmd_check(ns: argparse.Namespace) -> int:
 
 
 def cmd_config_show(ns: argparse.Namespace) -> int:
+    note = _find_config(ns, local=True)
+    if note:
+        print(f"pounce: {note}", file=sys.stderr)
     sys.stdout.write(config_to_toml(_load(ns, with_flags=False)))
     return 0
 
@@ -202,15 +323,45 @@ COMMANDS = {
 }
 
 
+_log_errors = False  # serve with logging.format = "json": the last error is a log line too
+
+
+def report_error(exc: PounceError) -> None:
+    """The app's traceback (when its code raised) once, then the one-line summary last."""
+    trace = getattr(exc, "app_traceback", None)
+    if _log_errors:
+        from pounce.logs import JSONFormatter
+
+        log = logging.getLogger("pounce.error")
+        extra = {"traceback": trace} if trace else {}
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None)
+        record.__dict__.update(extra)
+        log.handle(record)
+        if any(isinstance(h, logging.FileHandler) for h in logging.getLogger("pounce").handlers):
+            # The log goes to a file: the terminal (or journal) gets the same JSON line.
+            print(JSONFormatter().format(record), file=sys.stderr)
+        return
+    if trace:
+        print(trace, file=sys.stderr)
+    print(f"pounce: error: {exc}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``pounce`` console script."""
     parser = build_parser()
     ns = parser.parse_args(argv)
     try:
         code = COMMANDS[ns.command](ns)
+        sys.stdout.flush()  # here, so that a closed pipe (`| head`) is caught below
     except PounceError as exc:
-        print(f"pounce: error: {exc}", file=sys.stderr)
+        report_error(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader went away (`pounce ctl status | head`): no traceback, and none at
+        # exit either when Python flushes stdout again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
     sys.exit(code)

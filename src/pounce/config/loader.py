@@ -39,6 +39,8 @@ _SERVICE_LINK = re.compile(r"(?:tcp|udp|sctp)://\S+:\d+")
 
 #: Variables of the single listener's address (and the override keys of the same).
 HOST_VAR, PORT_VAR = "POUNCE_HOST", "POUNCE_PORT"
+#: Variables Pounce reads outside the settings (the CLI's config file, ctl's socket).
+OTHER_VARS = frozenset({"POUNCE_CONFIG"})
 HOST_KEY, PORT_KEY = "listen.host", "listen.port"
 #: Platform conventions (Heroku, Cloud Run, Render, ...): used only where nothing is set.
 PLATFORM_PORT_VAR, PLATFORM_WORKERS_VAR = "PORT", "WEB_CONCURRENCY"
@@ -251,9 +253,8 @@ class _Layers:
                     self.errors.append(f"{name}: {exc.message}")
                     self.invalid.add("listen")
         self.put_address(hosts, ports, f"{HOST_VAR}/{PORT_VAR}")
-        prefixes = tuple(f"{ENV_PREFIX}{t.name.upper()}_" for t in schema.tables() if not t.array)
         for name in sorted(env):
-            if name.startswith(prefixes) and name not in known:
+            if name.startswith(ENV_PREFIX) and name not in known and name not in OTHER_VARS:
                 if _SERVICE_LINK.fullmatch(env[name].strip()):
                     message = (
                         f"{name}: unknown variable (ignored), "

@@ -95,7 +95,9 @@ async def _run(
     on_banner: Callable[[dict[str, str]], None],
 ) -> int:
     from pounce.control.server import ControlServer
+    from pounce.logs import install_loop_error_handler
 
+    install_loop_error_handler(asyncio.get_running_loop())
     sup = Supervisor(
         config,
         listeners,

@@ -144,7 +144,7 @@ class Supervisor:
                 if not worker.alive
                 else f"workers not ready within reload.timeout ({self.config.reload.timeout}s)"
             )
-            raise _BootFailed(message, worker.boot_code or 1)
+            raise _BootFailed(message, worker.boot_code or 1, worker.boot_traceback)
         self.state = "running"
         self._broadcast_state()
         log.info("generation 1 ready: %d worker(s), %s mode", len(started), self.worker_mode.value)
@@ -660,8 +660,10 @@ class Supervisor:
             for lst in opened:
                 lst.close()
             self.target_workers = self.config.server.workers
+            # The app's traceback (when its import raised) before the one-line cause.
+            trace = (handle.boot_traceback or "").splitlines()
             raise ReloadFailed(
-                f"generation {generation} failed: {handle.describe()}: {cause}", [cause]
+                f"generation {generation} failed: {handle.describe()}: {cause}", [*trace, cause]
             )
         kept_keys = {listen_key(lst.config) for lst in keep}
         removed = [lst for lst in self.listeners if listen_key(lst.config) not in kept_keys]
@@ -805,11 +807,12 @@ class Supervisor:
             "workers": [
                 self._worker_status(h) for h in sorted(self.workers.values(), key=lambda h: h.id)
             ],
-            "listeners": [lst.describe() for lst in self.listeners],
+            "listeners": [_absolute_listener(lst.describe()) for lst in self.listeners],
             "crash_budget": self.crash_budget(),
             "restarts": dict(self.restarts),
             "reloads": dict(self.reloads),
-            "config": self.config.source,
+            # absolute, so an operator in another directory knows which file it is
+            "config": os.path.abspath(self.config.source) if self.config.source else None,
         }
 
     @staticmethod
@@ -829,10 +832,19 @@ class Supervisor:
         }
 
 
+def _absolute_listener(shown: str) -> str:
+    """``unix:app.sock`` as ``unix:/srv/app/app.sock`` (the daemon's working directory)."""
+    path = shown.removeprefix("unix:")
+    if path == shown or path.startswith(("/", "\0", "@", "(")):
+        return shown
+    return "unix:" + os.path.abspath(path)
+
+
 class _BootFailed(PounceError):
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: int, app_traceback: str | None = None) -> None:
         super().__init__(message)
         self.exit_code = code
+        self.app_traceback = app_traceback
 
 
 def _needs_restart(old: Config, new: Config) -> list[str]:

@@ -75,6 +75,7 @@ class WorkerHandle:
         self.boot_error: str | None = None
         self.boot_code: int | None = None
         self.spawn_error: str | None = None
+        self.boot_traceback: str | None = None  # the app's frames, when its import raised
         self.exit_code: int | None = None
         self.reason: ExitReason | None = None
         self.timed_out = False
@@ -145,6 +146,8 @@ class WorkerHandle:
         elif kind == "boot_failed":
             self.boot_error = str(message.get("error", "boot failed"))
             self.boot_code = int(message.get("code", 1))
+            trace = message.get("traceback")
+            self.boot_traceback = trace if isinstance(trace, str) else None
         self._on_message(self, message)
 
     def _ended(self, code: int) -> None:
@@ -240,6 +243,12 @@ class ProcessWorker(WorkerHandle):
         listeners: Sequence[Listener],
         supervisor_pid: int,
     ) -> None:
+        # The worker's faulthandler writes its stack dumps here; we log them (see DumpReader).
+        try:
+            dump_read, dump_write = os.pipe()
+        except BaseException:
+            theirs.close()
+            raise
         fds = tuple(listener.sock.fileno() for listener in listeners)
         spec = WorkerSpec(
             worker_id=self.id,
@@ -249,6 +258,7 @@ class ProcessWorker(WorkerHandle):
             listens=tuple(listener.config for listener in listeners),
             link_fd=theirs.fileno(),
             supervisor_pid=supervisor_pid,
+            dump_fd=dump_write,
         )
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -256,12 +266,17 @@ class ProcessWorker(WorkerHandle):
                 "-m",
                 "pounce.worker.process",
                 stdin=subprocess.PIPE,
-                pass_fds=(*fds, theirs.fileno()),
+                pass_fds=(*fds, theirs.fileno(), dump_write),
                 env=worker_env(),
             )
+        except BaseException:
+            os.close(dump_read)
+            raise
         finally:
             theirs.close()
+            os.close(dump_write)
         self.pid = self.proc.pid
+        await DumpReader.attach(dump_read, self.describe())
         assert self.proc.stdin is not None
         self.proc.stdin.write(pickle.dumps(spec))
         with contextlib.suppress(OSError):
@@ -304,8 +319,63 @@ class ProcessWorker(WorkerHandle):
                 self.proc.send_signal(signum)
 
 
+class DumpReader(asyncio.Protocol):
+    """Reads a worker's faulthandler output and logs each dump as one ``pounce.error``
+    record, so stack dumps reach ``logging.file`` and are JSON under ``format = "json"``.
+
+    faulthandler writes from its C signal handler straight to the pipe, so a worker
+    stuck anywhere (even holding the GIL) still gets its stacks out; a dump ends when
+    the pipe goes quiet for :attr:`QUIET` seconds or closes (the worker exited).
+    """
+
+    QUIET = 0.2
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.chunks: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    async def attach(cls, fd: int, who: str) -> None:
+        pipe = os.fdopen(fd, "rb", buffering=0)
+        try:
+            await asyncio.get_running_loop().connect_read_pipe(lambda: cls(who), pipe)
+        except BaseException:
+            pipe.close()
+            raise
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(self.QUIET, self.flush)
+
+    def eof_received(self) -> bool | None:
+        self.flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.chunks:
+            text = b"".join(self.chunks).decode("utf-8", "replace").rstrip()
+            self.chunks.clear()
+            log.error("%s stack dump:\n%s", self.who, text)
+
+
 class ThreadWorker(WorkerHandle):
     """A worker on a thread of the supervisor process, with its own event loop."""
+
+    async def _finish(self, code: int) -> None:
+        # As for a process: read what the worker said last (a boot failure's cause) first.
+        reader = self._tasks[0] if self._tasks else None
+        if reader is not None and not reader.done():
+            await asyncio.wait([reader], timeout=1.0)
+        self._ended(code)
 
     load_app: Callable[[], ASGIApp] | None = None
 
@@ -338,7 +408,7 @@ class ThreadWorker(WorkerHandle):
                 for copy in copies:
                     copy.sock.close()
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._ended, code)
+                    asyncio.run_coroutine_threadsafe(self._finish(code), loop)
 
         self.thread = threading.Thread(target=body, name=f"pounce-worker-{self.id}", daemon=True)
         await self._open_link(ours)

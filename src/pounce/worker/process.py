@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pounce.config import Config, ListenConfig
 from pounce.errors import PounceError
-from pounce.logs import configure_logging
+from pounce.logs import configure_logging, install_loop_error_handler
 from pounce.net.listeners import Listener
 from pounce.types import ASGIApp
 from pounce.worker.link import SupervisorLink, send_blocking
@@ -46,6 +46,7 @@ class WorkerSpec:
     listens: tuple[ListenConfig, ...]
     link_fd: int
     supervisor_pid: int
+    dump_fd: int | None = None  # where faulthandler writes stack dumps (SIGUSR2), if not stderr
 
 
 def _set_parent_death_signal() -> None:
@@ -70,7 +71,11 @@ def serve_worker(
     try:
         app = load_app()
     except PounceError as exc:
-        send_blocking(link_sock, {"t": "boot_failed", "error": str(exc), "code": exc.exit_code})
+        failed = {"t": "boot_failed", "error": str(exc), "code": exc.exit_code}
+        trace = getattr(exc, "app_traceback", None)
+        if trace:
+            failed["traceback"] = trace
+        send_blocking(link_sock, failed)
         return EXIT_BOOT_FAILED
     interval = spec.config.workers.heartbeat_interval
     parent = None if in_thread else spec.supervisor_pid
@@ -85,8 +90,13 @@ def serve_worker(
         )
 
     worker = Worker(spec.config, app, listeners, link_factory=make_link)
+    new_loop = loop_factory(spec.config.server.loop)
+
+    def make_loop() -> asyncio.AbstractEventLoop:
+        return install_loop_error_handler(new_loop())
+
     try:
-        with asyncio.Runner(loop_factory=loop_factory(spec.config.server.loop)) as runner:
+        with asyncio.Runner(loop_factory=make_loop) as runner:
             runner.run(worker.serve(install_signals=not in_thread))
     except PounceError as exc:
         # Lifespan startup failed: report it as a boot failure with the app's message.
@@ -109,10 +119,13 @@ def main() -> None:
     from pounce.asgi.app import import_app
 
     _set_parent_death_signal()
-    faulthandler.register(signal.SIGUSR2, all_threads=True)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # until faulthandler has its file
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     spec: WorkerSpec = pickle.load(sys.stdin.buffer)
     sys.stdin.close()
+    # The supervisor logs what arrives on dump_fd (pounce.supervisor.workers.DumpReader).
+    dump = sys.stderr if spec.dump_fd is None else spec.dump_fd
+    faulthandler.register(signal.SIGUSR2, file=dump, all_threads=True)
     config = spec.config
     configure_logging(config.logging.level, config.logging.format, file=config.logging.file or None)
     link_sock = socket.socket(fileno=spec.link_fd)
