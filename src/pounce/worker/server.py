@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,12 +61,6 @@ class Connection(Protocol):
 
     def shutdown(self, idle_grace: float = 0.0) -> None: ...
     def abort(self) -> None: ...
-
-
-class Listening(Protocol):
-    """A listener being served: an ``asyncio.Server`` (uvloop) or an :class:`Acceptor`."""
-
-    def close(self) -> None: ...
 
 
 class Flushable(Protocol):
@@ -207,7 +200,7 @@ class Worker:
         self.link: SupervisorLink | None = None
         self._idle_grace = 0.0
         self._stop: asyncio.Event | None = None
-        self._servers: list[Listening] = []
+        self._servers: list[Acceptor] = []
         self._interrupts = 0
         self.state: ServerState | None = None
         self._websockets: WebSocketUpgrades | None = None
@@ -266,7 +259,7 @@ class Worker:
 
     async def _start_server(
         self, loop: asyncio.AbstractEventLoop, state: ServerState, listener: Listener
-    ) -> Listening:
+    ) -> Acceptor:
         def factory() -> HTTPConnection:
             return HTTPConnection(state, listener)
 
@@ -276,31 +269,23 @@ class Worker:
         ctx = None
         if listener_uses_tls(self.config, listener.config):
             ctx = build_context(self.config, h2_available=h2_available())
-        # Several workers share each listening socket: each takes one connection per
-        # wake-up, so that a burst of connections is spread over them (see accept.py).
-        shared = self.config.server.workers > 1
-        if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
-            # asyncio's own accept loop floods the log when out of fds: see worker/accept.py
-            sock.listen(backlog)
-            acceptor = Acceptor(
-                loop,
-                sock,
-                factory,
-                ctx,
-                backlog,
-                state.metrics,
-                state.connections,
-                per_wakeup=1 if shared else 0,
-            )
-            acceptor.start()
-            return acceptor
-        if shared:
-            # libuv's way of the same: one accept, then a yield to the other processes.
-            # Read by libuv when it first listens, so set before create_server.
-            os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
-        if sock.family == socket.AF_UNIX:
-            return await loop.create_unix_server(factory, sock=sock, backlog=backlog, ssl=ctx)
-        return await loop.create_server(factory, sock=sock, backlog=backlog, ssl=ctx)
+        # Pounce's own accept loop on every event loop (asyncio's floods the log when out
+        # of fds, libuv's resets the extra clients silently; see worker/accept.py).  With
+        # several workers on each listening socket, each takes one connection per
+        # wake-up, so that a burst of connections is spread over them.
+        sock.listen(backlog)
+        acceptor = Acceptor(
+            loop,
+            sock,
+            factory,
+            ctx,
+            backlog,
+            state.metrics,
+            state.connections,
+            per_wakeup=1 if self.config.server.workers > 1 else 0,
+        )
+        acceptor.start()
+        return acceptor
 
     async def _drain(self, state: ServerState) -> None:
         state.draining = True
