@@ -169,7 +169,7 @@ def test_during_a_stop_new_connections_are_refused_while_requests_finish(
     release = daemons.tmpdir() / "release"
     slow = start_slow(d, release)
     try:
-        result = d.ctl("stop")
+        result = d.ctl("stop", "--no-wait")  # the slow request holds the exit
         assert result.returncode == 0, both(result)
         assert wait_for(lambda: "no worker accepts" in d.output, 15), d.output
         # The worker with the slow request is still draining; no new client hangs.
