@@ -215,8 +215,9 @@ def _limited_cmd(nofile: int, *args: str) -> list[str]:
     return [sys.executable, "-c", code, *pounce_cmd(*args)]
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_out_of_fds_pauses_accepting_logs_once_per_pause_and_recovers(
-    launch: Launcher,
+    launch: Launcher, loop: str
 ) -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     clients_n = 200
@@ -228,7 +229,7 @@ def test_out_of_fds_pauses_accepting_logs_once_per_pause_and_recovers(
     port = listener.getsockname()[1]
     admin = free_port()
     args = ("serve", ECHO, "--fd", str(listener.fileno()), "--workers", "1",
-            "--loop", "asyncio", "--admin-port", str(admin))  # fmt: skip
+            "--loop", loop, "--admin-port", str(admin))  # fmt: skip
     server = launch.spawn(
         cmd=_limited_cmd(100, *args), host="127.0.0.1", port=port, pass_fds=(listener.fileno(),)
     )
