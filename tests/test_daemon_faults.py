@@ -110,7 +110,7 @@ def test_readiness_needs_min_ready_workers(daemons: Daemons) -> None:
     python = vanishing_python(daemons.tmpdir() / "venv")
     admin = free_port()
     args = ("--admin-port", str(admin), "--max-restarts", "100")
-    d = serve_on(daemons, python, *args, "--min-ready", "2", workers=2)
+    d = serve_on(daemons, python, *args, "--min-ready", "2", "--health-public", workers=2)
     assert get(admin, "/health/ready").status == 200
     python.rename(python.with_name("gone"))
     victim = d.status()["workers"][0]["pid"]
@@ -119,9 +119,14 @@ def test_readiness_needs_min_ready_workers(daemons: Daemons) -> None:
     # One worker still serves, but fewer than workers.min_ready are ready.
     assert get(d.port, "/").status == 200
     assert get(admin, "/health/ready").status == 503
+    # The surviving worker answers the opted-in public health paths the same way.
+    assert wait_for(lambda: get(d.port, "/health/ready").status == 503, 10)
+    assert wait_for(lambda: get(d.port, "/health/live").status == 503, 10)
+    assert "cannot start workers" in get(d.port, "/health/live").text
     python.with_name("gone").rename(python)
     d.wait_status(lambda s: [w["state"] for w in s["workers"]] == ["ready", "ready"], timeout=30)
     assert wait_for(lambda: get(admin, "/health/ready").status == 200, 10)
+    assert wait_for(lambda: get(d.port, "/health/live").status == 200, 10)
 
 
 def test_sighups_during_a_reload_fold_into_one_following_reload(daemons: Daemons) -> None:

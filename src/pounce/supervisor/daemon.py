@@ -295,7 +295,9 @@ class Supervisor:
 
     def _on_exit(self, handle: WorkerHandle) -> None:
         self.workers.pop(handle.id, None)
-        self.spawn_failing = handle.reason is ExitReason.SPAWN_FAILURE
+        if self.spawn_failing != (handle.reason is ExitReason.SPAWN_FAILURE):
+            self.spawn_failing = not self.spawn_failing
+            self._broadcast_state()  # liveness on public listeners follows at once
         add_counters(self.retired, handle.stats)
         expected = (
             handle.was_drained
@@ -363,7 +365,9 @@ class Supervisor:
             await new.start(self.listeners, os.getpid())
             if not new.alive:
                 return  # a spawn failure: _on_exit has scheduled the next attempt
-            self.spawn_failing = False
+            if self.spawn_failing:
+                self.spawn_failing = False
+                self._broadcast_state()
 
     # -- periodic checks -----------------------------------------------------------------
 
@@ -430,7 +434,7 @@ class Supervisor:
 
     def _send_state(self, handle: WorkerHandle) -> None:
         ready = self.ready and handle.state is not WorkerState.DRAINING
-        handle.send({"t": "state", "ready": ready})
+        handle.send({"t": "state", "ready": ready, "live": self.live})
 
     # -- signals -------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Health and metrics endpoints answered by a worker before the app.
 
-``/health/live``: the supervisor is alive and this worker's loop runs (it answers).
+``/health/live``: the supervisor is alive and can start workers, and this worker's loop
+runs (it answers).
 ``/health/ready``: a generation is ready and the daemon is not draining.
 ``/metrics``: Prometheus text, added up over all workers by the supervisor.
 """
@@ -43,10 +44,12 @@ def special_routes(config: Config, state: ServerState, link: SupervisorLink) -> 
     """The paths a worker answers itself, from ``[health]`` and ``[metrics]``."""
 
     async def live(scope: Scope, receive: Receive, send: Send) -> None:
-        if link.supervisor_alive:
-            await respond_json(send, 200, {"status": "alive"})
-        else:
+        if not link.supervisor_alive:
             await respond_json(send, 503, {"status": "supervisor not answering"})
+        elif not link.supervisor_can_spawn:
+            await respond_json(send, 503, {"status": "cannot start workers"})
+        else:
+            await respond_json(send, 200, {"status": "alive"})
 
     async def ready(scope: Scope, receive: Receive, send: Send) -> None:
         if link.ready_for_traffic and not state.draining:

@@ -3,8 +3,9 @@
 Worker to supervisor: ``ready``, ``hb`` (heartbeat with a metrics snapshot),
 ``snapshot`` (an answer), ``metrics_req`` (a /metrics request on a public port),
 ``boot_failed``, ``bye`` (final snapshot before a clean exit).
-Supervisor to worker: ``state`` (ready, draining; also proves the supervisor is
-alive), ``stop``, ``snapshot_req``, ``metrics`` (the answer to ``metrics_req``).
+Supervisor to worker: ``state`` (ready for traffic; live, false while the supervisor
+cannot start workers; also proves the supervisor is alive), ``stop``, ``snapshot_req``,
+``metrics`` (the answer to ``metrics_req``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class SupervisorLink:
         self.on_stop = on_stop
         self.parent_pid = parent_pid
         self.ready_for_traffic = False  # the supervisor says: a generation is ready, not draining
+        self.supervisor_can_spawn = True  # the supervisor says: it can start workers
         self.last_seen = time.monotonic()
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -122,6 +124,7 @@ class SupervisorLink:
         kind = message.get("t")
         if kind == "state":
             self.ready_for_traffic = bool(message.get("ready"))
+            self.supervisor_can_spawn = bool(message.get("live", True))
         elif kind == "stop":
             grace = message.get("grace")
             self.on_stop(float(grace) if isinstance(grace, int | float) else None)
