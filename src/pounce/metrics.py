@@ -47,8 +47,6 @@ class Collector:
         "_requests",
         "accept_pauses",
         "apps_cancelled",
-        "connections",
-        "in_flight",
         "response_bytes",
     )
 
@@ -57,8 +55,6 @@ class Collector:
         self._buckets = [0] * (len(BUCKETS) + 1)
         self._duration_sum = 0.0
         self.response_bytes = 0
-        self.in_flight = 0
-        self.connections = 0
         #: Apps cancelled because they ran on past http.disconnect_grace after their client left.
         self.apps_cancelled = 0
         #: Times accepting paused because the process ran out of file descriptors.
@@ -77,14 +73,15 @@ class Collector:
     def requests_total(self) -> int:
         return sum(self._requests.values())
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, in_flight: int = 0, connections: int = 0) -> Snapshot:
+        """The counters, with the gauges the worker reads now (requests, connections)."""
         return {
             "requests": {f"{m} {s}": n for (m, s), n in self._requests.items()},
             "buckets": list(self._buckets),
             "duration_sum": self._duration_sum,
             "response_bytes": self.response_bytes,
-            "in_flight": self.in_flight,
-            "connections": self.connections,
+            "in_flight": in_flight,
+            "connections": connections,
             "apps_cancelled": self.apps_cancelled,
             "accept_pauses": self.accept_pauses,
         }

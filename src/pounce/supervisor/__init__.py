@@ -24,20 +24,26 @@ log = logging.getLogger("pounce.error")
 __all__ = ["ControlAdapter", "Supervisor", "choose_worker_mode", "run_daemon"]
 
 
-def choose_worker_mode(config: Config, load_app: Callable[[], ASGIApp] | None = None) -> WorkerMode:
-    """``auto``: threads on a free-threaded build whose GIL stays off after importing the app.
+def choose_worker_mode(
+    config: Config, *, free_threaded: bool | None = None, gil_enabled: bool | None = None
+) -> WorkerMode:
+    """``auto``: threads on a free-threaded build running with the GIL off, else processes.
 
-    On a GIL build (or when an extension turned the GIL back on) it is processes.
+    The supervisor never imports the app, so this sees the interpreter's own state
+    (``PYTHON_GIL=1``, ``-X gil=1``); ``free_threaded`` and ``gil_enabled`` default
+    to this interpreter's.
     """
     mode = config.server.worker_mode
     if mode is not WorkerMode.AUTO:
         return mode
-    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+    if free_threaded is None:
+        free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    if not free_threaded:
         return WorkerMode.PROCESS
-    if load_app is not None:
-        load_app()  # an extension module may enable the GIL on import
-    if getattr(sys, "_is_gil_enabled", lambda: True)():
-        log.warning("the GIL is enabled after importing the app: using worker processes")
+    if gil_enabled is None:
+        gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    if gil_enabled:
+        log.warning("the GIL is enabled: using worker processes")
         return WorkerMode.PROCESS
     return WorkerMode.THREAD
 

@@ -102,9 +102,7 @@ class Supervisor:
         self._snapshot_waiters: dict[int, asyncio.Future[None]] = {}  # by request id
         self._snapshot_ids = itertools.count(1)
         self.refuser: Refuser | None = None  # set in run(): needs the loop
-        self.on_started: list[Callable[[], Any]] = []
         self.reaper = OrphanReaper(lambda: [h.pid for h in self.workers.values()])
-        self.on_stopping: list[Callable[[], Any]] = []
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -119,8 +117,6 @@ class Supervisor:
             self.notifier.stopping("start-up failed")
             await self._stop_workers(self.workers.values(), now=True)
             raise
-        for hook in self.on_started:
-            await hook()
         self._tasks = [
             loop.create_task(self._signal_loop()),
             loop.create_task(self._health_loop()),
@@ -153,8 +149,6 @@ class Supervisor:
     async def _shutdown(self) -> None:
         self.state = "stopping"
         self.notifier.stopping()
-        for hook in self.on_stopping:
-            await hook()
         # The signal loop runs on, so that a second SIGINT during the drain stops at once.
         for task in self._tasks[1:]:
             task.cancel()
@@ -465,11 +459,6 @@ class Supervisor:
         for handle in self.workers.values():
             handle.kill()
         self.notifier.stopping()
-        for hook in self.on_stopping:
-            with contextlib.suppress(Exception):
-                result = hook()
-                if asyncio.iscoroutine(result):
-                    result.close()
         logging.shutdown()
         os._exit(1)
 

@@ -304,9 +304,6 @@ class ProcessWorker(WorkerHandle):
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
 
-    def quit(self) -> None:
-        self._signal(signal.SIGQUIT)
-
     def dump_traceback(self) -> None:
         self._signal(signal.SIGUSR2)
 

@@ -8,7 +8,6 @@ order: stop accepting, let in-flight requests finish (bounded by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -176,10 +175,7 @@ class ServerState:
 
     def snapshot(self) -> dict[str, Any]:
         """Metrics counters plus the gauges read now."""
-        snap = self.metrics.snapshot()
-        snap["in_flight"] = len(self.tasks)
-        snap["connections"] = len(self.connections)
-        return snap
+        return self.metrics.snapshot(len(self.tasks), len(self.connections))
 
 
 class Worker:
@@ -263,7 +259,7 @@ class Worker:
         def factory() -> HTTPConnection:
             return HTTPConnection(state, listener)
 
-        backlog = listener.config.backlog or self.config.server.backlog
+        backlog = self.config.backlog_for(listener.config)
         sock = listener.sock
         # Built here, in each generation's worker: a reload serves replaced cert files.
         ctx = None
@@ -355,17 +351,3 @@ def _exit_now() -> None:
     log.warning("stopping at once")
     logging.shutdown()
     os._exit(1)
-
-
-def run_worker(
-    config: Config,
-    listeners: Sequence[Listener],
-    load_app: Callable[[], ASGIApp],
-    *,
-    install_signals: bool = True,
-) -> None:
-    """Import the app and serve it on this thread's own event loop until shutdown."""
-    app = load_app()
-    worker = Worker(config, app, listeners)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(worker.serve(install_signals=install_signals))
