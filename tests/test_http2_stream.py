@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pounce.asgi.h2stream import INTERNAL_ERROR, H2Stream
+from pounce.asgi.h2stream import H2Stream
+from pounce.protocols.http2 import INTERNAL_ERROR
 
 
 class Sink:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from pounce.asgi.exchange import ASGIProtocolError, Exchange, response_status
 from pounce.metrics import Collector
+from pounce.protocols.http2 import CANCEL, INTERNAL_ERROR
 from pounce.types import ASGIApp, Message, Scope
 
 error_log = logging.getLogger("pounce.error")
@@ -22,10 +23,6 @@ error_log = logging.getLogger("pounce.error")
 CONNECTION_HEADERS = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
-#: RST_STREAM codes (RFC 9113 §7).
-NO_ERROR = 0x0
-INTERNAL_ERROR = 0x2
-CANCEL = 0x8
 _NO_BODY_STATUS = frozenset({204, 304})
 
 

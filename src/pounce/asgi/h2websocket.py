@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pounce.asgi.h2stream import CANCEL, CONNECTION_HEADERS, StreamSink
+from pounce.asgi.h2stream import CONNECTION_HEADERS, StreamSink
 from pounce.asgi.websocket import (
     CLOSE_TIMEOUT,
     Headers,
@@ -27,6 +27,7 @@ from pounce.asgi.websocket import (
     websocket_scope,
 )
 from pounce.metrics import Collector
+from pounce.protocols.http2 import CANCEL
 from pounce.protocols.websocket import offers
 from pounce.types import ASGIApp, Scope
 

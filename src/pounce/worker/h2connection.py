@@ -12,7 +12,7 @@ waits for WINDOW_UPDATE), and as far as the transport's write buffer allows.
 A stream over SETTINGS_MAX_CONCURRENT_STREAMS is refused on its own with
 RST_STREAM REFUSED_STREAM (RFC 9113 §5.1.2), and a malformed request is reset
 with PROTOCOL_ERROR (§8.1.1), where ``h2`` would end the connection: see
-:mod:`pounce.worker.h2state`.
+:mod:`pounce.protocols.http2`.
 
 Rapid reset (CVE-2023-44487) is bounded three ways.  A stream counts toward
 ``max_concurrent_streams`` until its app returns, reset or not; a reset stream's
@@ -40,10 +40,18 @@ import h2.settings
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame
 
-from pounce.asgi.h2stream import CANCEL, NO_ERROR, H2Stream
+from pounce.asgi.h2stream import H2Stream
 from pounce.protocols.h2budget import ResetBudget
+from pounce.protocols.http2 import (
+    CANCEL,
+    COMPRESSION_ERROR,
+    ENHANCE_YOUR_CALM,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    ServerH2Connection,
+)
 from pounce.types import ASGIApp, Scope
-from pounce.worker.h2state import PROTOCOL_ERROR, REFUSED_STREAM, ServerH2Connection
 
 if TYPE_CHECKING:
     from pounce.asgi.h2websocket import H2WebSocketStream
@@ -51,8 +59,6 @@ if TYPE_CHECKING:
 
 error_log = logging.getLogger("pounce.error")
 
-COMPRESSION_ERROR = 0x9
-ENHANCE_YOUR_CALM = 0xB
 #: Streams whose apps are started in one pass of the event loop, per connection: a
 #: read full of HEADERS frames does not keep the loop from other connections.
 STARTS_PER_PASS = 16
@@ -216,7 +222,7 @@ class H2Connection(asyncio.Protocol):
             if stream is not None:
                 stream.end_body()
         elif isinstance(event, h2.events.StreamReset):
-            # The client's RST_STREAM, or ours for its malformed request (h2state).
+            # The client's RST_STREAM, or ours for its malformed request (protocols/http2).
             stream_id = event.stream_id or 0
             stream = self.streams.pop(stream_id, None)
             if self._pending.pop(stream_id, None) is None and stream is not None:
@@ -430,7 +436,7 @@ class H2Connection(asyncio.Protocol):
         out = self.h2.data_to_send()
         if out[-17:-13] != _GOAWAY_HEAD:
             # A bad client preface fails before h2 queues its GOAWAY (RFC 9113 §3.4).
-            code = int(getattr(exc, "error_code", 0x1) or 0x1)
+            code = int(getattr(exc, "error_code", PROTOCOL_ERROR) or PROTOCOL_ERROR)
             out += _GOAWAY_HEAD + bytes(5) + bytes(4) + code.to_bytes(4, "big")
         cause = exc.__cause__
         if (

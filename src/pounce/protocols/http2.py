@@ -1,4 +1,8 @@
-"""``h2``'s connection state machine, with stream errors where RFC 9113 names them.
+"""HTTP/2 (RFC 9113), sans-I/O: ``h2``'s connection adapted to the server's rules.
+
+Bytes in (``receive_data``), events out, bytes back (``data_to_send``): no asyncio,
+sockets or clocks, so it is tested with frames alone.  The worker's
+:class:`~pounce.worker.h2connection.H2Connection` drives it over a transport.
 
 ``h2`` ends the whole connection (GOAWAY PROTOCOL_ERROR) for three things that
 RFC 9113 makes errors of one stream only:
@@ -17,22 +21,77 @@ an app; if its app already runs (bad trailers, a body longer than its
 ``content-length``), a :class:`h2.events.StreamReset` with ``remote_reset=False``
 tells the connection to end it.  HPACK errors stay connection errors: the header
 table is the connection's (§4.3).
+
+This reaches into ``h2`` internals (:data:`H2_INTERNALS`), so ``h2`` is pinned to
+the major version it was tested with, and a test checks they all exist: an upgrade
+that moves them fails loudly instead of ending connections at run time.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.stream
+from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 error_log = logging.getLogger("pounce.error")
 
-PROTOCOL_ERROR = 0x1
-REFUSED_STREAM = 0x7
+# The error codes (RFC 9113 §7) the server sends, as h2 names them.
+NO_ERROR = ErrorCodes.NO_ERROR
+PROTOCOL_ERROR = ErrorCodes.PROTOCOL_ERROR
+INTERNAL_ERROR = ErrorCodes.INTERNAL_ERROR
+REFUSED_STREAM = ErrorCodes.REFUSED_STREAM
+CANCEL = ErrorCodes.CANCEL
+COMPRESSION_ERROR = ErrorCodes.COMPRESSION_ERROR
+ENHANCE_YOUR_CALM = ErrorCodes.ENHANCE_YOUR_CALM
+
+#: The ``h2`` internals :class:`ServerH2Connection` relies on: (module, dotted name).
+H2_INTERNALS: tuple[tuple[str, str], ...] = (
+    ("h2.connection", "_decode_headers"),
+    ("h2.connection", "ConnectionInputs.RECV_HEADERS"),
+    ("h2.connection", "AllowedStreamIDs"),
+    ("h2.connection", "H2Connection._receive_headers_frame"),
+    ("h2.connection", "H2Connection._receive_data_frame"),
+    ("h2.connection", "H2Connection._receive_priority_frame"),
+    ("h2.connection", "H2Connection._get_or_create_stream"),
+    ("h2.connection", "H2Connection.open_inbound_streams"),
+    ("h2.stream", "H2Stream.receive_headers"),
+    ("h2.stream", "StreamClosedBy.SEND_RST_STREAM"),
+)
+#: Attributes an ``h2`` connection object sets in ``__init__`` that it relies on.
+H2_INSTANCE_INTERNALS = (
+    "decoder",
+    "state_machine",
+    "streams",
+    "highest_inbound_stream_id",
+    "_closed_streams",
+    "_inbound_flow_control_window_manager",
+)
+
+
+def missing_h2_internals() -> list[str]:
+    """The names of :data:`H2_INTERNALS` (and instance attributes) this ``h2`` lacks."""
+    missing = []
+    for module_name, dotted in H2_INTERNALS:
+        obj: object = importlib.import_module(module_name)
+        for part in dotted.split("."):
+            if not hasattr(obj, part):
+                missing.append(f"{module_name}.{dotted}")
+                break
+            obj = getattr(obj, part)
+    conn = h2.connection.H2Connection()
+    missing += [
+        f"H2Connection().{name}" for name in H2_INSTANCE_INTERNALS if not hasattr(conn, name)
+    ]
+    manager = getattr(conn, "_inbound_flow_control_window_manager", None)
+    if not hasattr(manager, "process_bytes"):
+        missing.append("H2Connection()._inbound_flow_control_window_manager.process_bytes")
+    return missing
 
 
 class ServerH2Connection(h2.connection.H2Connection):
