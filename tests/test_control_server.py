@@ -59,6 +59,8 @@ STATUS: StatusResult = {
     "state": "running",
     "uptime": 12.5,
     "generation": 2,
+    "worker_mode": "process",
+    "target_workers": 1,
     "workers": [
         {
             "id": 0,
@@ -75,7 +77,8 @@ STATUS: StatusResult = {
     ],
     "listeners": ["http://127.0.0.1:8000"],
     "crash_budget": {"max_restarts": 5, "window": 60.0, "used": 0, "left": 5},
-    "worker_mode": "process",
+    "restarts": {},
+    "reloads": {"success": 1, "failed": 0},
     "config": "/etc/pounce.toml",
 }
 
