@@ -69,7 +69,12 @@ def test_the_daemon_s_paths_are_allowed(path: list[SupervisorState]) -> None:
 
 @pytest.mark.parametrize(
     ("start", "to"),
-    [(S.STOPPING, S.RUNNING), (S.STOPPING, S.DRAINED), (S.DRAINED, S.RUNNING), (S.RUNNING, S.DRAINED)],
+    [
+        (S.STOPPING, S.RUNNING),
+        (S.STOPPING, S.DRAINED),
+        (S.DRAINED, S.RUNNING),
+        (S.RUNNING, S.DRAINED),
+    ],
 )
 def test_a_move_off_the_table_is_refused(start: SupervisorState, to: SupervisorState) -> None:
     life = Lifecycle(start)
