@@ -766,11 +766,11 @@ class Supervisor:
         self._drain_task = None  # past the point where resume can undo it
         self._refuse_new_connections()
         await self._stop_workers(list(self.workers.values()))
-        if not self.lifecycle.move_from(DRAINING, DRAINED):
-            return  # stopping meanwhile
-        self.notifier.status("drained")
-        self._drained.set()
-        log.info("drained: no worker is serving")
+        drained = self.lifecycle.move_from(DRAINING, DRAINED)  # (not when stopping meanwhile)
+        self._drained.set()  # a `drain --wait` returns either way
+        if drained:
+            self.notifier.status("drained")
+            log.info("drained: no worker is serving")
 
     async def resume(self) -> StateResult:
         if self.state is DRAINING and self._drain_task is not None and not self._drain_task.done():
