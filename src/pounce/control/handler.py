@@ -4,7 +4,8 @@
 supervisor: one async method per command.  Each returns a JSON-able mapping (build
 it as the matching ``TypedDict`` below so mypy checks the keys) or raises
 :class:`~pounce.errors.ControlCommandError` with a message and detail lines, which
-the client shows as the command's failure.
+the client shows as the command's failure.  A command that must act only once its
+reply is sent (``stop``) returns an :class:`AfterReply` instead.
 
 The ``TypedDict`` classes document the replies ``pounce ctl`` renders; a client must
 still treat them as untrusted JSON, since daemon and client versions may differ.
