@@ -32,6 +32,7 @@ from conftest import wait_for
 from pounce.control import ControlServer as LazyControlServer
 from pounce.control.client import ControlClient
 from pounce.control.handler import (
+    AfterReply,
     DrainResult,
     ReloadResult,
     ScaleResult,
@@ -59,6 +60,8 @@ STATUS: StatusResult = {
     "state": "running",
     "uptime": 12.5,
     "generation": 2,
+    "worker_mode": "process",
+    "target_workers": 1,
     "workers": [
         {
             "id": 0,
@@ -75,7 +78,8 @@ STATUS: StatusResult = {
     ],
     "listeners": ["http://127.0.0.1:8000"],
     "crash_budget": {"max_restarts": 5, "window": 60.0, "used": 0, "left": 5},
-    "worker_mode": "process",
+    "restarts": {},
+    "reloads": {"success": 1, "failed": 0},
     "config": "/etc/pounce.toml",
 }
 
@@ -629,6 +633,25 @@ def test_a_stop_command_may_close_the_server_and_still_reply(daemon: Daemon) -> 
     daemon.handler.on_stop = daemon.server.close
     assert daemon.call("stop") == {"state": "stopping"}
     assert not os.path.exists(daemon.path)
+
+
+def test_an_after_reply_hook_runs_once_the_reply_is_written(daemon: Daemon) -> None:
+    # The handler acts only through the hook: the client has its answer first, even
+    # though the hook closes the server (as the daemon's stop does).
+    ran: list[bool] = []
+
+    def then() -> None:
+        ran.append(daemon.server.serving)
+        daemon.loop.create_task(daemon.server.close())
+
+    async def stop(now: bool) -> AfterReply:
+        return AfterReply({"state": "stopping", "now": now}, then)
+
+    daemon.handler.stop = stop  # type: ignore[method-assign]
+    with daemon.client() as client:
+        assert client.call("stop", now=True) == {"state": "stopping", "now": True}
+    assert wait_for(lambda: not os.path.exists(daemon.path))
+    assert ran == [True]
 
 
 # -- who may connect ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pounce.control.client import ControlClient
 from pounce.control.handler import (
+    AfterReply,
     ControlHandler,
     CrashBudget,
     DrainResult,
@@ -40,6 +41,7 @@ __all__ = [
     "COMMANDS",
     "MAX_MESSAGE_SIZE",
     "PROTOCOL_VERSION",
+    "AfterReply",
     "ControlClient",
     "ControlCommandError",
     "ControlCommandFailed",

@@ -4,7 +4,8 @@
 supervisor: one async method per command.  Each returns a JSON-able mapping (build
 it as the matching ``TypedDict`` below so mypy checks the keys) or raises
 :class:`~pounce.errors.ControlCommandError` with a message and detail lines, which
-the client shows as the command's failure.
+the client shows as the command's failure.  A command that must act only once its
+reply is sent (``stop``) returns an :class:`AfterReply` instead.
 
 The ``TypedDict`` classes document the replies ``pounce ctl`` renders; a client must
 still treat them as untrusted JSON, since daemon and client versions may differ.
@@ -12,9 +13,10 @@ still treat them as untrusted JSON, since daemon and client versions may differ.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 
 class SupervisorState(StrEnum):
@@ -86,7 +88,9 @@ class StatusResult(TypedDict):
     daemon started; ``generation`` counts reloads from 1; ``worker_mode`` is
     ``"process"`` or ``"thread"``; ``config`` is the config file path, if any;
     ``listeners`` are display strings such as ``"http://127.0.0.1:8000"`` or
-    ``"unix:/run/app.sock"``.
+    ``"unix:/run/app.sock"``; ``target_workers`` is the count the daemon keeps
+    (``server.workers``, or what ``scale`` set); ``restarts`` counts replacements by
+    exit reason and ``reloads`` counts ``success`` and ``failed``.
     """
 
     pid: int
@@ -94,10 +98,13 @@ class StatusResult(TypedDict):
     state: str
     uptime: float
     generation: int
+    worker_mode: str
+    target_workers: int
     workers: list[WorkerInfo]
     listeners: list[str]
     crash_budget: CrashBudget
-    worker_mode: str
+    restarts: dict[str, int]
+    reloads: dict[str, int]
     config: str | None
 
 
@@ -114,19 +121,30 @@ class ReloadResult(TypedDict):
     duration: float
     workers: int
     needs_restart: list[str]
+    listeners: list[str]
+    """The listeners the new generation serves (display strings)."""
 
 
 class DrainResult(TypedDict):
-    """The reply to ``drain``: the state reached and the connections still open."""
+    """The reply to ``drain``: the state reached and the connections still open;
+    ``drain_delay`` is ``shutdown.drain_delay``, the seconds before workers stop."""
 
     state: str
     connections: int
+    drain_delay: float
 
 
 class StateResult(TypedDict):
-    """The reply to ``resume`` and ``stop``: the state the daemon is now in."""
+    """The reply to ``resume`` and ``stop``: the state the daemon is now in.
+
+    ``resume`` adds ``resumed`` (and ``generation`` when it started new workers);
+    ``stop`` adds ``now``.
+    """
 
     state: str
+    resumed: NotRequired[bool]
+    generation: NotRequired[int]
+    now: NotRequired[bool]
 
 
 class ScaleResult(TypedDict):
@@ -151,6 +169,18 @@ class WorkersResult(TypedDict):
 
 Result = Mapping[str, Any]
 """Any JSON-able mapping; the TypedDicts above are the documented shapes."""
+
+
+@dataclass(frozen=True, slots=True)
+class AfterReply:
+    """A command's ``result`` and what to do once the reply has been sent.
+
+    ``stop`` returns one: the server writes the reply, then calls ``then`` (which
+    may close the server), so the client hears the answer before the daemon acts.
+    """
+
+    result: Result
+    then: Callable[[], object]
 
 
 class ControlHandler(Protocol):
@@ -184,9 +214,9 @@ class ControlHandler(Protocol):
         """Accept connections again after a drain (a :class:`StateResult`)."""
         ...
 
-    async def stop(self, now: bool) -> Result:
-        """Begin shutting down, gracefully or ``now``; reply (a :class:`StateResult`)
-        before the control server is closed."""
+    async def stop(self, now: bool) -> Result | AfterReply:
+        """Shut down, gracefully or ``now``; reply (a :class:`StateResult`) before the
+        control server is closed: return an :class:`AfterReply` that stops."""
         ...
 
     async def scale(self, workers: int) -> Result:

@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from pounce.control.client import peer_credentials
-from pounce.control.handler import ControlHandler, Result
+from pounce.control.handler import AfterReply, ControlHandler, Result
 from pounce.control.protocol import (
     FrameDecoder,
     Request,
@@ -72,7 +72,7 @@ _ACCEPTS_PER_WAKEUP: Final = 64
 _WARN_EVERY: Final = 10.0  # seconds between two warnings about refused connections
 _PAUSE: Final = 1.0  # seconds accepting pauses when even the reserve does not help
 
-_Dispatch = Callable[[ControlHandler, Mapping[str, Any]], Awaitable[Result]]
+_Dispatch = Callable[[ControlHandler, Mapping[str, Any]], Awaitable[Result | AfterReply]]
 DISPATCH: Final[Mapping[str, _Dispatch]] = {
     "status": lambda h, a: h.status(),
     "reload": lambda h, a: h.reload(),
@@ -372,7 +372,11 @@ class ControlServer:
                 return
             if payload is None:
                 return
-            if not await _send(writer, await self._respond(payload, creds)):
+            frame, after_reply = await self._respond(payload, creds)
+            sent = await _send(writer, frame)
+            if after_reply is not None:
+                after_reply()  # (stop: the reply is written, the daemon may act)
+            if not sent:
                 return
             deadline = loop.time() + self.frame_timeout if decoder.buffered else None
 
@@ -396,39 +400,48 @@ class ControlServer:
                 deadline = loop.time() + self.frame_timeout
         return payload
 
-    async def _respond(self, payload: bytes, creds: tuple[int, int, int] | None = None) -> bytes:
-        """The framed reply to one request payload; never raises for a bad request."""
+    async def _respond(
+        self, payload: bytes, creds: tuple[int, int, int] | None = None
+    ) -> tuple[bytes, Callable[[], object] | None]:
+        """The framed reply to one request payload, and what to do once it is sent;
+        never raises for a bad request."""
         try:
             request = decode_request(payload)
         except ControlProtocolError as exc:
-            return encode_error(str(exc))
+            return encode_error(str(exc)), None
         caller = _caller(creds)
         audit = logging.INFO if request.cmd in AUDITED else logging.DEBUG
         log.log(audit, "control: %s%s by %s", request.cmd, _describe_args(request.args), caller)
         try:
-            result = await self._run(request)
+            result, after_reply = await self._run(request)
         except ControlCommandError as exc:
             log.log(audit, "control: %s by %s failed: %s", request.cmd, caller, exc.message)
-            return encode_error(exc.message, exc.details)
+            return encode_error(exc.message, exc.details), None
         except PounceError as exc:
             log.warning("control command %s failed: %s", request.cmd, exc)
-            return encode_error(str(exc))
+            return encode_error(str(exc)), None
         except Exception as exc:
             log.exception("control command %s raised an unexpected error", request.cmd)
-            return encode_error(f"internal error in {request.cmd}: {type(exc).__name__}: {exc}")
+            text = f"internal error in {request.cmd}: {type(exc).__name__}: {exc}"
+            return encode_error(text), None
         try:
-            return encode_result(result)
+            return encode_result(result), after_reply
         except ControlProtocolError as exc:
             log.error(
                 "control command %s returned a reply that cannot be sent: %s", request.cmd, exc
             )
-            return encode_error(f"internal error in {request.cmd}: {exc}")
+            return encode_error(f"internal error in {request.cmd}: {exc}"), after_reply
 
-    async def _run(self, request: Request) -> Mapping[str, Any]:
-        result = await DISPATCH[request.cmd](self.handler, request.args)
+    async def _run(self, request: Request) -> tuple[Mapping[str, Any], Callable[[], object] | None]:
+        answer = await DISPATCH[request.cmd](self.handler, request.args)
+        after_reply = None
+        if isinstance(answer, AfterReply):
+            result, after_reply = answer.result, answer.then
+        else:
+            result = answer
         if not isinstance(result, Mapping):
             raise TypeError(f"the handler returned {type(result).__name__}, not a mapping")
-        return result
+        return result, after_reply
 
 
 def _caller(creds: tuple[int, int, int] | None) -> str:

@@ -7,14 +7,23 @@ import logging
 import sys
 import sysconfig
 from collections.abc import Callable
-from typing import Any
 
 from pounce.config import Config, WorkerMode
 from pounce.control import ControlCommandError, socket_path_for
+from pounce.control.handler import (
+    AfterReply,
+    DrainResult,
+    ReloadResult,
+    ScaleResult,
+    StateResult,
+    StatusResult,
+    SupervisorState,
+    WorkersResult,
+)
 from pounce.errors import PounceError
 from pounce.net.listeners import Listener
 from pounce.supervisor.admin import AdminServer
-from pounce.supervisor.daemon import ReloadFailed, Supervisor
+from pounce.supervisor.daemon import CommandFailed, Supervisor
 from pounce.supervisor.host import raise_nofile_limit
 from pounce.supervisor.systemd import Notifier
 from pounce.types import ASGIApp
@@ -54,39 +63,39 @@ class ControlAdapter:
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> StatusResult:
         return self.sup.status()
 
-    async def reload(self) -> dict[str, Any]:
+    async def reload(self) -> ReloadResult:
         try:
             return await self.sup.reload()
-        except ReloadFailed as exc:
+        except CommandFailed as exc:
             raise ControlCommandError(str(exc), exc.details) from None
 
-    async def drain(self, wait: bool, timeout: float | None) -> dict[str, Any]:
+    async def drain(self, wait: bool, timeout: float | None) -> DrainResult:
         try:
             return await self.sup.drain(wait=wait, timeout=timeout)
-        except ReloadFailed as exc:
+        except CommandFailed as exc:
             raise ControlCommandError(str(exc), exc.details) from None
 
-    async def resume(self) -> dict[str, Any]:
+    async def resume(self) -> StateResult:
         try:
             return await self.sup.resume()
-        except ReloadFailed as exc:
+        except CommandFailed as exc:
             raise ControlCommandError(str(exc), exc.details) from None
 
-    async def stop(self, now: bool) -> dict[str, Any]:
-        # Answer first, then stop: the reply must reach the client.
-        asyncio.get_running_loop().call_later(0.05, lambda: self.sup.request_stop(now=now))
-        return {"state": "stopping", "now": now}
+    async def stop(self, now: bool) -> AfterReply:
+        # Answer first, then stop: the server calls the hook once the reply is written.
+        reply: StateResult = {"state": SupervisorState.STOPPING.value, "now": now}
+        return AfterReply(reply, lambda: self.sup.request_stop(now=now))
 
-    async def scale(self, workers: int) -> dict[str, Any]:
+    async def scale(self, workers: int) -> ScaleResult:
         try:
             return await self.sup.scale(workers)
-        except ReloadFailed as exc:
+        except CommandFailed as exc:
             raise ControlCommandError(str(exc), exc.details) from None
 
-    async def workers(self) -> dict[str, Any]:
+    async def workers(self) -> WorkersResult:
         status = self.sup.status()
         return {"generation": status["generation"], "workers": status["workers"]}
 

@@ -1,8 +1,11 @@
 """The supervisor: owns the listeners, runs generations of workers, reloads, restarts.
 
 Signal handlers only enqueue; :meth:`Supervisor.run` does the work through the
-``_SIGNALS`` table.  Every state change is reported to systemd (sd_notify), to
-``pounce ctl status`` and to the metrics.
+``_SIGNALS`` table.  Its state moves only along the table in
+:mod:`pounce.supervisor.state`; the decisions that need no I/O live in pure modules
+(:mod:`~pounce.supervisor.budget`, :mod:`~pounce.supervisor.plan`,
+:mod:`~pounce.supervisor.status`).  Every state change is reported to systemd
+(sd_notify), to ``pounce ctl status`` and to the metrics.
 """
 
 from __future__ import annotations
@@ -20,12 +23,37 @@ from typing import Any
 
 from pounce import __version__
 from pounce.config import Config, WorkerMode
+from pounce.control.handler import (
+    CrashBudget as CrashBudgetInfo,
+)
+from pounce.control.handler import (
+    DrainResult,
+    ReloadResult,
+    ScaleResult,
+    StateResult,
+    StatusResult,
+    SupervisorState,
+)
 from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
 from pounce.metrics import Snapshot, add_counters, empty_snapshot, merge, process_figures, render
 from pounce.net.listeners import Listener, open_listener
+from pounce.supervisor.budget import CrashBudget
 from pounce.supervisor.host import OrphanReaper
+from pounce.supervisor.plan import listen_key, needs_restart, plan_listeners, plan_workers
 from pounce.supervisor.refuse import Refuser
+from pounce.supervisor.state import (
+    ACCEPTING,
+    DRAINED,
+    DRAINING,
+    RELOADING,
+    RUNNING,
+    STARTING,
+    STOPPING,
+    WINDING_DOWN,
+    Lifecycle,
+)
+from pounce.supervisor.status import DaemonView, build_status
 from pounce.supervisor.systemd import Notifier
 from pounce.supervisor.workers import (
     ExitReason,
@@ -42,17 +70,19 @@ EXIT_BUDGET_EXHAUSTED = 1
 KILL_GRACE = 5.0  # seconds past shutdown.timeout before a draining worker is killed
 
 
-class ReloadFailed(PounceError):
-    """A reload was rejected or rolled back; ``details`` says why."""
+class CommandFailed(PounceError):
+    """A command (reload, drain, resume, scale) was refused or failed; ``details`` says why."""
 
     def __init__(self, message: str, details: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.details = list(details)
 
 
-def listen_key(listener_config: Any) -> tuple[Any, ...]:
-    c = listener_config
-    return (c.host, c.port, c.path, c.fd, c.name)
+class ReloadFailed(CommandFailed):
+    """A reload was rejected or rolled back."""
+
+
+__all__ = ["CommandFailed", "ReloadFailed", "Supervisor", "listen_key"]
 
 
 class Supervisor:
@@ -74,14 +104,14 @@ class Supervisor:
         self.app_loader = app_loader
         self.worker_mode = worker_mode
         self.notifier = notifier or Notifier({})
-        self.state = "starting"
+        self.lifecycle = Lifecycle()
         self.generation = 0
         self._last_generation = 0  # the highest number handed out, a failed one included
         self.started = time.monotonic()
         self.target_workers = config.server.workers
         self.workers: dict[int, WorkerHandle] = {}
         self._next_id = 1
-        self._restart_times: deque[float] = deque()
+        self.budget = CrashBudget()
         self._lineage: deque[int] = deque()  # restart counts handed on to replacements
         self.spawn_failing = False  # the last attempt to start a worker failed
         self.restarts: Counter[str] = Counter()
@@ -93,16 +123,22 @@ class Supervisor:
         self._stop_now = False
         self._interrupts = 0
         self._reload_lock = asyncio.Lock()
-        self._queued_reload: asyncio.Future[dict[str, Any]] | None = None
+        self._queued_reload: asyncio.Future[ReloadResult] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._signals: asyncio.Queue[int] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._signal_task: asyncio.Task[None] | None = None  # runs on through the shutdown
+        self._loops: set[asyncio.Task[None]] = set()  # health and watchdog checks
         self._drain_task: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
         self._snapshot_waiters: dict[int, asyncio.Future[None]] = {}  # by request id
         self._snapshot_ids = itertools.count(1)
         self.refuser: Refuser | None = None  # set in run(): needs the loop
         self.reaper = OrphanReaper(lambda: [h.pid for h in self.workers.values()])
+
+    @property
+    def state(self) -> SupervisorState:
+        """The daemon's state (moved by :attr:`lifecycle` along its transition table)."""
+        return self.lifecycle.state
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -117,12 +153,10 @@ class Supervisor:
             self.notifier.stopping("start-up failed")
             await self._stop_workers(self.workers.values(), now=True)
             raise
-        self._tasks = [
-            loop.create_task(self._signal_loop()),
-            loop.create_task(self._health_loop()),
-        ]
+        self._signal_task = loop.create_task(self._signal_loop(), name="signals")
+        self._loops.add(loop.create_task(self._health_loop(), name="health checks"))
         if self.notifier.watchdog_interval:
-            self._tasks.append(loop.create_task(self._watchdog_loop()))
+            self._loops.add(loop.create_task(self._watchdog_loop(), name="watchdog"))
         await self._stop.wait()
         await self._shutdown()
         return self.exit_code
@@ -141,20 +175,21 @@ class Supervisor:
                 else f"workers not ready within reload.timeout ({self.config.reload.timeout}s)"
             )
             raise _BootFailed(message, worker.boot_code or 1, worker.boot_traceback)
-        self.state = "running"
+        self.lifecycle.move(RUNNING)
         self._broadcast_state()
         log.info("generation 1 ready: %d worker(s), %s mode", len(started), self.worker_mode.value)
         self.notifier.ready(self.status_line())
 
     async def _shutdown(self) -> None:
-        self.state = "stopping"
+        self.lifecycle.move(STOPPING)
         self.notifier.stopping()
         # The signal loop runs on, so that a second SIGINT during the drain stops at once.
-        for task in self._tasks[1:]:
+        for task in self._loops:
             task.cancel()
         self._refuse_new_connections()
         await self._stop_workers(list(self.workers.values()), now=self._stop_now)
-        self._tasks[0].cancel()
+        if self._signal_task is not None:
+            self._signal_task.cancel()
         if self.refuser is not None:
             self.refuser.stop()
         log.info("supervisor stopped")
@@ -295,12 +330,12 @@ class Supervisor:
         add_counters(self.retired, handle.stats)
         expected = (
             handle.was_drained
-            or self.state in ("stopping", "draining", "drained")
+            or self.state in WINDING_DOWN
             or handle.generation != self.generation
-            or (self.state == "starting" and not handle.was_ready)  # start-up failure
+            or (self.state is STARTING and not handle.was_ready)  # start-up failure
         )
         level = logging.INFO if expected and handle.reason is ExitReason.CLEAN else logging.WARNING
-        if not (self.state == "starting" and handle.reason is ExitReason.BOOT_FAILURE):
+        if not (self.state is STARTING and handle.reason is ExitReason.BOOT_FAILURE):
             # (a start-up failure is reported once, by the exception that ends the daemon)
             log.log(level, "%s exited: %s", handle.describe(), handle.exit_text())
         if not expected:
@@ -318,15 +353,13 @@ class Supervisor:
 
     def _charge_budget(self, reason: str, handle: WorkerHandle) -> float | None:
         """Count one restart; the back-off before it, or None when the budget is spent."""
-        now = time.monotonic()
         window = self.config.workers.restart_window
-        while self._restart_times and self._restart_times[0] < now - window:
-            self._restart_times.popleft()
-        if len(self._restart_times) >= self.config.workers.max_restarts:
+        delay = self.budget.charge(self.config.workers.max_restarts, window)
+        if delay is None:
             log.error(
                 "crash budget exhausted: %d restarts within %.0fs (workers.max_restarts=%d); "
                 "last: %s %s; stopping",
-                len(self._restart_times) + 1,
+                len(self.budget) + 1,
                 window,
                 self.config.workers.max_restarts,
                 handle.describe(),
@@ -335,33 +368,47 @@ class Supervisor:
             self.notifier.status(f"crash budget exhausted: {handle.exit_text()}")
             self.request_stop(code=EXIT_BUDGET_EXHAUSTED)
             return None
-        self._restart_times.append(now)
         self.restarts[reason] += 1
-        return float(min(0.1 * 2 ** (len(self._restart_times) - 1), 10.0))
+        return delay
 
     async def _converge_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
         await self.converge()
 
-    async def converge(self) -> None:
-        """Start workers of the current generation until they number ``target_workers``.
+    async def converge(self, *, ready_within: float | None = None) -> None:
+        """Bring the workers of the current generation to ``target_workers``.
 
-        The one place that fills empty slots (as gunicorn's ``manage_workers``): a
+        The one place that starts and stops workers to match the target (as
+        gunicorn's ``manage_workers``), after a crash and for ``scale``.  The newest
+        surplus workers are stopped (handing over their keep-alive connections).  A
         worker that fails to start ends as a ``spawn_failure`` exit, which charges the
-        crash budget and schedules the next attempt with back-off.
+        crash budget and schedules the next attempt with back-off.  With
+        ``ready_within``, wait up to that many seconds for the new workers to be ready.
         """
+        if self.state not in ACCEPTING:
+            return
+        # (during a reload the old generation retires whole; only a running daemon scales down)
+        surplus = plan_workers(self.current_workers(), self.target_workers).stop
+        if surplus and self.state is RUNNING:
+            for handle in surplus:
+                handle.was_drained = True
+            self._spawn_task(self._stop_workers(surplus, handover=True), "scale down")
+        started: list[WorkerHandle] = []
         while (
-            self.state in ("running", "reloading")
-            and len(self.current_workers()) < self.target_workers
+            self.state in ACCEPTING
+            and plan_workers(self.current_workers(), self.target_workers).start
         ):
             new = self._new_handle(self.config, self.generation)
             new.restarts = self._lineage.popleft() if self._lineage else 0
             await new.start(self.listeners, os.getpid())
             if not new.alive:
-                return  # a spawn failure: _on_exit has scheduled the next attempt
+                break  # a spawn failure: _on_exit has scheduled the next attempt
+            started.append(new)
             if self.spawn_failing:
                 self.spawn_failing = False
                 self._broadcast_state()
+        if started and ready_within is not None:
+            await self._wait_ready(started, ready_within)
 
     # -- periodic checks -----------------------------------------------------------------
 
@@ -411,7 +458,7 @@ class Supervisor:
     def ready(self) -> bool:
         """Ready: serving, with at least ``workers.min_ready`` workers ready (or all of them
         when fewer are configured)."""
-        if self.state not in ("running", "reloading"):
+        if self.state not in ACCEPTING:
             return False
         needed = min(self.config.workers.min_ready, self.target_workers)
         ready = sum(1 for h in self.current_workers() if h.state is WorkerState.READY)
@@ -478,12 +525,12 @@ class Supervisor:
             pass  # logged by reload()
 
     async def _on_ttin(self) -> None:
-        with contextlib.suppress(ReloadFailed):  # logged by scale()
+        with contextlib.suppress(CommandFailed):  # logged by scale()
             await self.scale(self.target_workers + 1)
 
     async def _on_ttou(self) -> None:
         if self.target_workers > 1:
-            with contextlib.suppress(ReloadFailed):
+            with contextlib.suppress(CommandFailed):
                 await self.scale(self.target_workers - 1)
 
     async def _on_chld(self) -> None:
@@ -551,12 +598,9 @@ class Supervisor:
         text = await self.metrics_text()
         handle.send({"t": "metrics", "id": ident, "text": text})
 
-    def crash_budget(self) -> dict[str, Any]:
-        now = time.monotonic()
-        window = self.config.workers.restart_window
-        used = sum(1 for t in self._restart_times if t >= now - window)
-        limit = self.config.workers.max_restarts
-        return {"max_restarts": limit, "window": window, "used": used, "left": max(limit - used, 0)}
+    def crash_budget(self) -> CrashBudgetInfo:
+        workers = self.config.workers
+        return self.budget.info(workers.max_restarts, workers.restart_window)
 
     def status_line(self) -> str:
         ready = sum(1 for h in self.current_workers() if h.state is WorkerState.READY)
@@ -564,7 +608,7 @@ class Supervisor:
 
     # -- reload, drain, scale (also the control socket's commands) ---------------------------
 
-    async def reload(self) -> dict[str, Any]:
+    async def reload(self) -> ReloadResult:
         """Reload; requests made while another waits to start share its outcome.
 
         A request made while a reload runs queues one more (the config may have changed
@@ -579,7 +623,7 @@ class Supervisor:
             self._spawn_task(self._run_queued_reload(queued), "reload")
         return await asyncio.shield(queued)
 
-    async def _run_queued_reload(self, outcome: asyncio.Future[dict[str, Any]]) -> None:
+    async def _run_queued_reload(self, outcome: asyncio.Future[ReloadResult]) -> None:
         async with self._reload_lock:
             self._queued_reload = None  # requests from now on need a reload of their own
             try:
@@ -590,10 +634,10 @@ class Supervisor:
                 outcome.set_exception(ReloadFailed(f"reload failed: {exc!r}"))
                 raise
 
-    async def _reload_now(self) -> dict[str, Any]:
-        if self.state not in ("running",):
+    async def _reload_now(self) -> ReloadResult:
+        if not self.lifecycle.allows("reload"):
             raise ReloadFailed(f"cannot reload while {self.state}")
-        self.state = "reloading"
+        self.lifecycle.move(RELOADING)
         self.notifier.reloading()
         began = time.monotonic()
         try:
@@ -605,8 +649,7 @@ class Supervisor:
             log.error("reload failed: %s%s", exc, details)
             raise
         finally:
-            if self.state == "reloading":
-                self.state = "running"
+            self.lifecycle.move_from(RELOADING, RUNNING)
             self._broadcast_state()
             self.notifier.ready(self.status_line())
         self.reloads["success"] += 1
@@ -614,19 +657,18 @@ class Supervisor:
         result["duration"] = round(time.monotonic() - began, 3)
         return result
 
-    async def _reload(self) -> dict[str, Any]:
+    async def _reload(self) -> ReloadResult:
         try:
             new_config = self.reload_config()
         except PounceError as exc:
             details = list(getattr(exc, "errors", ()) or [str(exc)])
             raise ReloadFailed("the new configuration is invalid", details) from None
-        needs_restart = _needs_restart(self.config, new_config)
-        old_by_key = {listen_key(lst.config): lst for lst in self.listeners}
+        restart_for = needs_restart(self.config, new_config)
+        plan = plan_listeners(self.listeners, new_config.listen)
         keep: list[Listener] = []
         opened: list[Listener] = []
         try:
-            for listen in new_config.listen:
-                existing = old_by_key.get(listen_key(listen))
+            for listen, existing in plan.slots:
                 if existing is not None:
                     keep.append(existing)
                 else:
@@ -658,21 +700,22 @@ class Supervisor:
             raise ReloadFailed(
                 f"generation {generation} failed: {handle.describe()}: {cause}", [*trace, cause]
             )
-        kept_keys = {listen_key(lst.config) for lst in keep}
-        removed = [lst for lst in self.listeners if listen_key(lst.config) not in kept_keys]
         self.config = new_config
         self.listeners = keep
         self.generation = generation
-        self.state = "running"
+        self.lifecycle.move_from(RELOADING, RUNNING)
         self._broadcast_state()
         for handle in old:
             handle.was_drained = True
-        self._spawn_task(self._retire(old, removed), f"retire generation {generation - 1}")
+        self._spawn_task(
+            self._retire(old, list(plan.removed)), f"retire generation {generation - 1}"
+        )
         log.info("generation %d ready; draining generation %d", generation, generation - 1)
         return {
             "generation": generation,
+            "duration": 0.0,  # set by _reload_now
             "workers": len(started),
-            "needs_restart": needs_restart,
+            "needs_restart": restart_for,
             "listeners": [lst.describe() for lst in keep],
         }
 
@@ -681,11 +724,11 @@ class Supervisor:
         for lst in removed:
             lst.close()
 
-    async def drain(self, *, wait: bool, timeout: float | None) -> dict[str, Any]:
-        if self.state not in ("running", "draining", "drained"):
-            raise ReloadFailed(f"cannot drain while {self.state}")
-        if self.state == "running":
-            self.state = "draining"
+    async def drain(self, *, wait: bool, timeout: float | None) -> DrainResult:
+        if not self.lifecycle.allows("drain"):
+            raise CommandFailed(f"cannot drain while {self.state}")
+        if self.state is RUNNING:
+            self.lifecycle.move(DRAINING)
             self._drained.clear()
             self._broadcast_state()
             self.notifier.status("draining")
@@ -695,10 +738,10 @@ class Supervisor:
             try:
                 await asyncio.wait_for(self._drained.wait(), timeout)
             except TimeoutError:
-                raise ReloadFailed(f"not drained within {timeout}s") from None
+                raise CommandFailed(f"not drained within {timeout}s") from None
         connections = sum(int(h.stats.get("connections", 0)) for h in self.workers.values())
         return {
-            "state": self.state,
+            "state": self.state.value,
             "connections": connections,
             "drain_delay": self.config.shutdown.drain_delay,
         }
@@ -712,70 +755,55 @@ class Supervisor:
         self._drain_task = None  # past the point where resume can undo it
         self._refuse_new_connections()
         await self._stop_workers(list(self.workers.values()))
-        self.state = "drained"
-        self.notifier.status("drained")
-        self._drained.set()
-        log.info("drained: no worker is serving")
+        drained = self.lifecycle.move_from(DRAINING, DRAINED)  # (not when stopping meanwhile)
+        self._drained.set()  # a `drain --wait` returns either way
+        if drained:
+            self.notifier.status("drained")
+            log.info("drained: no worker is serving")
 
-    async def resume(self) -> dict[str, Any]:
-        if (
-            self.state == "draining"
-            and self._drain_task is not None
-            and not self._drain_task.done()
-        ):
+    async def resume(self) -> StateResult:
+        if self.state is DRAINING and self._drain_task is not None and not self._drain_task.done():
             self._drain_task.cancel()
-            self.state = "running"
+            self.lifecycle.move(RUNNING)
             self._broadcast_state()
             await self._round_trip()
             self.notifier.status(self.status_line())
-            return {"state": self.state, "resumed": True}
-        if self.state == "drained":
+            return {"state": self.state.value, "resumed": True}
+        if self.state is DRAINED:
             self.generation = self._claim_generation()
-            self.state = "starting"
+            self.lifecycle.move(STARTING)
             if self.refuser is not None:
                 self.refuser.stop()  # the new workers accept; queued connections wait for them
             started = await self._start_generation(self.config, self.generation, self.listeners)
             if any(h.state is not WorkerState.READY for h in started):
                 await self._stop_workers(started, now=True)
-                self.state = "drained"
-                self._refuse_new_connections()
-                raise ReloadFailed("could not start workers again")
-            self.state = "running"
+                if self.lifecycle.move_from(STARTING, DRAINED):
+                    self._refuse_new_connections()
+                raise CommandFailed("could not start workers again")
+            if not self.lifecycle.move_from(STARTING, RUNNING):
+                raise CommandFailed(f"resume interrupted: the daemon is {self.state}")
             self._broadcast_state()
             self.notifier.status(self.status_line())
-            return {"state": self.state, "resumed": True, "generation": self.generation}
-        raise ReloadFailed(f"nothing to resume: the daemon is {self.state}")
+            return {"state": self.state.value, "resumed": True, "generation": self.generation}
+        raise CommandFailed(f"nothing to resume: the daemon is {self.state}")
 
-    async def scale(self, workers: int) -> dict[str, Any]:
+    async def scale(self, workers: int) -> ScaleResult:
         # Every check before any state changes.
         limit = self.config.max_workers()
         if workers < 1:
             problem = "scale needs at least 1 worker"
         elif workers > limit:
             problem = f"cannot scale to {workers} workers: workers.max is {limit}"
-        elif self.state != "running":
+        elif not self.lifecycle.allows("scale"):
             problem = f"cannot scale while {self.state}"
         else:
             problem = ""
         if problem:
             log.warning("scale refused: %s", problem)
-            raise ReloadFailed(problem)
+            raise CommandFailed(problem)
         previous = self.target_workers
         self.target_workers = workers
-        current = self.current_workers()
-        if workers > len(current):
-            new = [
-                self._new_handle(self.config, self.generation)
-                for _ in range(workers - len(current))
-            ]
-            for handle in new:
-                await handle.start(self.listeners, os.getpid())
-            await self._wait_ready(new, self.config.reload.timeout)
-        elif workers < len(current):
-            surplus = sorted(current, key=lambda h: h.started)[workers:]
-            for handle in surplus:
-                handle.was_drained = True
-            self._spawn_task(self._stop_workers(surplus, handover=True), "scale down")
+        await self.converge(ready_within=self.config.reload.timeout)
         configured = self.config.server.workers
         log.info(
             "scaled to %d worker(s); the next reload returns to server.workers (%d) "
@@ -788,49 +816,23 @@ class Supervisor:
 
     # -- status --------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "pid": os.getpid(),
-            "version": __version__,
-            "state": self.state,
-            "uptime": round(time.monotonic() - self.started, 3),
-            "generation": self.generation,
-            "worker_mode": self.worker_mode.value,
-            "target_workers": self.target_workers,
-            "workers": [
-                self._worker_status(h) for h in sorted(self.workers.values(), key=lambda h: h.id)
-            ],
-            "listeners": [_absolute_listener(lst.describe()) for lst in self.listeners],
-            "crash_budget": self.crash_budget(),
-            "restarts": dict(self.restarts),
-            "reloads": dict(self.reloads),
+    def status(self) -> StatusResult:
+        view = DaemonView(
+            pid=os.getpid(),
+            version=__version__,
+            state=self.state,
+            started=self.started,
+            generation=self.generation,
+            worker_mode=self.worker_mode.value,
+            target_workers=self.target_workers,
+            listeners=[lst.describe() for lst in self.listeners],
+            crash_budget=self.crash_budget(),
+            restarts=dict(self.restarts),
+            reloads=dict(self.reloads),
             # absolute, so an operator in another directory knows which file it is
-            "config": os.path.abspath(self.config.source) if self.config.source else None,
-        }
-
-    @staticmethod
-    def _worker_status(h: WorkerHandle) -> dict[str, Any]:
-        stats = h.stats
-        return {
-            "id": h.id,
-            "pid": h.pid,
-            "thread": h.thread.name if h.thread else None,
-            "generation": h.generation,
-            "state": h.state.value,
-            "uptime": round(h.uptime, 3),
-            "requests": sum(int(v) for v in stats.get("requests", {}).values()),
-            "connections": int(stats.get("connections", 0)),
-            "restarts": h.restarts,
-            "healthy": h.state is not WorkerState.UNHEALTHY,
-        }
-
-
-def _absolute_listener(shown: str) -> str:
-    """``unix:app.sock`` as ``unix:/srv/app/app.sock`` (the daemon's working directory)."""
-    path = shown.removeprefix("unix:")
-    if path == shown or path.startswith(("/", "\0", "@", "(")):
-        return shown
-    return "unix:" + os.path.abspath(path)
+            config=os.path.abspath(self.config.source) if self.config.source else None,
+        )
+        return build_status(view, self.workers.values(), time.monotonic())
 
 
 class _BootFailed(PounceError):
@@ -838,18 +840,6 @@ class _BootFailed(PounceError):
         super().__init__(message)
         self.exit_code = code
         self.app_traceback = app_traceback
-
-
-def _needs_restart(old: Config, new: Config) -> list[str]:
-    """Settings a reload can't apply; the operator must restart the daemon for them."""
-    checks = {
-        "control.socket": (old.control.socket, new.control.socket),
-        "admin.host": (old.admin.host, new.admin.host),
-        "admin.port": (old.admin.port, new.admin.port),
-        "server.worker_mode": (old.server.worker_mode, new.server.worker_mode),
-        "logging.file": (old.logging.file, new.logging.file),
-    }
-    return [key for key, (a, b) in checks.items() if a != b]
 
 
 _SIGNALS: dict[int, Callable[[Supervisor], Any]] = {

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from pounce.config import Config
+from pounce.control.handler import WorkerState as WorkerState
 from pounce.metrics import Snapshot, empty_snapshot
 from pounce.net.listeners import Listener
 from pounce.types import ASGIApp
@@ -28,14 +29,6 @@ log = logging.getLogger("pounce.error")
 
 # Variables a worker must not inherit: they belong to the supervisor (sd_notify, activation).
 PRIVATE_ENV_PREFIXES = ("NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_")
-
-
-class WorkerState(StrEnum):
-    BOOTING = "booting"
-    READY = "ready"
-    UNHEALTHY = "unhealthy"
-    DRAINING = "draining"
-    EXITED = "exited"
 
 
 class ExitReason(StrEnum):
@@ -86,7 +79,8 @@ class WorkerHandle:
         self._on_message = on_message
         self._on_exit = on_exit
         self._writer: asyncio.StreamWriter | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # held until the worker has exited
+        self._reader: asyncio.Task[None] | None = None  # reads the link
         self.pid: int | None = None
         self.thread: threading.Thread | None = None
 
@@ -112,7 +106,8 @@ class WorkerHandle:
     async def _open_link(self, sock: socket.socket) -> None:
         reader, writer = await asyncio.open_unix_connection(sock=sock)
         self._writer = writer
-        self._tasks.append(asyncio.get_running_loop().create_task(self._read(reader)))
+        self._reader = asyncio.get_running_loop().create_task(self._read(reader))
+        self._tasks.add(self._reader)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while True:
@@ -234,7 +229,7 @@ class ProcessWorker(WorkerHandle):
             ours.close()
             self.kill()  # started but not linked: it must not live on unseen
             raise
-        self._tasks.append(asyncio.get_running_loop().create_task(self._wait()))
+        self._tasks.add(asyncio.get_running_loop().create_task(self._wait()))
 
     async def _exec(
         self,
@@ -289,7 +284,7 @@ class ProcessWorker(WorkerHandle):
         code = await self.proc.wait()
         # Read what the worker said before it went ("ready", a last snapshot, "bye"):
         # the exit may be noticed before those lines are.
-        reader = self._tasks[0] if self._tasks else None
+        reader = self._reader
         if reader is not None and not reader.done():
             await asyncio.wait([reader], timeout=1.0)
         self._ended(code)
@@ -369,7 +364,7 @@ class ThreadWorker(WorkerHandle):
 
     async def _finish(self, code: int) -> None:
         # As for a process: read what the worker said last (a boot failure's cause) first.
-        reader = self._tasks[0] if self._tasks else None
+        reader = self._reader
         if reader is not None and not reader.done():
             await asyncio.wait([reader], timeout=1.0)
         self._ended(code)

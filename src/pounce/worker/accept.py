@@ -87,6 +87,12 @@ class Acceptor:
             self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
 
+    async def settled(self) -> None:
+        """Wait until every connection accepted so far is set up (or failed to be): from
+        then on each is in the worker's connections."""
+        if self._pending:
+            await asyncio.wait(list(self._pending))
+
     def _accept(self) -> None:
         sock = self.sock
         for _ in range(self.per_wakeup):

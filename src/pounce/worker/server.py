@@ -8,6 +8,7 @@ order: stop accepting, let in-flight requests finish (bounded by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -72,6 +73,28 @@ class Startable(Protocol):
     """A connection with an app to start (see :meth:`ServerState.defer`)."""
 
     def start_app(self) -> None: ...
+
+
+class WatchedConnections(set[Connection]):
+    """A worker's connections while it drains: ``on_empty`` runs when the last one goes.
+
+    Swapped in for the plain set when draining begins (connections remove themselves
+    through ``state.connections``), so serving pays nothing for it.
+    """
+
+    def __init__(self, items: set[Connection], on_empty: Callable[[], object]) -> None:
+        super().__init__(items)
+        self.on_empty = on_empty
+
+    def discard(self, item: object) -> None:
+        super().discard(item)
+        if not self:
+            self.on_empty()
+
+    def remove(self, item: Connection) -> None:
+        super().remove(item)
+        if not self:
+            self.on_empty()
 
 
 class ServerState:
@@ -290,26 +313,14 @@ class Worker:
             # Stop accepting.  The supervisor keeps its copy of each socket open, so
             # connections still queued are accepted by the next generation.
             server.close()
+        empty = asyncio.Event()  # set when the last connection goes
+        state.connections = WatchedConnections(state.connections, empty.set)
         for conn in list(state.connections):
             conn.shutdown(state.drain_grace)  # WebSockets: close 1001, or 1012 on a handover
-        deadline = time.monotonic() + self.config.shutdown.timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if not state.connections and not state.tasks:
-                # A connection accepted just before close() reaches connection_made a
-                # few loop iterations later: look once more before leaving, or it
-                # would be reset when this process exits.
-                await asyncio.sleep(0.05)
-                if not state.connections and not state.tasks:
-                    break
-                continue
-            pending = list(state.tasks)
-            if pending:
-                await asyncio.wait(pending, timeout=min(remaining, 0.1))
-            else:
-                await asyncio.sleep(min(remaining, 0.01))
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(loop.time() + self.config.shutdown.timeout):
+                await self._until_empty(state, empty)
         if state.tasks or state.connections:
             log.warning(
                 "shutdown.timeout (%.1fs) reached: cancelling %d request(s), "
@@ -324,6 +335,24 @@ class Worker:
                 conn.abort()
             if state.tasks:
                 await asyncio.wait(list(state.tasks), timeout=1.0)
+
+    async def _until_empty(self, state: ServerState, empty: asyncio.Event) -> None:
+        """Return when no connection is open and no request runs (woken by events).
+
+        Requests start only on open connections, and no connection is accepted any
+        more once those accepted before the close are set up.
+        """
+        for server in self._servers:
+            await server.settled()
+        while True:
+            if state.connections:
+                empty.clear()
+                await empty.wait()
+                continue
+            running = [task for task in state.tasks if not task.done()]
+            if not running:
+                return
+            await asyncio.wait(running)  # (an app may run on after its client left)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
