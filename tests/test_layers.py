@@ -15,7 +15,7 @@ LAYERS = [
     {"worker"},
     {"control"},
     {"supervisor"},
-    {"ctl", "bench"},
+    {"ctl"},
     {"cli"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

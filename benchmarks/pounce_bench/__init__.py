@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 
-from pounce.bench.command import add_bench_parser
+from pounce_bench.command import add_bench_parser
 
 __all__ = ["add_bench_parser", "run_bench"]
 
 
 def run_bench(ns: argparse.Namespace) -> int:
     """Run the benchmark ``ns`` describes; the exit code (0 all runs succeeded, 1 some failed)."""
-    from pounce.bench.session import run_bench as run
+    from pounce_bench.session import run_bench as run
 
     return run(ns)
