@@ -65,10 +65,18 @@ def test_every_tool_a_test_requires_is_declared_in_install_tools() -> None:
     required = _required_tools()
     assert {("chromium", "chromium"), ("testssl", "testssl.sh")} <= required
     assert required <= declared
+    # Autobahn|Testsuite, the version test_websocket_autobahn.py expects
+    version = re.search(
+        r'^VERSION = "(.+)"$', (TESTS / "test_websocket_autobahn.py").read_text(), re.M
+    )
+    assert version is not None
+    assert f"'autobahntestsuite=={version.group(1)}'" in script
 
 
 def test_no_test_installs_packages() -> None:
-    installs = re.compile(r"""\[\s*["'](apt-get|apt|npm|dnf|yum)["']""")
+    installs = re.compile(
+        r"""\[\s*["'](apt-get|apt|npm|dnf|yum)["']|["']pip["']\)?,\s*["']install["']"""
+    )
     offenders = [
         str(path.relative_to(ROOT))
         for path in [*TESTS.glob("*.py"), *(TESTS / "apps").glob("*.py")]

@@ -1,6 +1,7 @@
 """``pounce bench``: Pounce under wrk, alone or side by side with other ASGI servers.
 
-The CLI adds the subcommand with :func:`add_bench_parser` and runs it with
+It lives in the checkout's ``benchmarks/``, not in the wheel: ``pounce.cli.bench`` finds it
+there, adds the subcommand with :func:`add_bench_parser` and runs it with
 :func:`run_bench`, which returns the exit code.  This package drives processes (the
 servers, wrk, an idle-connections helper) and imports only the standard library and
 :mod:`pounce.errors`, never the server itself.  Building the parser is cheap; the
