@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 sys.path.insert(0, str(ROOT / "src"))  # this checkout's pounce, installed or not
+sys.path.append(str(ROOT / "benchmarks"))  # the benchmark tool (not in the wheel)
 
-from pounce.bench.__main__ import main  # noqa: E402
+from pounce_bench.__main__ import main  # noqa: E402
 
 DEFAULTS = [
     "--compare",

@@ -4,7 +4,8 @@ Starts ``pounce serve`` with N workers on a socket this script binds (``--fd``),
 wrk against it (keep-alive, C connections, D seconds), reads each worker's request
 count from ``pounce ctl status --json`` and reports, per round, the busiest worker's
 share and the ratio of the busiest to the idlest.  One worker serving everything is
-the failure this measures (issue: 1,016,608 against 167,677 requests).
+the failure this measures (as seen once under wrk with two workers: 1,016,608 requests
+against 167,677).
 
     python benchmarks/spread.py                          # 2 workers, 5 rounds, both loops
     python benchmarks/spread.py --workers 4 --rounds 10 --loops asyncio

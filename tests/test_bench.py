@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +18,21 @@ from typing import Any
 
 import pytest
 
-from pounce.bench import add_bench_parser
-from pounce.bench.app import CHUNK, CHUNKS, DOWNLOAD, HELLO, app
-from pounce.bench.machine import cpu_model
-from pounce.bench.procs import parse_stat_ppid, parse_status_kib, process_tree, tree_memory
-from pounce.bench.report import (
+from apps.tools import require_tool
+from pounce.cli.bench import NOT_HERE, bench_dir
+
+# The benchmark tool is not in the wheel: it lives in the checkout's benchmarks/.
+BENCHMARKS = bench_dir()
+assert BENCHMARKS is not None, "no benchmarks/pounce_bench next to src/pounce"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.append(str(BENCHMARKS))
+
+from pounce.errors import UsageError
+from pounce_bench import add_bench_parser
+from pounce_bench.app import CHUNK, CHUNKS, DOWNLOAD, HELLO, app
+from pounce_bench.machine import cpu_model
+from pounce_bench.procs import parse_stat_ppid, parse_status_kib, process_tree, tree_memory
+from pounce_bench.report import (
     build_report,
     fmt_ms,
     fmt_number,
@@ -29,12 +40,12 @@ from pounce.bench.report import (
     spread,
     table,
 )
-from pounce.bench.results import RunRecord, median, ratio, ratios, summarise, summarise_cell
-from pounce.bench.runner import interleaved
-from pounce.bench.servers import ServerSpec, parse_peer_list
-from pounce.bench.session import settings_from
-from pounce.bench.workloads import WORKLOADS, select_workloads
-from pounce.bench.wrk import (
+from pounce_bench.results import RunRecord, median, ratio, ratios, summarise, summarise_cell
+from pounce_bench.runner import interleaved
+from pounce_bench.servers import ServerSpec, parse_peer_list
+from pounce_bench.session import settings_from
+from pounce_bench.workloads import WORKLOADS, select_workloads
+from pounce_bench.wrk import (
     WrkOutputError,
     parse_bytes,
     parse_metric,
@@ -43,10 +54,9 @@ from pounce.bench.wrk import (
     post_script,
     wrk_command,
 )
-from pounce.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "src" / "pounce" / "bench"
+BENCH = BENCHMARKS / "pounce_bench"
 
 WRK_OUTPUT = """\
 Running 5s test @ http://127.0.0.1:8000/hello
@@ -458,11 +468,41 @@ def test_bench_imports_only_the_standard_library_and_errors() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
             for name in names:
-                if name.startswith("pounce.bench") or name.split(".")[0] in allowed:
+                if name.startswith("pounce_bench") or name.split(".")[0] in allowed:
                     continue
                 if name not in allowed:
                     problems.append(f"{path.name}: {name}")
     assert problems == []
+
+
+def test_the_tool_is_found_in_this_checkout_only() -> None:
+    assert BENCHMARKS == ROOT / "benchmarks"
+    assert not (ROOT / "src" / "pounce" / "bench").exists()  # not in the wheel
+    assert bench_dir(ROOT / "src") is None
+
+
+def test_pounce_bench_outside_a_checkout_says_it_is_a_development_command(
+    tmp_path: Path,
+) -> None:
+    # An installed pounce (a copy of the package, no benchmarks/ three levels up).
+    site = tmp_path / "prefix" / "site"
+    shutil.copytree(ROOT / "src" / "pounce", site / "pounce")
+    code = (
+        f"import sys; sys.path.insert(0, {str(site)!r}); import pounce; "
+        f"assert pounce.__file__.startswith({str(site)!r}), pounce.__file__; "
+        "from pounce.cli.main import main; main(['bench', '--quick'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"pounce: error: {NOT_HERE}\n"
 
 
 # -- end to end --------------------------------------------------------------------------------
@@ -471,8 +511,9 @@ def test_bench_imports_only_the_standard_library_and_errors() -> None:
 @pytest.mark.timeout(300)
 def test_quick_bench_of_pounce_alone(tmp_path: Path) -> None:
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
-    # --install: wrk comes from apt-get on a fresh machine (the tests run as root there)
-    command = [sys.executable, "-m", "pounce.bench", "--quick", "--install"]
+    require_tool("wrk", "wrk")
+    # `pounce bench` from this checkout (the tool lives in benchmarks/, not in the wheel)
+    command = [sys.executable, "-m", "pounce", "bench", "--quick"]
     command += ["--pounce-variants", "pounce"]
     command += ["--json", str(out_json), "--markdown", str(out_md)]
     done = subprocess.run(

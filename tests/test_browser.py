@@ -38,7 +38,8 @@ from typing import Any
 
 import pytest
 
-from apps.h2_support import Pki, ensure_apt, pki, tls_ready
+from apps.h2_support import Pki, pki, tls_ready
+from apps.tools import require_tool
 from conftest import Server
 
 __all__ = ["pki"]
@@ -49,12 +50,8 @@ ECHO = "echo:hello from chromium"
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """/usr/bin/chromium; apt-installed when missing (``apt-get update`` first if needed)."""
-    try:
-        return ensure_apt("chromium", "chromium")
-    except subprocess.CalledProcessError:
-        subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=600)
-        return ensure_apt("chromium", "chromium")
+    """/usr/bin/chromium, installed by .ci/install-tools."""
+    return require_tool("chromium", "chromium")
 
 
 #: Runs Chromium with the pipe ends given as fds 3 and 4, where it expects them.

@@ -19,7 +19,8 @@ import httpx
 import pytest
 from hyperframe.frame import DataFrame, PingFrame
 
-from apps.h2_support import APP, Pki, ensure_apt, pki, tls_ready
+from apps.h2_support import APP, Pki, pki, tls_ready
+from apps.tools import require_tool
 from conftest import Server
 from test_http2_frames import Peer
 
@@ -113,7 +114,7 @@ def test_httpx_http2_over_tls(serve: Callable[..., Server], pki: Pki) -> None:
 
 
 def test_h2load(serve: Callable[..., Server], pki: Pki) -> None:
-    h2load = ensure_apt("h2load", "nghttp2-client")
+    h2load = require_tool("h2load", "nghttp2-client")
     server = _serve_tls(serve, pki, POUNCE_LOGGING_ACCESS_LOG="false")
     result = subprocess.run(
         [h2load, "-n", "2000", "-c", "4", "-m", "10", f"https://127.0.0.1:{server.port}/scope"],

@@ -1,7 +1,7 @@
 """testssl.sh against a TLS listener: no SSLv2/SSLv3/TLS 1.0/TLS 1.1, no weak
 cipher category, TLS 1.2 and 1.3 offered, ALPN h2 and http/1.1.
 
-testssl.sh comes from apt (Debian ``testssl.sh``); it is installed when absent.
+testssl.sh comes from apt (Debian ``testssl.sh``), installed by ``.ci/install-tools``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.h2_support import APP, Pki, ensure_apt, pki, tls_ready
+from apps.h2_support import APP, Pki, pki, tls_ready
+from apps.tools import require_tool
 from conftest import Server
 
 __all__ = ["pki"]
@@ -37,7 +38,7 @@ NOT_OFFERED = [
 def test_testssl_finds_no_weak_protocol_or_cipher(
     serve: Callable[..., Server], pki: Pki, tmp_path: Path
 ) -> None:
-    testssl = ensure_apt("testssl", "testssl.sh")
+    testssl = require_tool("testssl", "testssl.sh")
     server = serve(APP, env=pki.env(), ready=False)
     tls_ready(server, pki)
     report = tmp_path / "testssl.json"

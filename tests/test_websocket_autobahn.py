@@ -1,9 +1,9 @@
 """Autobahn|Testsuite (fuzzingclient) against ``pounce serve apps.ws_echo:app``.
 
-The suite (``autobahntestsuite`` 0.8.2) runs on Python 2.7: on first use it is
-installed into a virtualenv in ``$POUNCE_AUTOBAHN_CACHE`` (default
-``~/.cache/pounce-autobahn``), made with ``python2.7`` (``$POUNCE_AUTOBAHN_PYTHON``;
-with pyenv, ``PYENV_VERSION`` defaults to 2.7.18).
+The suite (``autobahntestsuite`` 0.8.2) runs on Python 2.7, from a virtualenv in
+``$POUNCE_AUTOBAHN_CACHE`` (default ``~/.cache/pounce-autobahn``) that
+``.ci/install-tools`` makes with ``python2.7`` (``$POUNCE_AUTOBAHN_PYTHON``; with pyenv,
+``PYENV_VERSION`` defaults to 2.7.18).
 
 The test suite runs every case but the compression ones (12.* and 13.*, several
 minutes).  Those run with::
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import fcntl
 import json
 import os
 import subprocess
@@ -52,30 +51,10 @@ def _run(cmd: Sequence[str], log: Path, timeout: float = 900) -> int:
 
 
 def ensure_wstest() -> Path:
-    """The ``wstest`` command, installing the suite on first use (under a file lock)."""
+    """The ``wstest`` command, which ``.ci/install-tools`` installs."""
     wstest = CACHE / "venv" / "bin" / "wstest"
-    if wstest.exists():
-        return wstest
-    CACHE.mkdir(parents=True, exist_ok=True)
-    log = CACHE / "install.log"
-    with (CACHE / "lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another xdist worker may be installing
-        if wstest.exists():
-            return wstest
-        python = os.environ.get("POUNCE_AUTOBAHN_PYTHON", "python2.7")
-        if _run([python, "-m", "virtualenv", "--version"], log) != 0:
-            if _run([python, "-m", "pip", "--version"], log) != 0:
-                _run([python, "-m", "ensurepip", "--user"], log)
-            # The last virtualenv that still makes Python 2.7 environments.
-            _run([python, "-m", "pip", "install", "--user", "virtualenv<20.22"], log)
-        venv = CACHE / "venv"
-        steps = [
-            [python, "-m", "virtualenv", str(venv)],
-            [str(venv / "bin" / "pip"), "install", f"autobahntestsuite=={VERSION}"],
-        ]
-        for step in steps:
-            if _run(step, log) != 0:
-                raise RuntimeError(f"installing autobahntestsuite failed, see {log}")
+    if not wstest.exists():
+        raise RuntimeError(f"{wstest} is missing: run .ci/install-tools")
     return wstest
 
 

@@ -1,8 +1,17 @@
-"""Every error Pounce raises on purpose.
+"""The errors Pounce raises on purpose that cross layers.
 
 Each error carries its own remedy: an exit code for the CLI and, where it
 applies, an HTTP status.  They are translated once, at a boundary (``cli`` for
 exit codes, the connection for statuses), never by isinstance ladders.
+
+Errors that one layer raises for its own use live next to their code instead:
+``config.values.Invalid`` (a bad value, reported as part of a :class:`ConfigError`),
+``protocols.websocket.UpgradeError`` (a :class:`ProtocolError` that carries response
+headers), ``asgi.exchange.ASGIProtocolError`` and ``asgi.websocket.ClientDisconnected``
+(what ASGI tells an app that misuses ``send()`` or sends to a closed WebSocket),
+``supervisor.daemon.ReloadFailed`` and ``_BootFailed`` (:class:`PounceError` subclasses
+carrying a reload's details or a boot failure's exit code), and the benchmark tool's own
+(in ``benchmarks/pounce_bench``, outside the package).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def tool(name: str, *, venv: bool = False) -> str:
         assert path.exists(), f"{path} missing: pip install -e '.[dev]'"
         return str(path)
     found = shutil.which(name) or shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
-    assert found, f"{name} is not installed"
+    assert found, f"{name} is not installed: run .ci/install-tools"
     return found
 
 

@@ -9,11 +9,9 @@ server certificate for ``localhost``/``127.0.0.1`` and a client certificate
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
 import socket
 import ssl
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -184,20 +182,6 @@ def start_tls(pki: Pki, *args: str, env: dict[str, str] | None = None) -> Server
     server = start_server(APP, *args, env=pki.env(**(env or {})), ready=False)
     tls_ready(server, pki)
     return server
-
-
-def ensure_apt(binary: str, package: str) -> str:
-    """The path of ``binary``, apt-installing ``package`` first when absent (as root)."""
-    found = shutil.which(binary)
-    if found:
-        return found
-    assert os.geteuid() == 0, f"{binary} is missing: apt-get install {package}"
-    subprocess.run(
-        ["apt-get", "install", "-y", package], check=True, capture_output=True, timeout=600
-    )
-    found = shutil.which(binary)
-    assert found, f"{package} did not provide {binary}"
-    return found
 
 
 class Peer:

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("app", nargs="?", help="the app, overriding the config's")
     _add_config_arg(check)
 
-    from pounce.bench import add_bench_parser
+    from pounce.cli.bench import add_bench_parser
     from pounce.ctl import add_ctl_parser
 
     add_ctl_parser(sub)
@@ -309,7 +309,7 @@ def cmd_ctl(ns: argparse.Namespace) -> int:
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
-    from pounce.bench import run_bench
+    from pounce.cli.bench import run_bench
 
     return run_bench(ns)
 

@@ -1,13 +1,13 @@
 """``pounce bench``: its options.  Light to import: every ``pounce`` command builds
-this parser; the run itself lives in :mod:`pounce.bench.session`."""
+this parser; the run itself lives in :mod:`pounce_bench.session`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from pounce.bench.servers import PEERS, default_peers_venv
-from pounce.bench.workloads import BY_NAME
+from pounce_bench.servers import PEERS, default_peers_venv
+from pounce_bench.workloads import BY_NAME
 
 POUNCE_VARIANTS = ("pounce", "pounce-uvloop", "pounce-h11")
 EPILOG = (
@@ -33,7 +33,7 @@ def add_bench_parser(
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``pounce bench`` (shared with ``python -m pounce.bench``)."""
+    """The options of ``pounce bench`` (shared with ``python -m pounce_bench``)."""
     add = parser.add_argument
     add("--duration", type=_positive, metavar="S", help="seconds of load per run (default 5)")
     add("--warmup", type=_non_negative, metavar="S", help="seconds of warm-up load (default 1)")

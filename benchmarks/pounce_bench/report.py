@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from pounce.bench.results import RunRecord, ratios, summarise, summarise_servers
+from pounce_bench.results import RunRecord, ratios, summarise, summarise_servers
 
 SCHEMA = 1
 

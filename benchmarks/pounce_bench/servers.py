@@ -120,8 +120,14 @@ def pounce_flags(python: str) -> set[str]:
 
 
 def pounce_src() -> Path:
-    """The directory holding the ``pounce`` package this benchmark belongs to."""
-    return Path(__file__).resolve().parents[2]
+    """The directory holding the ``pounce`` package this benchmark belongs to: the
+    checkout's ``src/`` (this package lives in its ``benchmarks/``)."""
+    return Path(__file__).resolve().parents[2] / "src"
+
+
+def bench_dir() -> Path:
+    """The directory holding this package (``benchmarks/``), for its helper processes."""
+    return Path(__file__).resolve().parents[1]
 
 
 def git_describe(where: Path) -> str | None:

@@ -1,6 +1,6 @@
 """The idle-connections helper: holds N keep-alive connections open, doing nothing.
 
-Run as its own process (``python -m pounce.bench.idle HOST PORT N PATH``) so that
+Run as its own process (``python -m pounce_bench.idle HOST PORT N PATH``) so that
 its sockets are not the benchmark's.  It opens N connections in batches, sends one
 GET on each and reads the answer (so every connection is accepted and is now an idle
 keep-alive connection, not a half-open one), prints ``ready OPENED FAILED`` and waits.

@@ -1,4 +1,4 @@
-"""``python -m pounce.bench`` is the same as ``pounce bench``."""
+"""``python -m pounce_bench`` is the same as ``pounce bench``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pounce.bench.command import EPILOG, add_bench_arguments
-from pounce.bench.session import run_bench
 from pounce.errors import PounceError
+from pounce_bench.command import EPILOG, add_bench_arguments
+from pounce_bench.session import run_bench
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = "python -m pounce.bench") -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m pounce_bench") -> int:
     """Parse ``argv``, run the benchmark, return the exit code."""
     parser = argparse.ArgumentParser(
         prog=prog,

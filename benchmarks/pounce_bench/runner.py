@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from pounce.bench.procs import pin_prefix, stop_group, tree_memory, wait_for_200
-from pounce.bench.results import RunRecord
-from pounce.bench.servers import ServerSpec, pounce_env
-from pounce.bench.workloads import Workload
-from pounce.bench.wrk import WrkOutputError, parse_wrk_output, post_script, wrk_command
+from pounce_bench.procs import pin_prefix, stop_group, tree_memory, wait_for_200
+from pounce_bench.results import RunRecord
+from pounce_bench.servers import ServerSpec, bench_dir, pounce_env
+from pounce_bench.workloads import Workload
+from pounce_bench.wrk import WrkOutputError, parse_wrk_output, post_script, wrk_command
 
 APP_MODULE = "pounce_bench_app"
 APP = f"{APP_MODULE}:app"
@@ -195,14 +195,14 @@ class Runner:
 
     def _start_idle(self, record: RunRecord, port: int) -> subprocess.Popen[str]:
         s = self.settings
-        command = [*pin_prefix(s.client_cpu), sys.executable, "-m", "pounce.bench.idle"]
+        command = [*pin_prefix(s.client_cpu), sys.executable, "-m", "pounce_bench.idle"]
         command += [s.host, str(port), str(s.idle_connections), "/hello"]
         helper = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=pounce_env(None),
+            env=pounce_env(bench_dir()),
         )
         line = _readline(helper, HELPER_TIMEOUT_S).split()
         if line[:1] == ["ready"]:

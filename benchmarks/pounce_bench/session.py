@@ -12,11 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pounce.bench.command import POUNCE_VARIANTS
-from pounce.bench.machine import load_average, machine_info
-from pounce.bench.report import build_report, render_markdown
-from pounce.bench.runner import Runner, Settings
-from pounce.bench.servers import (
+from pounce.errors import UsageError
+from pounce_bench.command import POUNCE_VARIANTS
+from pounce_bench.machine import load_average, machine_info
+from pounce_bench.report import build_report, render_markdown
+from pounce_bench.runner import Runner, Settings
+from pounce_bench.servers import (
     ServerSpec,
     ensure_wrk,
     install_peers,
@@ -26,8 +27,7 @@ from pounce.bench.servers import (
     pounce_specs,
     venv_python,
 )
-from pounce.bench.workloads import select_workloads
-from pounce.errors import UsageError
+from pounce_bench.workloads import select_workloads
 
 
 def _log(line: str) -> None:

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pounce.bench.wrk import wrk_version
+from pounce_bench.wrk import wrk_version
 
 
 def cpu_model(cpuinfo: str) -> str:
