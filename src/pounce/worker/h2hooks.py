@@ -4,8 +4,8 @@
 * Cleartext, prior knowledge: the first bytes are the connection preface
   (``on_first_bytes``).
 * Cleartext, ``Upgrade: h2c`` with ``HTTP2-Settings`` (RFC 7540 §3.2; dropped
-  by RFC 9113 but still sent by curl): ``on_upgrade``.  Other upgrade tokens
-  (WebSocket) go to the hook that was installed before this one.
+  by RFC 9113 but still sent by curl): ``on_h2c_upgrade``, the handler of the
+  ``h2c`` token in the worker's table (:class:`~pounce.worker.context.ProtocolHooks`).
 
 ``h2`` is an optional dependency (``pounce[h2]``): without it the worker puts none
 of these in its table and ALPN does not offer ``h2``.
