@@ -214,5 +214,3 @@ class ServerState:
         snap["in_flight"] = len(self.tasks)
         snap["connections"] = len(self.connections)
         return snap
-
-

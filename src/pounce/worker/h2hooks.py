@@ -65,8 +65,10 @@ def on_first_bytes(conn: Upgradable, data: bytes) -> bool:
 
 def on_h2c_upgrade(conn: Upgradable, request: Request, scope: Scope) -> bool:
     """``Upgrade: h2c`` (cleartext only): True when HTTP/2 took the connection."""
-    return _upgrade_token(request) == b"h2c" and conn.tls is None and _take_upgrade(
-        conn, request, scope
+    return (
+        _upgrade_token(request) == b"h2c"
+        and conn.tls is None
+        and _take_upgrade(conn, request, scope)
     )
 
 

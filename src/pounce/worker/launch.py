@@ -35,12 +35,7 @@ def launch(
     runner: ConnectionRunner | None = None,
 ) -> asyncio.Task[None] | None:
     """Start ``coro`` (an app's run); return its Task only if it did not finish at once."""
-    if (
-        runner is not None
-        and not runner.busy
-        and not runner.closed
-        and _current_task(loop) is None
-    ):
+    if runner is not None and not runner.busy and not runner.closed and _current_task(loop) is None:
         if runner.run(coro):
             return None
         return runner.task
@@ -56,4 +51,3 @@ def track(task: asyncio.Task[None] | None, tasks: set[asyncio.Task[None]]) -> No
     if task is not None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-

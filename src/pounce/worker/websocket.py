@@ -39,9 +39,7 @@ class WebSocketUpgrades:
     def __init__(self, state: ServerState) -> None:
         self.state = state
 
-    def on_upgrade(
-        self, conn: Upgradable, request: http11.Request, scope: Scope
-    ) -> bool:
+    def on_upgrade(self, conn: Upgradable, request: http11.Request, scope: Scope) -> bool:
         """Take the connection if it asks for ``websocket``; else leave it to HTTP."""
         config = self.state.config.websocket
         if not config.enabled or not is_websocket_upgrade(request.headers):
