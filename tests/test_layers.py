@@ -55,31 +55,16 @@ def _layer_of(module: str) -> str | None:
     return parts[1]
 
 
-def _type_only(tree: ast.AST) -> set[int]:
-    """The ids of the nodes under ``if TYPE_CHECKING:`` (never imported at run time)."""
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If):
-            test = node.test
-            name = test.id if isinstance(test, ast.Name) else getattr(test, "attr", None)
-            if name == "TYPE_CHECKING":
-                skip.update(id(inner) for part in node.body for inner in ast.walk(part))
-    return skip
-
-
-def _imports(path: Path, *, runtime_only: bool = False, modules: Iterable[str] = ()) -> list[str]:
+def _imports(path: Path, *, modules: Iterable[str] = ()) -> list[str]:
     """Absolute module names ``path`` imports, relative imports resolved.  ``from a import
     b`` gives ``a.b`` when that is one of ``modules`` (a submodule), else ``a`` and ``a.b``."""
     known = set(modules)
     tree = ast.parse(path.read_text(), str(path))
-    skip = _type_only(tree) if runtime_only else set()
     package = _module_name(path).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
     found: list[str] = []
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -156,12 +141,12 @@ def _sources() -> Iterator[tuple[Path, str]]:
 
 
 def module_graph() -> dict[str, set[str]]:
-    """Each module of the package -> the package modules it imports when it runs
-    (at the top or inside a function; not those under ``if TYPE_CHECKING:``)."""
+    """Each module of the package -> the package modules it imports, anywhere in the
+    file: at the top, inside a function, and under ``if TYPE_CHECKING:`` (no exemptions)."""
     modules = {_module_name(path): path for path, _ in _sources()}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
-        imported = _imports(path, runtime_only=True, modules=modules)
+        imported = _imports(path, modules=modules)
         edges = {m for m in imported if m in modules}
         graph[name] = edges - {name}
     return graph
@@ -220,6 +205,8 @@ def test_a_probe_import_from_protocols_into_net_fails() -> None:
 
 
 def test_no_import_cycles_between_modules() -> None:
+    """No module imports (even for typing only) a module that imports it back: the
+    worker's shared context lives in worker/context.py, not in the composition root."""
     assert cycles(module_graph()) == []
 
 
@@ -229,13 +216,13 @@ def test_the_cycle_check_finds_a_cycle_through_three_modules() -> None:
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_the_module_graph_sees_lazy_imports_and_skips_type_only_ones() -> None:
+def test_the_module_graph_sees_lazy_and_type_only_imports() -> None:
     graph = module_graph()
     # server imports connection at the top; h2hooks imports h2connection in a function
     assert "pounce.worker.connection" in graph["pounce.worker.server"]
     assert "pounce.worker.h2connection" in graph["pounce.worker.h2hooks"]
-    # connection names ServerState only for the type checker
-    assert "pounce.worker.server" not in graph["pounce.worker.connection"]
+    # h2connection names H2WebSocketStream for the type checker only: still an edge
+    assert "pounce.asgi.h2websocket" in graph["pounce.worker.h2connection"]
 
 
 def test_protocols_are_sans_io() -> None:

@@ -30,6 +30,7 @@ from wsproto.extensions import Extension
 
 from pounce.asgi.accesslog import access_log, log_request
 from pounce.asgi.http import ASGIProtocolError, _as_header_list
+from pounce.asgi.scope import websocket_scope as websocket_scope
 from pounce.metrics import Collector
 from pounce.protocols import http11
 from pounce.protocols.websocket import (
@@ -109,30 +110,6 @@ class Phase(enum.Enum):
     DENYING = "denying"  # websocket.http.response.start sent, body pending
     OPEN = "open"  # accepted
     CLOSED = "closed"  # nothing more goes out
-
-
-def websocket_scope(http_scope: Scope, subprotocols: list[str], *, secure: bool) -> Scope:
-    """The ASGI ``websocket`` scope (spec 2.4) for a handshake request's ``http`` scope."""
-    extensions: dict[str, Any] = {"websocket.http.response": {}}
-    tls = http_scope.get("extensions", {}).get("tls")
-    if tls is not None:
-        extensions["tls"] = tls
-    return {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": http_scope["http_version"],
-        "scheme": "wss" if secure else "ws",
-        "path": http_scope["path"],
-        "raw_path": http_scope["raw_path"],
-        "query_string": http_scope["query_string"],
-        "root_path": http_scope["root_path"],
-        "headers": http_scope["headers"],
-        "client": http_scope["client"],
-        "server": http_scope["server"],
-        "subprotocols": list(subprotocols),
-        "state": http_scope["state"],
-        "extensions": extensions,
-    }
 
 
 def _checked_headers(message: dict[str, Any]) -> Headers:

@@ -10,23 +10,21 @@ import asyncio
 import contextlib
 import logging
 import socket
-import sys
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote_to_bytes
+from collections.abc import Callable
+from typing import Any, cast
 
 from pounce.asgi.http import BODY_HIGH_WATER, DefaultLines, HTTPCycle
+from pounce.asgi.scope import connection_template, http_scope
 from pounce.config import HttpParser
 from pounce.errors import ProtocolError
 from pounce.net.tls import tls_extension
 from pounce.protocols import http11
 from pounce.protocols.h11engine import H11RequestParser
 from pounce.types import ASGIApp
+from pounce.worker.context import ServerState
+from pounce.worker.launch import launch
 from pounce.worker.runner import AVAILABLE as runner_available
 from pounce.worker.runner import ConnectionRunner
-
-if TYPE_CHECKING:
-    from pounce.worker.server import ServerState
 
 error_log = logging.getLogger("pounce.error")
 
@@ -101,13 +99,9 @@ class HTTPConnection(asyncio.Protocol):
         if ssl_object is not None:
             self.tls = tls_extension(ssl_object)
             self._scheme = "https"
-        self._scope_base = {
-            "type": "http",
-            "scheme": self._scheme,
-            "client": self.client,
-            "server": self.server,
-            "root_path": self.state.root_path,
-        }
+        self._scope_base = connection_template(
+            self._scheme, self.client, self.server, self.state.root_path
+        )
         self.state.connections.add(self)
         self._set_timer(self.state.config.http.header_timeout, header=True)
         hooks = self.state.hooks
@@ -269,22 +263,9 @@ class HTTPConnection(asyncio.Protocol):
         runner = self._runner
         if (runner is None or runner.closed) and _RUNNER and not self.closing:
             runner = self._runner = ConnectionRunner(self.loop)
-        if (
-            runner is not None
-            and not runner.busy
-            and not runner.closed
-            and _current_task(self.loop) is None
-        ):
-            if runner.run(cycle.run(app)):
-                return
-            task = runner.task
-        elif _EAGER:
-            task = asyncio.Task(cycle.run(app), loop=self.loop, eager_start=True)  # type: ignore[call-arg, unused-ignore]
-            if task.done():
-                return
-        else:
-            # (asyncio.Task directly: loop.create_task only adds checks we don't need)
-            task = _Task(cycle.run(app), loop=self.loop)
+        task = launch(cycle.run(app), self.loop, runner)
+        if task is None:
+            return
         cycle.task = task
         self.state.tasks.add(task)  # the cycle removes it when the app is done
 
@@ -297,42 +278,19 @@ class HTTPConnection(asyncio.Protocol):
         limit = self._max_requests
         if limit and self.requests >= limit:
             keep_alive = False
-        # The scope (ASGI 2.3 §"HTTP connection scope").
-        target = request.target
-        if target[0] != 47 and b"://" in target:  # not "/...", maybe absolute-form
-            # absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
-            rest = target.split(b"://", 1)[1]
-            slash = rest.find(b"/")
-            target = rest[slash:] if slash >= 0 else b"/"
-        if b"?" in target or b"#" in target:
-            raw_path, _, query = target.partition(b"?")
-            raw_path = raw_path.partition(b"#")[0]
-        else:
-            raw_path = target
-            query = b""
-        if b"%" in raw_path:
-            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
-        else:
-            path = raw_path.decode("utf-8", "replace")
-        root_path = state.root_path
-        if root_path:
-            path = root_path + path
-            raw_path = root_path.encode() + raw_path
-        # The connection's own keys are copied from a per-connection template.
-        scope = self._scope_base.copy()
-        scope["asgi"] = {"version": "3.0", "spec_version": "2.3"}
-        scope["http_version"] = request.http_version
-        scope["method"] = _METHODS.get(request.method) or request.method.decode("ascii")
-        scope["path"] = path
-        scope["raw_path"] = raw_path
-        scope["query_string"] = query
-        scope["headers"] = request.headers
-        scope["state"] = state.lifespan_state.copy()
-        scope["extensions"] = {} if self.tls is None else {"tls": self.tls}
-        if request.upgrade:
-            on_upgrade = state.hooks.on_upgrade
-            if on_upgrade is not None and on_upgrade(self, request, scope):
-                return  # e.g. WebSocket: the handler owns the transport now
+        # The scope (asgi/scope.py), from the connection's template.
+        scope = http_scope(
+            self._scope_base,
+            request.http_version,
+            request.method,
+            request.target,
+            request.headers,
+            state.lifespan_state,
+            {} if self.tls is None else {"tls": self.tls},
+        )
+        path = scope["path"]
+        if request.upgrade and state.hooks.upgrade(self, request, scope):
+            return  # e.g. WebSocket: the handler owns the transport now
         # Health and metrics paths are answered before the app, outside the access log.
         special = state.special_routes.get(path) if state.special_routes else None
         if special is None:
@@ -599,31 +557,6 @@ class HTTPConnection(asyncio.Protocol):
                 self.close_transport()
 
 
-# Methods as str, without a decode per request.
-_METHODS: dict[bytes, str] = {
-    m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
-}
-
-
-def start_eagerly(
-    coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
-) -> asyncio.Task[None] | None:
-    """Run ``coro`` as a Task; return it only if it did not finish at once.
-
-    On Python 3.12+ the Task starts eagerly: it runs up to its first suspension right
-    here, so most responses complete without a trip through the loop's ready queue
-    (``asyncio.current_task()`` is set during that step, as libraries expect).  On 3.11
-    it is an ordinary Task.
-    """
-    if _EAGER:
-        task: asyncio.Task[None] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg, unused-ignore]
-        return None if task.done() else task
-    return loop.create_task(coro)
-
-
-_EAGER = sys.version_info >= (3, 12)
-_Task = asyncio.Task
-_current_task = asyncio.current_task
 _RUNNER = runner_available
 
 

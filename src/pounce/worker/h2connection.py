@@ -30,7 +30,6 @@ import contextlib
 import importlib.util
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes
 
 import h2.config
 import h2.connection
@@ -41,6 +40,7 @@ from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame
 
 from pounce.asgi.h2stream import H2Stream
+from pounce.asgi.scope import connection_template, h2_request, http_scope
 from pounce.protocols.h2budget import ResetBudget
 from pounce.protocols.http2 import (
     CANCEL,
@@ -52,10 +52,11 @@ from pounce.protocols.http2 import (
     ServerH2Connection,
 )
 from pounce.types import ASGIApp, Scope
+from pounce.worker.context import ServerState
+from pounce.worker.launch import launch, track
 
 if TYPE_CHECKING:
     from pounce.asgi.h2websocket import H2WebSocketStream
-    from pounce.worker.server import ServerState
 
 error_log = logging.getLogger("pounce.error")
 
@@ -89,6 +90,7 @@ class H2Connection(asyncio.Protocol):
         self.scheme = scheme
         self.extensions = extensions
         self._upgrade = upgrade
+        self._scope_base = connection_template(scheme, client, server, state.root_path)
         cfg = state.config.http2
         self.h2 = ServerH2Connection(
             config=h2.config.H2Configuration(client_side=False, header_encoding=None)
@@ -338,10 +340,10 @@ class H2Connection(asyncio.Protocol):
         for _ in range(min(len(pending), STARTS_PER_PASS)):
             stream_id = next(iter(pending))
             stream, app = pending.pop(stream_id)
-            task = self.state.loop.create_task(self._run(stream, app))
-            self.state.tasks.add(task)
-            task.add_done_callback(self.state.tasks.discard)
-            self._apps[stream_id] = task
+            task = launch(self._run(stream, app), self.state.loop)
+            if task is not None:  # (done already: _run has left _apps)
+                track(task, self.state.tasks)
+                self._apps[stream_id] = task
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -393,42 +395,20 @@ class H2Connection(asyncio.Protocol):
         self.h2.send_headers(stream_id, head, end_stream=True)
 
     def _scope(self, headers: list[tuple[bytes, bytes]]) -> Scope | None:
-        pseudo: dict[bytes, bytes] = {}
-        plain: list[tuple[bytes, bytes]] = []
-        for name, value in headers:
-            if name[:1] == b":":
-                pseudo[name] = value
-            else:
-                plain.append((name, value))
-        method = pseudo.get(b":method")
-        target = pseudo.get(b":path", b"")
-        if method is None or not target:
+        """The stream's ``http`` scope (asgi/scope.py); None without :method or :path."""
+        request = h2_request(headers)
+        if request is None:
             return None
-        authority = pseudo.get(b":authority")
-        if authority is not None and not any(n == b"host" for n, _ in plain):
-            plain.insert(0, (b"host", authority))
-        raw_path, _, query = target.partition(b"?")
-        root_path = self.state.root_path
-        path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
-        if root_path:
-            path = root_path + path
-            raw_path = root_path.encode() + raw_path
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "2",
-            "method": method.decode("ascii", "replace"),
-            "scheme": self.scheme,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": root_path,
-            "headers": plain,
-            "client": self.client,
-            "server": self.server,
-            "state": self.state.lifespan_state.copy(),
-            "extensions": {**self.extensions, "http.response.trailers": {}},
-        }
+        method, target, plain = request
+        return http_scope(
+            self._scope_base,
+            "2",
+            method,
+            target,
+            plain,
+            self.state.lifespan_state,
+            {**self.extensions, "http.response.trailers": {}},
+        )
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
         """h2 queued a GOAWAY with the exception's code; HPACK errors are

@@ -4,11 +4,11 @@
 * Cleartext, prior knowledge: the first bytes are the connection preface
   (``on_first_bytes``).
 * Cleartext, ``Upgrade: h2c`` with ``HTTP2-Settings`` (RFC 7540 §3.2; dropped
-  by RFC 9113 but still sent by curl): ``on_upgrade``.  Other upgrade tokens
-  (WebSocket) go to the hook that was installed before this one.
+  by RFC 9113 but still sent by curl): ``on_h2c_upgrade``, the handler of the
+  ``h2c`` token in the worker's table (:class:`~pounce.worker.context.ProtocolHooks`).
 
-``h2`` is an optional dependency (``pounce[h2]``): without it nothing is installed
-and ALPN does not offer ``h2``.
+``h2`` is an optional dependency (``pounce[h2]``): without it the worker puts none
+of these in its table and ALPN does not offer ``h2``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from __future__ import annotations
 import base64
 import importlib.util
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pounce.protocols.http11 import Request
-
-if TYPE_CHECKING:
-    from pounce.worker.connection import HTTPConnection
-    from pounce.worker.server import ServerState
+from pounce.types import Scope
+from pounce.worker.context import Upgradable
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -33,26 +31,7 @@ def h2_available() -> bool:
     return importlib.util.find_spec("h2") is not None
 
 
-def install_http2(state: ServerState) -> None:
-    """Add the HTTP/2 hooks to ``state.hooks``, keeping (wrapping) any upgrade hook."""
-    if not state.config.http2.enabled or not h2_available():
-        return
-    hooks = state.hooks
-    hooks.on_connect = _on_connect
-    if state.config.http2.h2c:
-        hooks.on_first_bytes = _on_first_bytes
-        previous = hooks.on_upgrade
-
-        def on_upgrade(conn: HTTPConnection, request: Request, scope: dict[str, Any]) -> bool:
-            token = _upgrade_token(request)
-            if token == b"h2c" and conn.tls is None and _take_upgrade(conn, request, scope):
-                return True
-            return previous(conn, request, scope) if previous is not None else False
-
-        hooks.on_upgrade = on_upgrade
-
-
-def _new_h2(conn: HTTPConnection, upgrade: tuple[bytes, dict[str, Any]] | None = None) -> Any:
+def _new_h2(conn: Upgradable, upgrade: tuple[bytes, Scope] | None = None) -> Any:
     from pounce.worker.h2connection import H2Connection
 
     return H2Connection(
@@ -65,14 +44,14 @@ def _new_h2(conn: HTTPConnection, upgrade: tuple[bytes, dict[str, Any]] | None =
     )
 
 
-def _on_connect(conn: HTTPConnection) -> None:
+def on_connect(conn: Upgradable) -> None:
     transport = conn.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
         conn.switch_protocol(_new_h2(conn))
 
 
-def _on_first_bytes(conn: HTTPConnection, data: bytes) -> bool:
+def on_first_bytes(conn: Upgradable, data: bytes) -> bool:
     if conn.tls is not None:
         return False  # over TLS only ALPN selects HTTP/2 (RFC 9113 §3.3)
     head = data[:16]  # "PRI * HTTP/2.0\r\n"
@@ -82,6 +61,15 @@ def _on_first_bytes(conn: HTTPConnection, data: bytes) -> bool:
     # is no HTTP/1.1 request), h2 checks the rest (a bad one: GOAWAY PROTOCOL_ERROR).
     conn.switch_protocol(_new_h2(conn), data)
     return True
+
+
+def on_h2c_upgrade(conn: Upgradable, request: Request, scope: Scope) -> bool:
+    """``Upgrade: h2c`` (cleartext only): True when HTTP/2 took the connection."""
+    return (
+        _upgrade_token(request) == b"h2c"
+        and conn.tls is None
+        and _take_upgrade(conn, request, scope)
+    )
 
 
 def _upgrade_token(request: Request) -> bytes | None:
@@ -94,7 +82,7 @@ def _upgrade_token(request: Request) -> bytes | None:
 _BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*")
 
 
-def _take_upgrade(conn: HTTPConnection, request: Request, scope: dict[str, Any]) -> bool:
+def _take_upgrade(conn: Upgradable, request: Request, scope: Scope) -> bool:
     settings = None
     for name, value in request.headers:
         if name == b"http2-settings":

@@ -15,8 +15,8 @@ from pounce.config import Config
 from pounce.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
+    from pounce.worker.context import ServerState
     from pounce.worker.link import SupervisorLink
-    from pounce.worker.server import ServerState
 
 PROMETHEUS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 

@@ -24,9 +24,10 @@ from pounce.errors import PounceError
 from pounce.logs import configure_logging, install_loop_error_handler
 from pounce.net.listeners import Listener
 from pounce.types import ASGIApp
+from pounce.worker.context import ServerState
 from pounce.worker.link import SupervisorLink, send_blocking
 from pounce.worker.loops import loop_factory
-from pounce.worker.server import ServerState, Worker
+from pounce.worker.server import Worker
 
 log = logging.getLogger("pounce.error")
 

@@ -12,193 +12,25 @@ import contextlib
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Protocol
 
 from pounce.asgi.lifespan import Lifespan
 from pounce.config import Config
 from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
-from pounce.metrics import Collector
 from pounce.net.listeners import Listener
 from pounce.net.tls import build_context, listener_uses_tls
-from pounce.protocols.http11 import Request
 from pounce.types import ASGIApp
+from pounce.worker import h2hooks
 from pounce.worker.accept import Acceptor
 from pounce.worker.connection import HTTPConnection
-from pounce.worker.h2hooks import h2_available, install_http2
+from pounce.worker.context import ProtocolHooks, ServerState, WatchedConnections
 from pounce.worker.health import special_routes
 from pounce.worker.link import SupervisorLink
 
-if TYPE_CHECKING:
-    from pounce.worker.websocket import WebSocketUpgrades
+__all__ = ["ServerState", "Worker"]
 
 log = logging.getLogger("pounce.error")
-
-
-@dataclass(slots=True)
-class ProtocolHooks:
-    """Where other protocols take a connection over from HTTP/1.1.
-
-    ``on_connect(conn)``: right after accept (TLS ALPN chose ``h2``).
-    ``on_first_bytes(conn, data) -> bool``: before the first request is parsed
-    (the HTTP/2 prior-knowledge preface); True when it took the connection.
-    ``on_upgrade(conn, request, scope) -> bool``: a request with an ``Upgrade``
-    header (WebSocket, h2c); True when it took the connection.
-    Each calls ``conn.switch_protocol(...)`` to take over.
-    """
-
-    on_connect: Callable[[HTTPConnection], None] | None = None
-    on_first_bytes: Callable[[HTTPConnection, bytes], bool] | None = None
-    on_upgrade: Callable[[HTTPConnection, Request, dict[str, Any]], bool] | None = None
-
-
-class Connection(Protocol):
-    """What the worker needs of any connection (HTTP/1.1, HTTP/2, WebSocket)."""
-
-    def shutdown(self, idle_grace: float = 0.0) -> None: ...
-    def abort(self) -> None: ...
-
-
-class Flushable(Protocol):
-    """A connection that holds output back until :meth:`flush` (see :meth:`ServerState.cork`)."""
-
-    def flush(self) -> None: ...
-
-
-class Startable(Protocol):
-    """A connection with an app to start (see :meth:`ServerState.defer`)."""
-
-    def start_app(self) -> None: ...
-
-
-class WatchedConnections(set[Connection]):
-    """A worker's connections while it drains: ``on_empty`` runs when the last one goes.
-
-    Swapped in for the plain set when draining begins (connections remove themselves
-    through ``state.connections``), so serving pays nothing for it.
-    """
-
-    def __init__(self, items: set[Connection], on_empty: Callable[[], object]) -> None:
-        super().__init__(items)
-        self.on_empty = on_empty
-
-    def discard(self, item: object) -> None:
-        super().discard(item)
-        if not self:
-            self.on_empty()
-
-    def remove(self, item: Connection) -> None:
-        super().remove(item)
-        if not self:
-            self.on_empty()
-
-
-class ServerState:
-    """What every connection of a worker shares."""
-
-    def __init__(self, config: Config, app: ASGIApp, loop: asyncio.AbstractEventLoop) -> None:
-        self.config = config
-        self.app = app
-        self.loop = loop
-        self.root_path = config.server.root_path
-        self.connections: set[Connection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.draining = False
-        # While draining, how long a kept-alive idle connection waits for one more request.
-        self.drain_grace = 0.0
-        self.lifespan_state: dict[str, Any] = {}
-        self.metrics = Collector()
-        self.special_routes: dict[str, ASGIApp] = {}
-        self.hooks = ProtocolHooks()
-        self._date_second = 0
-        self._date = b""
-        self._defaults = b""
-        self._corked: list[Flushable] = []
-        self._launches: list[Startable] = []
-        self._round_scheduled = False
-
-    def defer(self, conn: Startable) -> None:
-        """Have ``conn.start_app()`` called once the loop is done with this round of events.
-
-        Apps start after the loop has handled every read of the round (then their
-        responses go out, see :meth:`cork`), in one callback: not one Task and one
-        loop callback per request, and each phase runs for many requests in a row.
-        """
-        self._launches.append(conn)
-        if not self._round_scheduled:
-            self._round_scheduled = True
-            self.loop.call_soon(self._end_of_round)
-
-    def cork(self, conn: Flushable) -> None:
-        """Have ``conn.flush()`` called once the loop is done with this round of events.
-
-        Responses written while handling one round go out together after it: the
-        client's next requests then arrive together too, and the loop handles more
-        events per round.
-        """
-        self._corked.append(conn)
-        if not self._round_scheduled:
-            self._round_scheduled = True
-            self.loop.call_soon(self._end_of_round)
-
-    def _end_of_round(self) -> None:
-        try:
-            # (apps started here may start more: pipelined requests, answered in turn)
-            while self._launches:
-                launches = self._launches
-                self._launches = []
-                for conn in launches:
-                    try:
-                        conn.start_app()
-                    except Exception:
-                        log.exception("starting an app failed")
-            corked = self._corked
-            if corked:
-                self._corked = []
-                for corked_conn in corked:
-                    try:
-                        corked_conn.flush()
-                    except Exception:
-                        log.exception("writing a response failed")
-        finally:
-            self._round_scheduled = False
-            if self._launches or self._corked:  # (only after KeyboardInterrupt and the like)
-                self._round_scheduled = True
-                self.loop.call_soon(self._end_of_round)
-
-    def date_header(self) -> bytes:
-        """The ``Date`` value, formatted at most once a second (RFC 9110 §6.6.1)."""
-        now = int(time.time())
-        if now != self._date_second:
-            self._new_date(now)
-        return self._date
-
-    def default_lines(self, lines: list[bytes] | None = None) -> bytes:
-        """The ``Date`` and ``Server`` header lines of an HTTP/1.1 response.
-
-        With ``lines`` (the app's own header lines), only those the app did not send.
-        """
-        now = int(time.time())
-        if now != self._date_second:
-            self._new_date(now)
-        if lines is None:
-            return self._defaults
-        names = {line.partition(b":")[0].lower() for line in lines}
-        out = b"" if b"date" in names else b"date: " + self._date + b"\r\n"
-        return out if b"server" in names else out + b"server: pounce\r\n"
-
-    def _new_date(self, now: int) -> None:
-        self._date_second = now
-        self._date = formatdate(now, usegmt=True).encode("ascii")
-        self._defaults = b"date: " + self._date + b"\r\nserver: pounce\r\n"
-
-    def snapshot(self) -> dict[str, Any]:
-        """Metrics counters plus the gauges read now."""
-        return self.metrics.snapshot(len(self.tasks), len(self.connections))
 
 
 class Worker:
@@ -222,7 +54,6 @@ class Worker:
         self._servers: list[Acceptor] = []
         self._interrupts = 0
         self.state: ServerState | None = None
-        self._websockets: WebSocketUpgrades | None = None
 
     def request_shutdown(self, idle_grace: float | None = None) -> None:
         """Drain and stop.  Idle keep-alive connections get ``idle_grace`` seconds for
@@ -239,19 +70,7 @@ class Worker:
             self.link = self.link_factory(state, self.request_shutdown)
             await self.link.start()
             state.special_routes = special_routes(self.config, state, self.link)
-        if self.config.websocket.enabled:
-            try:
-                from pounce.worker.websocket import WebSocketUpgrades
-            except ImportError as exc:  # wsproto comes with the pounce[ws] extra
-                log.warning(
-                    "WebSocket support needs pounce[ws] (%s): upgrades go to the app as "
-                    "HTTP requests; set websocket.enabled = false to silence this",
-                    exc,
-                )
-            else:
-                self._websockets = WebSocketUpgrades(state)
-                state.hooks.on_upgrade = self._websockets.on_upgrade
-        install_http2(state)  # after WebSocket: it wraps on_upgrade, dispatching on the token
+        state.hooks = self._protocol_hooks(state)
         lifespan = Lifespan(self.app)
         state.lifespan_state = lifespan.state
         try:
@@ -276,6 +95,27 @@ class Worker:
             await self.link.close({"t": "bye", "stats": state.snapshot()})
         log.debug("worker %d stopped", os.getpid())
 
+    def _protocol_hooks(self, state: ServerState) -> ProtocolHooks:
+        """The table of protocols that take an HTTP/1.1 connection over."""
+        hooks = ProtocolHooks()
+        if self.config.websocket.enabled:
+            try:
+                from pounce.worker.websocket import WebSocketUpgrades
+            except ImportError as exc:  # wsproto comes with the pounce[ws] extra
+                log.warning(
+                    "WebSocket support needs pounce[ws] (%s): upgrades go to the app as "
+                    "HTTP requests; set websocket.enabled = false to silence this",
+                    exc,
+                )
+            else:
+                hooks.upgrades[b"websocket"] = WebSocketUpgrades(state).on_upgrade
+        if self.config.http2.enabled and h2hooks.h2_available():
+            hooks.on_connect = h2hooks.on_connect
+            if self.config.http2.h2c:
+                hooks.on_first_bytes = h2hooks.on_first_bytes
+                hooks.upgrades[b"h2c"] = h2hooks.on_h2c_upgrade
+        return hooks
+
     async def _start_server(
         self, loop: asyncio.AbstractEventLoop, state: ServerState, listener: Listener
     ) -> Acceptor:
@@ -287,7 +127,7 @@ class Worker:
         # Built here, in each generation's worker: a reload serves replaced cert files.
         ctx = None
         if listener_uses_tls(self.config, listener.config):
-            ctx = build_context(self.config, h2_available=h2_available())
+            ctx = build_context(self.config, h2_available=h2hooks.h2_available())
         # Pounce's own accept loop on every event loop (asyncio's floods the log when out
         # of fds, libuv's resets the extra clients silently; see worker/accept.py).  With
         # several workers on each listening socket, each takes one connection per

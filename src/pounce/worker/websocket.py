@@ -1,6 +1,6 @@
 """WebSocket connections: take over an HTTP/1.1 connection on ``Upgrade: websocket``.
 
-:class:`WebSocketUpgrades` is the worker's ``on_upgrade`` hook.  Each
+:class:`WebSocketUpgrades` is the worker's handler of the ``websocket`` upgrade token.  Each
 :class:`WebSocketConnection` is the transport's ``asyncio.Protocol`` after the
 switch and one of the worker's connections (in ``state.connections``: counted in
 the open-connections gauge, closed with 1001/1012 on drain), until the TCP
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
 from pounce.asgi.websocket import CLOSE_TIMEOUT, WebSocketCycle, websocket_scope
 from pounce.asgi.ws_http11 import HTTP11WebSocket
@@ -26,23 +26,20 @@ from pounce.protocols.websocket import (
     check_upgrade,
     is_websocket_upgrade,
 )
-from pounce.worker.connection import HTTPConnection, start_eagerly
-
-if TYPE_CHECKING:
-    from pounce.worker.server import ServerState
+from pounce.types import Scope
+from pounce.worker.context import ServerState, Upgradable
+from pounce.worker.launch import launch, track
 
 error_log = logging.getLogger("pounce.error")
 
 
 class WebSocketUpgrades:
-    """The ``on_upgrade`` hook of one worker."""
+    """The ``websocket`` upgrade handler of one worker."""
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
 
-    def on_upgrade(
-        self, conn: HTTPConnection, request: http11.Request, scope: dict[str, Any]
-    ) -> bool:
+    def on_upgrade(self, conn: Upgradable, request: http11.Request, scope: Scope) -> bool:
         """Take the connection if it asks for ``websocket``; else leave it to HTTP."""
         config = self.state.config.websocket
         if not config.enabled or not is_websocket_upgrade(request.headers):
@@ -75,7 +72,7 @@ class WebSocketUpgrades:
         return True
 
 
-def _peer(conn: HTTPConnection) -> str:
+def _peer(conn: Upgradable) -> str:
     client = conn.client
     return f"{client[0]}:{client[1]}" if client else "unix socket"
 
@@ -100,10 +97,7 @@ class WebSocketConnection(asyncio.Protocol):
         state = self.state
         state.connections.add(self)
         assert self.cycle is not None
-        task = start_eagerly(self._run(self.cycle), state.loop)
-        if task is not None:
-            state.tasks.add(task)
-            task.add_done_callback(state.tasks.discard)
+        track(launch(self._run(self.cycle), state.loop), state.tasks)
         if state.draining:
             self.shutdown(state.drain_grace)
 
