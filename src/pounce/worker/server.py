@@ -26,6 +26,7 @@ from pounce.metrics import Collector
 from pounce.net.listeners import Listener
 from pounce.net.tls import build_context, listener_uses_tls
 from pounce.protocols.http11 import Request
+from pounce.protocols.link import BootFailed, Bye, Ready
 from pounce.types import ASGIApp
 from pounce.worker.accept import Acceptor
 from pounce.worker.connection import HTTPConnection
@@ -239,8 +240,7 @@ class Worker:
             await lifespan.startup()
         except PounceError as exc:
             if self.link is not None:
-                failed = {"t": "boot_failed", "error": str(exc), "code": exc.exit_code}
-                await self.link.close(failed)
+                await self.link.close(BootFailed(str(exc), exc.exit_code))
             raise
         if install_signals:
             self._install_signals(loop)
@@ -248,13 +248,13 @@ class Worker:
             self._servers.append(await self._start_server(loop, state, listener))
         log.debug("worker %d accepting on %d listener(s)", os.getpid(), len(self.listeners))
         if self.link is not None:
-            self.link.send({"t": "ready", "pid": os.getpid()})
+            self.link.send(Ready(os.getpid()))
         await self._stop.wait()
         log.debug("worker %d draining", os.getpid())
         await self._drain(state)
         await lifespan.shutdown()
         if self.link is not None:
-            await self.link.close({"t": "bye", "stats": state.snapshot()})
+            await self.link.close(Bye(state.snapshot()))
         log.debug("worker %d stopped", os.getpid())
 
     async def _start_server(
