@@ -108,13 +108,22 @@ class DaemonNotRunning(ControlError):
     exit_code = 3
 
 
-class ControlProtocolError(ControlError):
-    """A control message is malformed.  ``fatal`` when the framing itself is broken,
-    so the connection cannot be read any further and must be closed."""
+class FrameError(PounceError):
+    """A length-prefixed JSON message is malformed.  ``fatal`` when the framing itself
+    is broken, so the stream cannot be read any further and must be closed."""
 
     def __init__(self, message: str, *, fatal: bool = False) -> None:
         super().__init__(message)
         self.fatal = fatal
+
+
+class ControlProtocolError(ControlError, FrameError):
+    """A control message is malformed.  ``fatal`` when the framing itself is broken,
+    so the connection cannot be read any further and must be closed."""
+
+
+class LinkProtocolError(FrameError):
+    """A message on the worker <-> supervisor link is malformed or of an unknown kind."""
 
 
 class ControlCommandError(ControlError):

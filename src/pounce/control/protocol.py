@@ -1,7 +1,8 @@
 """The control protocol, sans-I/O: framing, message encoding and request validation.
 
 Every message is a 4-byte big-endian length followed by that many bytes of UTF-8
-JSON (the shape of gunicorn's ``ctl`` protocol).  A request is
+JSON (the shape of gunicorn's ``ctl`` protocol), framed by the codec it shares with
+the worker link (:mod:`pounce.protocols.framing`).  A request is
 ``{"v": 1, "cmd": "status", "args": {...}}``; a reply is
 ``{"v": 1, "ok": true, "result": {...}}`` or
 ``{"v": 1, "ok": false, "error": "text", "details": ["..."]}``.
@@ -16,23 +17,20 @@ whole payloads, the ``encode_*`` functions return bytes to write, and the
 from __future__ import annotations
 
 import difflib
-import json
 import math
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pounce.errors import ControlProtocolError
+from pounce.protocols import framing
+from pounce.protocols.framing import HEADER_SIZE as HEADER_SIZE
+from pounce.protocols.framing import JSONObject as JSONObject
+from pounce.protocols.framing import json_type
 
 PROTOCOL_VERSION: Final = 1
 MAX_MESSAGE_SIZE: Final = 1024 * 1024
 """The largest payload (JSON bytes, without the 4-byte header) either side accepts."""
-
-_HEADER: Final = struct.Struct(">I")
-HEADER_SIZE: Final = _HEADER.size
-
-JSONObject = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +81,7 @@ class Reply:
     details: tuple[str, ...] = ()
 
 
-# -- framing ------------------------------------------------------------------------------
+# -- framing (the shared codec, raising ControlProtocolError) ----------------------------
 
 
 def encode_frame(message: Mapping[str, Any], *, max_size: int = MAX_MESSAGE_SIZE) -> bytes:
@@ -92,52 +90,16 @@ def encode_frame(message: Mapping[str, Any], *, max_size: int = MAX_MESSAGE_SIZE
     Raises :class:`ControlProtocolError` when it is not JSON-able (NaN included)
     or longer than ``max_size`` bytes.
     """
-    try:
-        text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise ControlProtocolError(f"message is not JSON-able: {exc}") from exc
-    payload = text.encode("utf-8")
-    if len(payload) > max_size:
-        raise ControlProtocolError(f"message too large: {len(payload)} bytes (limit {max_size})")
-    return _HEADER.pack(len(payload)) + payload
+    return framing.encode_frame(message, max_size=max_size, error=ControlProtocolError)
 
 
-class FrameDecoder:
-    """Incremental decoder: :meth:`feed` bytes as they arrive, then take whole payloads
-    with :meth:`next_frame`.
+class FrameDecoder(framing.FrameDecoder):
+    """The shared incremental decoder, raising :class:`ControlProtocolError`."""
 
-    An announced length over ``max_size`` raises a fatal :class:`ControlProtocolError`
-    as soon as the header is in, before any of the body is buffered.
-    """
+    error = ControlProtocolError
 
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
-        self.max_size = max_size
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> None:
-        """Append bytes received from the peer."""
-        self._buffer += data
-
-    @property
-    def buffered(self) -> int:
-        """How many received bytes are not yet returned as a frame."""
-        return len(self._buffer)
-
-    def next_frame(self) -> bytes | None:
-        """The next whole payload, or None until more bytes are fed."""
-        if len(self._buffer) < HEADER_SIZE:
-            return None
-        (length,) = _HEADER.unpack_from(self._buffer)
-        if length > self.max_size:
-            raise ControlProtocolError(
-                f"message too large: {length} bytes (limit {self.max_size})", fatal=True
-            )
-        end = HEADER_SIZE + length
-        if len(self._buffer) < end:
-            return None
-        payload = bytes(self._buffer[HEADER_SIZE:end])
-        del self._buffer[:end]
-        return payload
+        super().__init__(max_size)
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -165,22 +127,9 @@ def encode_error(error: str, details: Sequence[str] = ()) -> bytes:
         return encode_frame({**message, "error": error[:4096], "details": []})
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def decode_payload(payload: bytes) -> JSONObject:
     """Parse one payload into a JSON object, or raise :class:`ControlProtocolError`."""
-    try:
-        value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise ControlProtocolError(f"message is not UTF-8: {exc.reason}") from exc
-    except RecursionError as exc:
-        raise ControlProtocolError("message is nested too deeply") from exc
-    except ValueError as exc:
-        raise ControlProtocolError(f"message is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ControlProtocolError(f"message must be a JSON object, not {_json_type(value)}")
+    value = framing.decode_object(payload, ControlProtocolError)
     _check_version(value)
     return value
 
@@ -208,7 +157,7 @@ def decode_request(payload: bytes) -> Request:
     if args is None:
         args = {}
     if not isinstance(args, dict):
-        raise ControlProtocolError(f'"args" must be a JSON object, not {_json_type(args)}')
+        raise ControlProtocolError(f'"args" must be a JSON object, not {json_type(args)}')
     return Request(cmd, check_args(cmd, spec, args))
 
 
@@ -244,7 +193,7 @@ def _check_value(where: str, arg: Arg, value: Any) -> Any:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok:
         raise ControlProtocolError(
-            f"{where} must be {arg.kind.__name__}, not {_json_type(value)} {value!r}"
+            f"{where} must be {arg.kind.__name__}, not {json_type(value)} {value!r}"
         )
     if arg.minimum is not None and value < arg.minimum:
         raise ControlProtocolError(f"{where} must be at least {arg.minimum}, not {value!r}")
@@ -260,7 +209,7 @@ def decode_reply(payload: bytes) -> Reply:
     if ok:
         result = message.get("result", {})
         if not isinstance(result, dict):
-            raise ControlProtocolError(f'"result" must be a JSON object, not {_json_type(result)}')
+            raise ControlProtocolError(f'"result" must be a JSON object, not {json_type(result)}')
         return Reply(True, result=result)
     error = message.get("error")
     details = message.get("details", [])
@@ -276,10 +225,3 @@ def _did_you_mean(name: str, choices: Mapping[str, object]) -> str:
     if close:
         return f" (did you mean {close[0]!r}?)"
     return f" (expected one of: {', '.join(choices)})"
-
-
-def _json_type(value: object) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return "number"
-    return names.get(type(value), type(value).__name__)

@@ -38,6 +38,15 @@ from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
 from pounce.metrics import Snapshot, add_counters, empty_snapshot, merge, process_figures, render
 from pounce.net.listeners import Listener, open_listener
+from pounce.protocols.link import (
+    MetricsReply,
+    MetricsRequest,
+    Ready,
+    SnapshotReply,
+    SnapshotRequest,
+    StateUpdate,
+    WorkerMessage,
+)
 from pounce.supervisor.budget import CrashBudget
 from pounce.supervisor.host import OrphanReaper
 from pounce.supervisor.plan import listen_key, needs_restart, plan_listeners, plan_workers
@@ -310,17 +319,16 @@ class Supervisor:
 
     # -- worker events -------------------------------------------------------------------
 
-    def _on_message(self, handle: WorkerHandle, message: dict[str, Any]) -> None:
-        kind = message.get("t")
-        if kind == "ready":
-            self._send_state(handle)
-        elif kind == "metrics_req":
-            self._spawn_task(self._answer_metrics(handle, message.get("id")), "answer metrics")
-        elif kind == "snapshot":
-            ident = message.get("id")
-            waiter = self._snapshot_waiters.pop(ident, None) if isinstance(ident, int) else None
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+    def _on_message(self, handle: WorkerHandle, message: WorkerMessage) -> None:
+        match message:
+            case Ready():
+                self._send_state(handle)
+            case MetricsRequest():
+                self._spawn_task(self._answer_metrics(handle, message.id), "answer metrics")
+            case SnapshotReply():
+                waiter = self._snapshot_waiters.pop(message.id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
     def _on_exit(self, handle: WorkerHandle) -> None:
         self.workers.pop(handle.id, None)
@@ -475,7 +483,7 @@ class Supervisor:
 
     def _send_state(self, handle: WorkerHandle) -> None:
         ready = self.ready and handle.state is not WorkerState.DRAINING
-        handle.send({"t": "state", "ready": ready, "live": self.live})
+        handle.send(StateUpdate(ready, self.live))
 
     # -- signals -------------------------------------------------------------------------
 
@@ -563,7 +571,7 @@ class Supervisor:
         for handle in live:
             ident = next(self._snapshot_ids)
             waits[ident] = self._snapshot_waiters[ident] = loop.create_future()
-            handle.send({"t": "snapshot_req", "id": ident})
+            handle.send(SnapshotRequest(ident))
         if waits:
             await asyncio.wait(waits.values(), timeout=timeout)
         for ident in waits:
@@ -594,9 +602,9 @@ class Supervisor:
             ),
         }
 
-    async def _answer_metrics(self, handle: WorkerHandle, ident: Any) -> None:
+    async def _answer_metrics(self, handle: WorkerHandle, ident: int) -> None:
         text = await self.metrics_text()
-        handle.send({"t": "metrics", "id": ident, "text": text})
+        handle.send(MetricsReply(ident, text))
 
     def crash_budget(self) -> CrashBudgetInfo:
         workers = self.config.workers

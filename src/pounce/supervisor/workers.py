@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import pickle
@@ -16,13 +15,25 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any
 
 from pounce.config import Config
 from pounce.control.handler import WorkerState as WorkerState
 from pounce.metrics import Snapshot, empty_snapshot
 from pounce.net.listeners import Listener
+from pounce.protocols.link import (
+    BootFailed,
+    Bye,
+    Heartbeat,
+    Ready,
+    SnapshotReply,
+    Stop,
+    SupervisorMessage,
+    WorkerMessage,
+    decode_from_worker,
+    encode,
+)
 from pounce.types import ASGIApp
+from pounce.worker.link import receive
 from pounce.worker.process import EXIT_BOOT_FAILED, WorkerSpec, serve_worker
 
 log = logging.getLogger("pounce.error")
@@ -54,7 +65,7 @@ class WorkerHandle:
         worker_id: int,
         generation: int,
         config: Config,
-        on_message: Callable[[WorkerHandle, dict[str, Any]], None],
+        on_message: Callable[[WorkerHandle, WorkerMessage], None],
         on_exit: Callable[[WorkerHandle], None],
     ) -> None:
         self.id = worker_id
@@ -98,10 +109,10 @@ class WorkerHandle:
         who = f"pid {self.pid}" if self.pid else (self.thread.name if self.thread else "?")
         return f"worker {self.id} ({who}, gen {self.generation})"
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: SupervisorMessage) -> None:
         writer = self._writer
         if writer is not None and not writer.is_closing():
-            writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+            writer.write(encode(message))
 
     async def _open_link(self, sock: socket.socket) -> None:
         reader, writer = await asyncio.open_unix_connection(sock=sock)
@@ -110,39 +121,28 @@ class WorkerHandle:
         self._tasks.add(self._reader)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                line = await reader.readline()
-            except (OSError, ValueError):
-                return
-            if not line:
-                return
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(message, dict):
-                self._handle(message)
+        async for message in receive(reader, decode_from_worker, self.describe()):
+            self._handle(message)
 
-    def _handle(self, message: dict[str, Any]) -> None:
-        kind = message.get("t")
-        if kind in ("hb", "bye", "snapshot") and isinstance(message.get("stats"), dict):
-            self.stats = message["stats"]
-        if kind == "hb":
-            self.last_heartbeat = time.monotonic()
-            if self.state is WorkerState.UNHEALTHY:
-                self.state = WorkerState.READY
-        elif kind == "ready":
-            self.was_ready = True
-            self.last_heartbeat = time.monotonic()
-            if self.state is WorkerState.BOOTING:
-                self.state = WorkerState.READY
-            self.ready_event.set()
-        elif kind == "boot_failed":
-            self.boot_error = str(message.get("error", "boot failed"))
-            self.boot_code = int(message.get("code", 1))
-            trace = message.get("traceback")
-            self.boot_traceback = trace if isinstance(trace, str) else None
+    def _handle(self, message: WorkerMessage) -> None:
+        match message:
+            case Heartbeat():
+                self.stats = message.stats
+                self.last_heartbeat = time.monotonic()
+                if self.state is WorkerState.UNHEALTHY:
+                    self.state = WorkerState.READY
+            case Bye() | SnapshotReply():
+                self.stats = message.stats
+            case Ready():
+                self.was_ready = True
+                self.last_heartbeat = time.monotonic()
+                if self.state is WorkerState.BOOTING:
+                    self.state = WorkerState.READY
+                self.ready_event.set()
+            case BootFailed():
+                self.boot_error = message.error
+                self.boot_code = message.code
+                self.boot_traceback = message.traceback
         self._on_message(self, message)
 
     def _ended(self, code: int) -> None:
@@ -207,7 +207,7 @@ class WorkerHandle:
         ``idle_grace``: how long idle keep-alive connections may still send one request
         (a reload keeps clients error-free this way); 0 closes them at once.
         """
-        self.send({"t": "stop", "grace": idle_grace})
+        self.send(Stop(idle_grace))
 
     def kill(self) -> None:
         """Immediate (processes only; a thread cannot be killed)."""

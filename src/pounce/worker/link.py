@@ -1,35 +1,75 @@
-"""A worker's link to its supervisor: JSON lines over a Unix socket pair.
+"""A worker's link to its supervisor: framed messages over a Unix socket pair.
 
-Worker to supervisor: ``ready``, ``hb`` (heartbeat with a metrics snapshot),
-``snapshot`` (an answer), ``metrics_req`` (a /metrics request on a public port),
-``boot_failed``, ``bye`` (final snapshot before a clean exit).
-Supervisor to worker: ``state`` (ready for traffic; live, false while the supervisor
-cannot start workers; also proves the supervisor is alive), ``stop``, ``snapshot_req``,
-``metrics`` (the answer to ``metrics_req``).
+The messages and their codec are specified, sans-I/O, in :mod:`pounce.protocols.link`
+(one frame codec with the control socket); this module moves them: the worker's side,
+:class:`SupervisorLink`, and :func:`receive`, the read loop both sides use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from pounce.errors import LinkProtocolError
+from pounce.protocols.link import (
+    Heartbeat,
+    LinkDecoder,
+    Message,
+    MetricsReply,
+    MetricsRequest,
+    SnapshotReply,
+    SnapshotRequest,
+    StateUpdate,
+    Stop,
+    SupervisorMessage,
+    WorkerMessage,
+    decode_from_supervisor,
+    encode,
+)
 
 log = logging.getLogger("pounce.error")
 
-Message = dict[str, Any]
+_CHUNK = 64 * 1024
+M = TypeVar("M", bound=Message)
 
 
-def encode(message: Message) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+async def receive(
+    reader: asyncio.StreamReader, decode: Callable[[bytes], M], who: str
+) -> AsyncIterator[M]:
+    """The messages read from the link until the peer closes it or breaks the framing.
+
+    A message that is framed but malformed is logged and skipped.
+    """
+    decoder = LinkDecoder()
+    while True:
+        try:
+            data = await reader.read(_CHUNK)
+        except OSError:
+            return
+        if not data:
+            return
+        decoder.feed(data)
+        while True:
+            try:
+                payload = decoder.next_frame()
+                if payload is None:
+                    break
+                message = decode(payload)
+            except LinkProtocolError as exc:
+                log.warning("link from %s: %s", who, exc)
+                if exc.fatal:
+                    return
+                continue
+            yield message
 
 
-def send_blocking(sock: socket.socket, message: Message) -> None:
+def send_blocking(sock: socket.socket, message: WorkerMessage) -> None:
     """Send one message from outside an event loop (boot failures)."""
     with contextlib.suppress(OSError):
         sock.setblocking(True)
@@ -70,12 +110,12 @@ class SupervisorLink:
             loop.create_task(self._heartbeat()),
         ]
 
-    def send(self, message: Message) -> None:
+    def send(self, message: WorkerMessage) -> None:
         writer = self._writer
         if writer is not None and not writer.is_closing():
             writer.write(encode(message))
 
-    async def close(self, final: Message | None = None) -> None:
+    async def close(self, final: WorkerMessage | None = None) -> None:
         for task in self._tasks:
             task.cancel()
         writer = self._writer
@@ -93,7 +133,7 @@ class SupervisorLink:
         ident = self._next_id
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending[ident] = future
-        self.send({"t": "metrics_req", "id": ident})
+        self.send(MetricsRequest(ident))
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
@@ -104,40 +144,29 @@ class SupervisorLink:
         return time.monotonic() - self.last_seen < max(5.0, self.heartbeat_interval * 5)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                line = await reader.readline()
-            except (OSError, ValueError):
-                line = b""
-            if not line:
-                log.warning("worker %d lost its supervisor; shutting down", os.getpid())
-                self.on_stop(0.0)
-                return
+        async for message in receive(reader, decode_from_supervisor, "the supervisor"):
             self.last_seen = time.monotonic()
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
             self._handle(message)
+        log.warning("worker %d lost its supervisor; shutting down", os.getpid())
+        self.on_stop(0.0)
 
-    def _handle(self, message: Message) -> None:
-        kind = message.get("t")
-        if kind == "state":
-            self.ready_for_traffic = bool(message.get("ready"))
-            self.supervisor_can_spawn = bool(message.get("live", True))
-        elif kind == "stop":
-            grace = message.get("grace")
-            self.on_stop(float(grace) if isinstance(grace, int | float) else None)
-        elif kind == "snapshot_req":
-            self.send({"t": "snapshot", "id": message.get("id"), "stats": self.snapshot()})
-        elif kind == "metrics":
-            future = self._pending.get(int(message.get("id", -1)))
-            if future is not None and not future.done():
-                future.set_result(str(message.get("text", "")))
+    def _handle(self, message: SupervisorMessage) -> None:
+        match message:
+            case StateUpdate():
+                self.ready_for_traffic = message.ready
+                self.supervisor_can_spawn = message.live
+            case Stop():
+                self.on_stop(message.grace)
+            case SnapshotRequest():
+                self.send(SnapshotReply(message.id, self.snapshot()))
+            case MetricsReply():
+                future = self._pending.get(message.id)
+                if future is not None and not future.done():
+                    future.set_result(message.text)
 
     async def _heartbeat(self) -> None:
         while True:
-            self.send({"t": "hb", "stats": self.snapshot()})
+            self.send(Heartbeat(self.snapshot()))
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
                 log.warning("worker %d: the supervisor is gone; shutting down", os.getpid())
                 self.on_stop(0.0)

@@ -23,6 +23,7 @@ from pounce.config import Config, ListenConfig
 from pounce.errors import PounceError
 from pounce.logs import configure_logging, install_loop_error_handler
 from pounce.net.listeners import Listener
+from pounce.protocols.link import BootFailed
 from pounce.types import ASGIApp
 from pounce.worker.context import ServerState
 from pounce.worker.link import SupervisorLink, send_blocking
@@ -72,11 +73,8 @@ def serve_worker(
     try:
         app = load_app()
     except PounceError as exc:
-        failed = {"t": "boot_failed", "error": str(exc), "code": exc.exit_code}
         trace = getattr(exc, "app_traceback", None)
-        if trace:
-            failed["traceback"] = trace
-        send_blocking(link_sock, failed)
+        send_blocking(link_sock, BootFailed(str(exc), exc.exit_code, trace or None))
         return EXIT_BOOT_FAILED
     interval = spec.config.workers.heartbeat_interval
     parent = None if in_thread else spec.supervisor_pid
@@ -101,7 +99,7 @@ def serve_worker(
             runner.run(worker.serve(install_signals=not in_thread))
     except PounceError as exc:
         # Lifespan startup failed: report it as a boot failure with the app's message.
-        send_blocking(link_sock, {"t": "boot_failed", "error": str(exc), "code": exc.exit_code})
+        send_blocking(link_sock, BootFailed(str(exc), exc.exit_code))
         return EXIT_BOOT_FAILED
     return EXIT_OK
 

@@ -20,6 +20,7 @@ from pounce.errors import PounceError
 from pounce.logs import reopen_log_files
 from pounce.net.listeners import Listener
 from pounce.net.tls import build_context, listener_uses_tls
+from pounce.protocols.link import BootFailed, Bye, Ready
 from pounce.types import ASGIApp
 from pounce.worker import h2hooks
 from pounce.worker.accept import Acceptor
@@ -77,8 +78,7 @@ class Worker:
             await lifespan.startup()
         except PounceError as exc:
             if self.link is not None:
-                failed = {"t": "boot_failed", "error": str(exc), "code": exc.exit_code}
-                await self.link.close(failed)
+                await self.link.close(BootFailed(str(exc), exc.exit_code))
             raise
         if install_signals:
             self._install_signals(loop)
@@ -86,13 +86,13 @@ class Worker:
             self._servers.append(await self._start_server(loop, state, listener))
         log.debug("worker %d accepting on %d listener(s)", os.getpid(), len(self.listeners))
         if self.link is not None:
-            self.link.send({"t": "ready", "pid": os.getpid()})
+            self.link.send(Ready(os.getpid()))
         await self._stop.wait()
         log.debug("worker %d draining", os.getpid())
         await self._drain(state)
         await lifespan.shutdown()
         if self.link is not None:
-            await self.link.close({"t": "bye", "stats": state.snapshot()})
+            await self.link.close(Bye(state.snapshot()))
         log.debug("worker %d stopped", os.getpid())
 
     def _protocol_hooks(self, state: ServerState) -> ProtocolHooks:
