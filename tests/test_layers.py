@@ -33,12 +33,14 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": {"pounce", "errors"},
     "config": BASE,
     "net": BASE | {"config", "logs"},
-    # sans-I/O: bytes in, events out; no config, sockets or TLS
-    "protocols": BASE,
+    # sans-I/O: bytes in, events out; no config, sockets or TLS (the worker link's
+    # messages carry a metrics snapshot: plain data)
+    "protocols": BASE | {"metrics"},
     "asgi": BASE | {"logs", "metrics", "config", "protocols"},
     "worker": BASE | {"logs", "metrics", "config", "net", "protocols", "asgi"},
-    # the wire protocol and the handler interface only, never supervisor internals
-    "control": BASE,
+    # the wire protocol (over the frame codec of protocols/framing.py) and the handler
+    # interface only, never supervisor internals
+    "control": BASE | {"protocols"},
     "supervisor": BASE
     | {"pounce", "logs", "metrics", "config", "net", "protocols", "worker", "control"},
     # only the control client (and rich), so that `pounce ctl` starts instantly
