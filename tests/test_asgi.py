@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from apps.asgi_support import (
+from helpers.asgi import (
     Launcher,
     exchange,
     launcher,
@@ -28,7 +28,7 @@ from apps.asgi_support import (
     scope_of,
     split_response,
 )
-from conftest import Server, wait_for
+from helpers.server import Server, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,12 +37,6 @@ pytestmark = pytest.mark.timeout(60)
 def mod_launch() -> Iterator[Launcher]:
     with launcher() as launch:
         yield launch
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    with launcher() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

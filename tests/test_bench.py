@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from apps.tools import require_tool
+from helpers.tools import require_tool
 from pounce.cli.bench import NOT_HERE, bench_dir
 
 # The benchmark tool is not in the wheel: it lives in the checkout's benchmarks/.

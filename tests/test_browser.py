@@ -38,11 +38,9 @@ from typing import Any
 
 import pytest
 
-from apps.h2_support import Pki, pki, tls_ready
-from apps.tools import require_tool
-from conftest import Server
-
-__all__ = ["pki"]
+from helpers.server import Server
+from helpers.tls import Pki, tls_ready
+from helpers.tools import require_tool
 
 APP = "apps.browser_app:app"
 ECHO = "echo:hello from chromium"

@@ -13,20 +13,18 @@ import threading
 
 import pytest
 
-from apps.daemon_support import (
+from helpers.daemon import (
     Daemons,
     Load,
     alive,
-    daemons,
     get,
     labelled,
     scrape,
 )
-from conftest import wait_for
+from helpers.server import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 

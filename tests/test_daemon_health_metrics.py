@@ -14,10 +14,9 @@ from urllib.parse import quote
 
 import pytest
 
-from apps.daemon_support import (
+from helpers.daemon import (
     Daemons,
     both,
-    daemons,
     families,
     free_port,
     get,
@@ -26,11 +25,10 @@ from apps.daemon_support import (
     scrape,
     sum_samples,
 )
-from conftest import wait_for
+from helpers.server import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 

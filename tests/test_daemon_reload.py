@@ -12,24 +12,21 @@ from urllib.parse import quote
 
 import pytest
 
-from apps.daemon_support import (
+from helpers.daemon import (
     Daemons,
     Load,
     alive,
     answers,
     app_env,
     both,
-    daemons,
     free_port,
     get,
     popen_ctl,
     write_versioned_app,
 )
-from conftest import wait_for
+from helpers.server import wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-__all__ = ["daemons"]
 
 
 def version_of(port: int) -> str:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from apps.daemon_support import (
+from helpers.daemon import (
     Daemons,
     NotifySocket,
     alive,
     both,
-    daemons,
     environ_of,
     free_port,
     get,
@@ -22,11 +21,10 @@ from apps.daemon_support import (
     sample,
     scrape,
 )
-from conftest import wait_for
+from helpers.server import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 
@@ -82,7 +80,7 @@ def test_thread_workers_serve_and_have_no_pids_of_their_own(daemons: Daemons) ->
 
 
 def _descendants(pid: int) -> list[int]:
-    from apps.daemon_support import children_of
+    from helpers.daemon import children_of
 
     out: list[int] = []
     todo = [pid]

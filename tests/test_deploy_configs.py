@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.deploy_support import (
+from helpers.deploy import (
     DEPLOY_DIR,
     ROOT,
     Proc,
@@ -59,7 +59,7 @@ def example_configs() -> list[Path]:
 def tls_stand_ins() -> Iterator[dict[str, Path]]:
     """A throwaway CA, server certificate and key for configs whose [tls] files live on
     their production host (``/etc/pounce/tls/...``)."""
-    from apps.h2_support import issue, make_ca
+    from helpers.tls import issue, make_ca
 
     tmp = short_tmpdir()
     ca_key, ca_cert, ca_path = make_ca(tmp)

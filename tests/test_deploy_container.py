@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.deploy_support import (
+from helpers.deploy import (
     CHART_DIR,
     DEPLOY_DIR,
     ROOT,

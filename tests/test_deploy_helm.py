@@ -33,7 +33,7 @@ import pytest
 import yaml
 from helm_python import _native
 
-from apps.deploy_support import (
+from helpers.deploy import (
     CHART_DIR,
     DEPLOY_DIR,
     ROOT,
@@ -295,7 +295,7 @@ def test_validation_is_not_vacuous() -> None:
 @pytest.fixture(scope="module")
 def tls_secret() -> Iterator[dict[str, Path]]:
     """Stand-ins for the kubernetes.io/tls Secret's files (tls.crt, tls.key)."""
-    from apps.h2_support import issue, make_ca
+    from helpers.tls import issue, make_ca
 
     tmp = short_tmpdir()
     ca_key, ca_cert, ca_path = make_ca(tmp)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.deploy_support import (
+from helpers.deploy import (
     ROOT,
     SYSTEMD_DIR,
     NotifySocket,

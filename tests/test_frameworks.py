@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from apps.asgi_support import Launcher, launcher
-from conftest import Server
+from helpers.asgi import Launcher, launcher
+from helpers.server import Server
 
 pytestmark = pytest.mark.timeout(60)
 

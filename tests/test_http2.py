@@ -19,12 +19,10 @@ import httpx
 import pytest
 from hyperframe.frame import DataFrame, PingFrame
 
-from apps.h2_support import APP, Pki, pki, tls_ready
-from apps.tools import require_tool
-from conftest import Server
+from helpers.server import Server
+from helpers.tls import APP, Pki, tls_ready
+from helpers.tools import require_tool
 from test_http2_frames import Peer
-
-__all__ = ["pki"]
 
 
 def _serve_tls(serve: Callable[..., Server], pki: Pki, **env: str) -> Server:

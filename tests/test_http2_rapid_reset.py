@@ -24,9 +24,9 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from apps.daemon_support import sample, scrape
-from apps.h2_support import APP, PREFACE, Peer
-from conftest import Server, free_port, wait_for
+from helpers.daemon import sample, scrape
+from helpers.server import Server, free_port, wait_for
+from helpers.tls import APP, PREFACE, Peer
 from pounce.protocols.h2budget import ResetBudget
 
 CANCEL, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x8, 0x7, 0xB

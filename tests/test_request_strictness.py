@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from apps.http_wire import Response, Wire, request
-from conftest import Server, start_server
+from helpers.server import Server, start_server
+from helpers.wire import Response, Wire, request
 
 ENGINES = ["fast", "h11"]
 

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from apps.h2_support import APP, Pki, pki, tls_ready
-from apps.tools import require_tool
-from conftest import Server
-
-__all__ = ["pki"]
+from helpers.server import Server
+from helpers.tls import APP, Pki, tls_ready
+from helpers.tools import require_tool
 
 pytestmark = pytest.mark.timeout(300)
 

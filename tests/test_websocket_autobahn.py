@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import start_server
+from helpers.server import start_server
 
 VERSION = "0.8.2"
 CACHE = Path(os.environ.get("POUNCE_AUTOBAHN_CACHE", "~/.cache/pounce-autobahn")).expanduser()

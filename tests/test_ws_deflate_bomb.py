@@ -11,8 +11,8 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from apps.daemon_support import children_of
-from conftest import Server, wait_for
+from helpers.daemon import children_of
+from helpers.server import Server, wait_for
 from test_websocket import RawReader, upgrade_request
 
 APP = "apps.ws_echo:app"

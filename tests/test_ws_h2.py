@@ -21,10 +21,8 @@ import h2.settings
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
 
-from apps.h2_support import Pki, pki, tls_ready
-from conftest import Server
-
-__all__ = ["pki"]
+from helpers.server import Server
+from helpers.tls import Pki, tls_ready
 
 APP = "apps.ws_echo:app"
 

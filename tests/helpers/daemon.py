@@ -1,7 +1,7 @@
 """Test-side helpers for the supervisor daemon suites (``tests/test_daemon_*.py``).
 
 Not an app: imported by the test modules only.  Starts real ``pounce serve``
-daemons (on an inherited ``--fd`` socket via the conftest harness, or on the
+daemons (on an inherited ``--fd`` socket via ``helpers.server``, or on the
 listeners of a config file), drives them with ``pounce ctl`` run as a real
 subprocess, and reads ``/proc`` to follow worker processes.  Every wait is a
 bounded poll (``wait_for``); nothing sleeps to wait.
@@ -22,14 +22,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from conftest import ROOT, TESTS, Server, _pump, child_env, pounce_cmd, start_server, wait_for
+from helpers.server import ROOT, TESTS, Server, child_env, pounce_cmd, spawn, start_server, wait_for
 
 HOST = "127.0.0.1"
 
@@ -462,20 +460,16 @@ class Daemons:
         if user is not None:
             entry = pwd.getpwnam(user)
             as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=full_env if full_env is not None else child_env(env),
-            cwd=str(cwd or ROOT),
-            pass_fds=tuple(pass_fds),
+        server = spawn(
+            argv,
+            host=HOST,
+            port=port,
+            env=env,
+            full_env=full_env,
+            cwd=cwd,
+            pass_fds=pass_fds,
             **as_user,
         )
-        server = Server(proc=proc, host=HOST, port=port)
-        server._reader = threading.Thread(
-            target=_pump, args=(proc.stdout, server._err), daemon=True
-        )
-        server._reader.start()
         daemon = Daemon(server=server, ctl_socket=ctl_socket, port=port)
         self.started.append(daemon)
         return daemon
@@ -519,15 +513,6 @@ def wait_started(daemon: Daemon, workers: int, timeout: float = 30.0) -> dict[st
     if not wait_for(lambda: daemon.ctl_socket.exists() or daemon.proc.poll() is not None, timeout):
         raise AssertionError(f"no control socket in {timeout}s:\n{daemon.output}")
     return daemon.wait_workers(workers, timeout=timeout)
-
-
-@pytest.fixture
-def daemons() -> Iterator[Daemons]:
-    started = Daemons()
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 # -- apps in a temp dir ------------------------------------------------------------------------
