@@ -22,7 +22,7 @@ import pytest
 from helpers.asgi import read_response, read_until_close
 from helpers.server import Server, start_server, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 @pytest.fixture(scope="module", params=["asyncio", "uvloop"])

@@ -30,7 +30,7 @@ from helpers.asgi import (
 )
 from helpers.server import Server, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,8 @@ from helpers.server import Server
 from helpers.tls import Pki, tls_ready
 from helpers.tools import require_tool
 
+pytestmark = pytest.mark.slow
+
 APP = "apps.browser_app:app"
 ECHO = "echo:hello from chromium"
 

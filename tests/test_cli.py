@@ -24,7 +24,7 @@ from helpers.asgi import (
 )
 from helpers.server import ROOT, free_port, run_pounce, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 def combined(result: object) -> str:

@@ -13,7 +13,7 @@ from helpers.asgi import Launcher, scope_of, wait_tcp
 from helpers.daemon import Daemons, both
 from helpers.server import free_port, run_pounce
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 APP = "apps.asgi_scope:app"

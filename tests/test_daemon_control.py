@@ -36,7 +36,7 @@ from helpers.daemon import (
 from helpers.server import ROOT, child_env, pounce_cmd, wait_for
 from pounce.control.protocol import encode_request, encode_result
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 APP = "apps.daemon_app:app"

@@ -16,7 +16,7 @@ import pytest
 from helpers.daemon import Daemon, Daemons, both, free_port, get, popen_ctl
 from helpers.server import wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 APP = "apps.daemon_app:app"

@@ -28,7 +28,7 @@ from helpers.daemon import (
 )
 from helpers.server import child_env, daemon_env, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 APP = "apps.daemon_app:app"

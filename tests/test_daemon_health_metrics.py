@@ -27,7 +27,7 @@ from helpers.daemon import (
 )
 from helpers.server import wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 APP = "apps.daemon_app:app"

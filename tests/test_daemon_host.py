@@ -22,7 +22,7 @@ from helpers.daemon import (
 )
 from helpers.server import pounce_cmd, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 # Runs ARGV with the given process attributes (as a container runtime or a service

@@ -26,7 +26,7 @@ from helpers.daemon import (
 )
 from helpers.server import wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def version_of(port: int) -> str:

@@ -13,7 +13,7 @@ import pytest
 from helpers.daemon import Daemon, Daemons, alive, answers, get
 from helpers.server import wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 APP = "apps.daemon_app:app"

@@ -26,7 +26,7 @@ from helpers.daemon import (
 )
 from helpers.server import ROOT, TESTS, child_env, pounce_cmd, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"

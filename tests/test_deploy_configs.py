@@ -103,6 +103,7 @@ def test_tls_example_loads_its_certificate() -> None:
     assert "tls.certfile (/etc/pounce/tls/fullchain.pem): file not found" in result.stderr
 
 
+@pytest.mark.slow
 def test_tls_example_serves_https_and_http2(tls_stand_ins: dict[str, Path]) -> None:
     """The TLS example for real (loopback, a free port, the stand-in certificate): HTTPS
     with HTTP/2 by ALPN on the listener, plain HTTP on the admin port."""
@@ -184,6 +185,7 @@ def adapt_site(tmp: Path, http_port: int, https_port: int, sock: Path) -> str:
     return site
 
 
+@pytest.mark.slow
 def test_nginx_terminates_tls_and_proxies_over_the_unix_socket() -> None:
     tmp = short_tmpdir()
     try:

@@ -107,6 +107,7 @@ def test_hadolint_is_not_vacuous(tmp_path: Path) -> None:
     assert "DL3006" in result.stdout and "DL3015" in result.stdout, both(result)
 
 
+@pytest.mark.slow
 def test_image_is_slim_non_root_and_stops_gracefully() -> None:
     stage = final_stage()
     words = [w for w, _ in stage]
@@ -156,6 +157,7 @@ def healthcheck_argv() -> list[str]:
     return argv
 
 
+@pytest.mark.slow
 def test_healthcheck_command_works_against_pounce() -> None:
     """The HEALTHCHECK's own command, run against Pounce on the image's config."""
     argv = healthcheck_argv()

@@ -515,6 +515,7 @@ def test_example_manifests_are_rendered_from_the_chart() -> None:
 # -- the pod's termination, played against a real Pounce -------------------------------------
 
 
+@pytest.mark.slow
 def test_prestop_drains_a_live_pounce_within_the_grace_period() -> None:
     """Render with short delays, run Pounce on the ConfigMap's pounce.toml and play the
     kubelet: run the preStop command, then SIGTERM, and time both against
@@ -588,6 +589,7 @@ def test_prestop_drains_a_live_pounce_within_the_grace_period() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_startup_probe_waits_for_the_first_generation() -> None:
     """Pounce on the rendered pounce.toml, its app still importing: the liveness path
     already answers 200, the startup probe's path does not until the workers are ready."""
@@ -628,6 +630,7 @@ def test_startup_probe_waits_for_the_first_generation() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_tls_values_serve_https_with_plain_probes(tls_secret: dict[str, Path]) -> None:
     """tls.enabled: Pounce on the rendered pounce.toml, the Secret's mount standing in as
     a directory with tls.crt and tls.key, serves HTTPS (HTTP/2 by ALPN) on the http port

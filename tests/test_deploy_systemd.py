@@ -227,6 +227,7 @@ def activation_argv(config: Path, listens: list[tuple[str, str]], env: dict[str,
     return argv + pounce_cmd("serve", "-c", str(config))
 
 
+@pytest.mark.slow
 def test_socket_activation_as_the_units_start_it() -> None:
     tmp = short_tmpdir()
     notify = NotifySocket(tmp)

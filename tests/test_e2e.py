@@ -19,7 +19,7 @@ from helpers.asgi import (
 )
 from helpers.server import ROOT, Server, free_port, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 CURL = "/usr/bin/curl"
 CONSOLE_SCRIPT = Path(sys.executable).parent / "pounce"

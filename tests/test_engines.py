@@ -14,6 +14,8 @@ import pytest
 
 from helpers.server import Server, http_exchange, start_server
 
+pytestmark = pytest.mark.slow
+
 COMBOS = [(p, lo) for p in ("fast", "h11") for lo in ("asyncio", "uvloop")]
 
 

@@ -10,7 +10,7 @@ import pytest
 from helpers.asgi import Launcher, launcher
 from helpers.server import Server
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ import pytest
 from helpers.server import Server, start_server, wait_for
 from helpers.wire import Wire, chunked, request
 
+pytestmark = pytest.mark.slow
+
 APP = "apps.http_echo:app"
 
 

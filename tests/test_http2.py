@@ -24,6 +24,8 @@ from helpers.tls import APP, Pki, tls_ready
 from helpers.tools import require_tool
 from test_http2_frames import Peer
 
+pytestmark = pytest.mark.slow
+
 
 def _serve_tls(serve: Callable[..., Server], pki: Pki, **env: str) -> Server:
     server = serve(APP, env=pki.env(**env), ready=False)

@@ -26,6 +26,8 @@ from hyperframe.frame import (
 from helpers.server import Server
 from helpers.tls import Peer
 
+pytestmark = pytest.mark.slow
+
 APP = "apps.h2_app:app"
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x3
 STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x9

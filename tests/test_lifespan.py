@@ -12,7 +12,7 @@ import pytest
 from helpers.asgi import Launcher, read_until_close, split_response, wait_exit
 from helpers.server import free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 def test_startup_and_shutdown_run(launch: Launcher) -> None:

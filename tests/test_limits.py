@@ -17,6 +17,8 @@ import pytest
 from helpers.server import Server, start_server, wait_for
 from helpers.wire import Wire, assert_serving, chunked, request
 
+pytestmark = pytest.mark.slow
+
 APP = "apps.http_echo:app"
 MAX_HEADER = 2048
 MAX_BODY = 1000

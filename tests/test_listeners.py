@@ -23,7 +23,7 @@ from helpers.asgi import (
 )
 from helpers.server import free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 APP = "apps.asgi_scope:app"
 

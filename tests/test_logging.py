@@ -21,7 +21,7 @@ from helpers.daemon import Daemons, get
 from helpers.server import Server, wait_for
 from pounce.logs import LoopErrorHandler, configure_logging
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 def log_entries(path: Path) -> list[dict[str, Any]]:

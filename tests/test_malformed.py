@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from helpers.server import Server, start_server, wait_for
 from helpers.wire import Wire, request
 
+pytestmark = pytest.mark.slow
+
 APP = "apps.http_echo:app"
 
 

@@ -17,7 +17,7 @@ import pounce
 from helpers.daemon import Daemons, both, get, labelled, sample
 from helpers.server import wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 APP = "apps.daemon_app:app"

@@ -16,6 +16,8 @@ import pytest
 from helpers.server import Server, start_server
 from helpers.wire import Response, Wire, request
 
+pytestmark = pytest.mark.slow
+
 ENGINES = ["fast", "h11"]
 
 

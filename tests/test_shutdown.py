@@ -22,7 +22,7 @@ from helpers.asgi import (
 )
 from helpers.server import Server, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 def start_slow(server: Server, release: Path, ident: str, limit: float = 60) -> socket.socket:

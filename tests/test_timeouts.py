@@ -22,7 +22,7 @@ from helpers.daemon import sample, scrape
 from helpers.server import Server, free_port, pounce_cmd, wait_for
 from helpers.wire import Wire, assert_serving, request
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 ECHO = "apps.http_echo:app"
 BEHAVE = "apps.asgi_behave:app"

@@ -27,6 +27,8 @@ from helpers.server import (
 )
 from helpers.tls import APP, Pki, issue, make_ca, tls_ready
 
+pytestmark = pytest.mark.slow
+
 
 def _serve_tls(serve: Callable[..., Server], pki: Pki, *args: str, **env: str) -> Server:
     server = serve(APP, *args, env=pki.env(**env), ready=False)

@@ -17,7 +17,7 @@ from helpers.server import Server
 from helpers.tls import APP, Pki, tls_ready
 from helpers.tools import require_tool
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 NOT_OFFERED = [
     "SSLv2",

@@ -17,6 +17,8 @@ from websockets.sync.client import connect
 
 from helpers.server import Server, http_exchange, wait_for
 
+pytestmark = pytest.mark.slow
+
 APP = "apps.ws_echo:app"
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 

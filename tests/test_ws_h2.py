@@ -18,11 +18,14 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import pytest
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
 
 from helpers.server import Server
 from helpers.tls import Pki, tls_ready
+
+pytestmark = pytest.mark.slow
 
 APP = "apps.ws_echo:app"
 
