@@ -21,13 +21,12 @@ from helpers.asgi import (
     Launcher,
     exchange,
     launcher,
-    process_tree,
     read_response,
     read_until_close,
-    rss_kib,
     scope_of,
     split_response,
 )
+from helpers.procs import process_tree, rss_kib
 from helpers.server import Server, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]

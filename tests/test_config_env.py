@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from helpers.asgi import Launcher, scope_of, wait_tcp
-from helpers.daemon import Daemons, both
-from helpers.server import free_port, run_pounce
+from helpers.daemon import Daemons
+from helpers.server import both, free_port, run_pounce
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

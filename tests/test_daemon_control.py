@@ -21,11 +21,7 @@ import pytest
 from helpers.daemon import (
     Daemon,
     Daemons,
-    alive,
-    both,
-    children_of,
     ctl_cmd,
-    free_port,
     get,
     other_user,
     popen_ctl,
@@ -33,7 +29,8 @@ from helpers.daemon import (
     run_ctl,
     status_of,
 )
-from helpers.server import ROOT, child_env, pounce_cmd, wait_for
+from helpers.procs import alive, children_of
+from helpers.server import ROOT, both, child_env, free_port, pounce_cmd, wait_for
 from pounce.control.protocol import encode_request, encode_result
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]

@@ -13,14 +13,8 @@ import threading
 
 import pytest
 
-from helpers.daemon import (
-    Daemons,
-    Load,
-    alive,
-    get,
-    labelled,
-    scrape,
-)
+from helpers.daemon import Daemons, Load, get, labelled, scrape
+from helpers.procs import alive
 from helpers.server import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]

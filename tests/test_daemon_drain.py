@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import pytest
 
-from helpers.daemon import Daemon, Daemons, both, free_port, get, popen_ctl
-from helpers.server import wait_for
+from helpers.daemon import Daemon, Daemons, get, popen_ctl
+from helpers.server import both, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -17,16 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.daemon import (
-    Daemon,
-    Daemons,
-    free_port,
-    get,
-    labelled,
-    scrape,
-    wait_started,
-)
-from helpers.server import child_env, daemon_env, wait_for
+from helpers.daemon import Daemon, Daemons, get, labelled, scrape, wait_started
+from helpers.server import child_env, daemon_env, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -14,18 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
-from helpers.daemon import (
-    Daemons,
-    both,
-    families,
-    free_port,
-    get,
-    labelled,
-    sample,
-    scrape,
-    sum_samples,
-)
-from helpers.server import wait_for
+from helpers.daemon import Daemons, families, get, labelled, sample, scrape, sum_samples
+from helpers.server import both, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -12,15 +12,8 @@ from urllib.parse import quote
 
 import pytest
 
-from helpers.daemon import (
-    Daemon,
-    Daemons,
-    free_port,
-    get,
-    wait_started,
-    with_control,
-)
-from helpers.server import pounce_cmd, wait_for
+from helpers.daemon import Daemon, Daemons, get, wait_started, with_control
+from helpers.server import free_port, pounce_cmd, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -12,19 +12,9 @@ from urllib.parse import quote
 
 import pytest
 
-from helpers.daemon import (
-    Daemons,
-    Load,
-    alive,
-    answers,
-    app_env,
-    both,
-    free_port,
-    get,
-    popen_ctl,
-    write_versioned_app,
-)
-from helpers.server import wait_for
+from helpers.daemon import Daemons, Load, answers, app_env, get, popen_ctl, write_versioned_app
+from helpers.procs import alive
+from helpers.server import both, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
-from helpers.daemon import Daemon, Daemons, alive, answers, get
+from helpers.daemon import Daemon, Daemons, answers, get
+from helpers.procs import alive
 from helpers.server import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]

@@ -14,17 +14,9 @@ import time
 
 import pytest
 
-from helpers.daemon import (
-    Daemon,
-    Daemons,
-    NotifySocket,
-    both,
-    environ_of,
-    free_port,
-    get,
-    with_control,
-)
-from helpers.server import ROOT, TESTS, child_env, pounce_cmd, wait_for
+from helpers.daemon import Daemon, Daemons, NotifySocket, get, with_control
+from helpers.procs import environ_of
+from helpers.server import ROOT, TESTS, both, child_env, free_port, pounce_cmd, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -9,19 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.daemon import (
-    Daemons,
-    NotifySocket,
-    alive,
-    both,
-    environ_of,
-    free_port,
-    get,
-    port_is_free,
-    sample,
-    scrape,
-)
-from helpers.server import wait_for
+from helpers.daemon import Daemons, NotifySocket, get, port_is_free, sample, scrape
+from helpers.procs import alive, environ_of
+from helpers.server import both, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -80,7 +70,7 @@ def test_thread_workers_serve_and_have_no_pids_of_their_own(daemons: Daemons) ->
 
 
 def _descendants(pid: int) -> list[int]:
-    from helpers.daemon import children_of
+    from helpers.procs import children_of
 
     out: list[int] = []
     todo = [pid]

@@ -15,21 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.deploy import (
-    DEPLOY_DIR,
-    ROOT,
-    Proc,
-    both,
-    free_port,
-    get,
-    pounce_cmd,
-    read_toml,
-    run,
-    short_tmpdir,
-    status,
-    wait_for,
-    write_toml,
-)
+from helpers.deploy import DEPLOY_DIR, Proc, get, read_toml, run, short_tmpdir, status, write_toml
+from helpers.server import ROOT, both, free_port, pounce_cmd, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -21,19 +21,15 @@ import pytest
 from helpers.deploy import (
     CHART_DIR,
     DEPLOY_DIR,
-    ROOT,
     Proc,
-    both,
-    free_port,
-    pounce_cmd,
     read_toml,
     run,
     short_tmpdir,
     status,
     tool,
-    wait_for,
     write_toml,
 )
+from helpers.server import ROOT, both, free_port, pounce_cmd, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -33,21 +33,8 @@ import pytest
 import yaml
 from helm_python import _native
 
-from helpers.deploy import (
-    CHART_DIR,
-    DEPLOY_DIR,
-    ROOT,
-    Proc,
-    both,
-    free_port,
-    get,
-    pounce_cmd,
-    run,
-    short_tmpdir,
-    status,
-    wait_for,
-    write_toml,
-)
+from helpers.deploy import CHART_DIR, DEPLOY_DIR, Proc, get, run, short_tmpdir, status, write_toml
+from helpers.server import ROOT, both, free_port, pounce_cmd, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

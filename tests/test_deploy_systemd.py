@@ -20,25 +20,21 @@ from pathlib import Path
 
 import pytest
 
+from helpers.daemon import NotifySocket
 from helpers.deploy import (
-    ROOT,
     SYSTEMD_DIR,
-    NotifySocket,
     Proc,
     Unit,
-    both,
-    free_port,
     get,
-    pounce_cmd,
     read_toml,
     read_unit,
     run,
     short_tmpdir,
     status,
     tool,
-    wait_for,
     write_toml,
 )
+from helpers.server import ROOT, both, free_port, pounce_cmd, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 

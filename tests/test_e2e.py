@@ -10,13 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.asgi import (
-    Launcher,
-    json_lines,
-    process_tree,
-    scope_of,
-    wait_tcp,
-)
+from helpers.asgi import Launcher, json_lines, scope_of, wait_tcp
+from helpers.procs import process_tree
 from helpers.server import ROOT, Server, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]

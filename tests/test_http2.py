@@ -20,9 +20,8 @@ import pytest
 from hyperframe.frame import DataFrame, PingFrame
 
 from helpers.server import Server
-from helpers.tls import APP, Pki, tls_ready
+from helpers.tls import APP, Peer, Pki, tls_ready
 from helpers.tools import require_tool
-from test_http2_frames import Peer
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import pounce
-from helpers.daemon import Daemons, both, get, labelled, sample
-from helpers.server import wait_for
+from helpers.daemon import Daemons, get, labelled, sample
+from helpers.server import both, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -12,14 +12,13 @@ import pytest
 
 from helpers.asgi import (
     Launcher,
-    alive,
-    process_tree,
     read_response,
     read_until_close,
     split_response,
     tcp_answers,
     wait_exit,
 )
+from helpers.procs import alive, process_tree
 from helpers.server import Server, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.daemon import children_of
+from helpers.procs import children_of
 from helpers.server import Server, wait_for
 from test_websocket import RawReader, upgrade_request
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from helpers.procs import alive, kill_tree, process_tree
 from helpers.server import Server, pounce_cmd, spawn, start_server, wait_for
 
 
@@ -272,51 +273,6 @@ def scope_of(response: httpx.Response) -> dict[str, Any]:
     payload["scope"] = decode_tagged(payload["scope"])
     payload["state_before"] = decode_tagged(payload["state_before"])
     return payload
-
-
-# -- /proc --------------------------------------------------------------------------------
-
-
-def children_of(pid: int) -> list[int]:
-    kids: list[int] = []
-    task_dir = Path(f"/proc/{pid}/task")
-    with contextlib.suppress(OSError):
-        for task in task_dir.iterdir():
-            with contextlib.suppress(OSError):
-                kids += [int(p) for p in (task / "children").read_text().split()]
-    return kids
-
-
-def process_tree(pid: int) -> list[int]:
-    seen = [pid]
-    i = 0
-    while i < len(seen):
-        seen += [k for k in children_of(seen[i]) if k not in seen]
-        i += 1
-    return seen
-
-
-def alive(pid: int) -> bool:
-    """Running (not gone, not a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def rss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def kill_tree(pid: int) -> None:
-    for p in reversed(process_tree(pid)):
-        with contextlib.suppress(OSError):
-            os.kill(p, signal.SIGKILL)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -27,41 +27,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.server import ROOT, TESTS, Server, child_env, pounce_cmd, spawn, start_server, wait_for
+from helpers.procs import alive, children_of
+from helpers.server import (
+    ROOT,
+    TESTS,
+    Server,
+    both,
+    child_env,
+    pounce_cmd,
+    spawn,
+    start_server,
+    wait_for,
+)
 
 HOST = "127.0.0.1"
 
 
 # -- processes -------------------------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def environ_of(pid: int) -> dict[str, str]:
-    """The environment ``pid`` was started with, from ``/proc/<pid>/environ``."""
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    env: dict[str, str] = {}
-    for item in raw.split(b"\0"):
-        if b"=" in item:
-            key, _, value = item.partition(b"=")
-            env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-    return env
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
@@ -76,12 +58,6 @@ def port_is_free(port: int, host: str = HOST) -> bool:
     finally:
         s.close()
     return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # -- HTTP ------------------------------------------------------------------------------------
@@ -276,10 +252,6 @@ def popen_ctl(sock: str | Path, *args: str) -> subprocess.Popen[str]:
         env=child_env(),
         cwd=str(ROOT),
     )
-
-
-def both(result: subprocess.CompletedProcess[str]) -> str:
-    return f"rc={result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
 
 # -- daemons ---------------------------------------------------------------------------------

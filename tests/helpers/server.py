@@ -202,6 +202,11 @@ def start_server(
     return server
 
 
+def both(result: subprocess.CompletedProcess[str]) -> str:
+    """A finished command's exit code and output, for assertion messages."""
+    return f"rc={result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
 def run_pounce(
     *args: str,
     cwd: str | Path | None = None,
