@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from apps.asgi_support import read_response, read_until_close
-from conftest import Server, start_server, wait_for
+from helpers.asgi import read_response, read_until_close
+from helpers.server import Server, start_server, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 @pytest.fixture(scope="module", params=["asyncio", "uvloop"])

@@ -17,32 +17,25 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from apps.asgi_support import (
+from helpers.asgi import (
     Launcher,
     exchange,
     launcher,
-    process_tree,
     read_response,
     read_until_close,
-    rss_kib,
     scope_of,
     split_response,
 )
-from conftest import Server, wait_for
+from helpers.procs import process_tree, rss_kib
+from helpers.server import Server, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 @pytest.fixture(scope="module")
 def mod_launch() -> Iterator[Launcher]:
     with launcher() as launch:
         yield launch
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    with launcher() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from apps.tools import require_tool
+from helpers.tools import require_tool
 from pounce.cli.bench import NOT_HERE, bench_dir
 
 # The benchmark tool is not in the wheel: it lives in the checkout's benchmarks/.
@@ -509,6 +509,7 @@ def test_pounce_bench_outside_a_checkout_says_it_is_a_development_command(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_quick_bench_of_pounce_alone(tmp_path: Path) -> None:
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     require_tool("wrk", "wrk")

@@ -38,11 +38,11 @@ from typing import Any
 
 import pytest
 
-from apps.h2_support import Pki, pki, tls_ready
-from apps.tools import require_tool
-from conftest import Server
+from helpers.server import Server
+from helpers.tls import Pki, tls_ready
+from helpers.tools import require_tool
 
-__all__ = ["pki"]
+pytestmark = pytest.mark.slow
 
 APP = "apps.browser_app:app"
 ECHO = "echo:hello from chromium"

@@ -7,32 +7,24 @@ import json
 import re
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 import pounce
-from apps.asgi_support import (
+from helpers.asgi import (
     Launcher,
     json_lines,
-    launcher,
     output_lines,
     short_tmpdir,
     wait_exit,
     wait_tcp,
     wait_uds,
 )
-from conftest import ROOT, free_port, run_pounce, wait_for
+from helpers.server import ROOT, free_port, run_pounce, wait_for
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    with launcher() as launched:
-        yield launched
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 def combined(result: object) -> str:

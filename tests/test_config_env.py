@@ -4,19 +4,17 @@ flags, and socket modes written in decimal."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from apps.asgi_support import Launcher, launcher, scope_of, wait_tcp
-from apps.daemon_support import Daemons, both, daemons
-from conftest import free_port, run_pounce
+from helpers.asgi import Launcher, scope_of, wait_tcp
+from helpers.daemon import Daemons
+from helpers.server import both, free_port, run_pounce
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-__all__ = ["daemons"]
 
 APP = "apps.asgi_scope:app"
 #: A second loopback address: a listener bound to 127.0.0.1 does not answer on it.
@@ -31,12 +29,6 @@ SERVICE_LINKS = {
     "POUNCE_HTTP_SERVICE_HOST": "10.96.0.12",
     "POUNCE_ADMIN_PORT": "tcp://10.96.0.13:9100",
 }
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    with launcher() as launched:
-        yield launched
 
 
 def server_address(host: str, port: int) -> list[object]:

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from apps.daemon_support import other_user
-from conftest import wait_for
+from helpers.daemon import other_user
+from helpers.server import wait_for
 from pounce.control import ControlServer as LazyControlServer
 from pounce.control.client import ControlClient
 from pounce.control.handler import (

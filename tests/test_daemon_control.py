@@ -18,15 +18,10 @@ from urllib.parse import quote
 
 import pytest
 
-from apps.daemon_support import (
+from helpers.daemon import (
     Daemon,
     Daemons,
-    alive,
-    both,
-    children_of,
     ctl_cmd,
-    daemons,
-    free_port,
     get,
     other_user,
     popen_ctl,
@@ -34,12 +29,12 @@ from apps.daemon_support import (
     run_ctl,
     status_of,
 )
-from conftest import ROOT, child_env, pounce_cmd, wait_for
+from helpers.procs import alive, children_of
+from helpers.server import ROOT, both, child_env, free_port, pounce_cmd, wait_for
 from pounce.control.protocol import encode_request, encode_result
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 

@@ -13,20 +13,12 @@ import threading
 
 import pytest
 
-from apps.daemon_support import (
-    Daemons,
-    Load,
-    alive,
-    daemons,
-    get,
-    labelled,
-    scrape,
-)
-from conftest import wait_for
+from helpers.daemon import Daemons, Load, get, labelled, scrape
+from helpers.procs import alive
+from helpers.server import wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 

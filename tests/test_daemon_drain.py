@@ -13,12 +13,11 @@ from urllib.parse import quote
 
 import pytest
 
-from apps.daemon_support import Daemon, Daemons, both, daemons, free_port, get, popen_ctl
-from conftest import wait_for
+from helpers.daemon import Daemon, Daemons, get, popen_ctl
+from helpers.server import both, free_port, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 HANG = 10.0  # a client still waiting this long for any outcome is hanging

@@ -17,21 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from apps.daemon_support import (
-    Daemon,
-    Daemons,
-    daemons,
-    free_port,
-    get,
-    labelled,
-    scrape,
-    wait_started,
-)
-from conftest import child_env, daemon_env, wait_for
+from helpers.daemon import Daemon, Daemons, get, labelled, scrape, wait_started
+from helpers.server import child_env, daemon_env, free_port, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 NEVER_RETRIEVED = "exception was never retrieved"

@@ -14,23 +14,11 @@ from urllib.parse import quote
 
 import pytest
 
-from apps.daemon_support import (
-    Daemons,
-    both,
-    daemons,
-    families,
-    free_port,
-    get,
-    labelled,
-    sample,
-    scrape,
-    sum_samples,
-)
-from conftest import wait_for
+from helpers.daemon import Daemons, families, get, labelled, sample, scrape, sum_samples
+from helpers.server import both, free_port, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 

@@ -12,20 +12,11 @@ from urllib.parse import quote
 
 import pytest
 
-from apps.daemon_support import (
-    Daemon,
-    Daemons,
-    daemons,
-    free_port,
-    get,
-    wait_started,
-    with_control,
-)
-from conftest import pounce_cmd, wait_for
+from helpers.daemon import Daemon, Daemons, get, wait_started, with_control
+from helpers.server import free_port, pounce_cmd, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-__all__ = ["daemons"]
 
 # Runs ARGV with the given process attributes (as a container runtime or a service
 # manager would set them up): argv[1] "1" makes it a child subreaper, so orphans of its

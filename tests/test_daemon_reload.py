@@ -12,24 +12,11 @@ from urllib.parse import quote
 
 import pytest
 
-from apps.daemon_support import (
-    Daemons,
-    Load,
-    alive,
-    answers,
-    app_env,
-    both,
-    daemons,
-    free_port,
-    get,
-    popen_ctl,
-    write_versioned_app,
-)
-from conftest import wait_for
+from helpers.daemon import Daemons, Load, answers, app_env, get, popen_ctl, write_versioned_app
+from helpers.procs import alive
+from helpers.server import both, free_port, wait_for
 
-pytestmark = pytest.mark.timeout(120)
-
-__all__ = ["daemons"]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def version_of(port: int) -> str:

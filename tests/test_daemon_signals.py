@@ -10,12 +10,12 @@ from urllib.parse import quote
 
 import pytest
 
-from apps.daemon_support import Daemon, Daemons, alive, answers, daemons, get
-from conftest import wait_for
+from helpers.daemon import Daemon, Daemons, answers, get
+from helpers.procs import alive
+from helpers.server import wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 

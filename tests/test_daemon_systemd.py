@@ -14,22 +14,12 @@ import time
 
 import pytest
 
-from apps.daemon_support import (
-    Daemon,
-    Daemons,
-    NotifySocket,
-    both,
-    daemons,
-    environ_of,
-    free_port,
-    get,
-    with_control,
-)
-from conftest import ROOT, TESTS, child_env, pounce_cmd, wait_for
+from helpers.daemon import Daemon, Daemons, NotifySocket, get, with_control
+from helpers.procs import environ_of
+from helpers.server import ROOT, TESTS, both, child_env, free_port, pounce_cmd, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-__all__ = ["daemons"]
 
 ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 APP_LINE = 'app = "apps.daemon_app:app"\n'

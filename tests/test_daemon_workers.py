@@ -9,24 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from apps.daemon_support import (
-    Daemons,
-    NotifySocket,
-    alive,
-    both,
-    daemons,
-    environ_of,
-    free_port,
-    get,
-    port_is_free,
-    sample,
-    scrape,
-)
-from conftest import wait_for
+from helpers.daemon import Daemons, NotifySocket, get, port_is_free, sample, scrape
+from helpers.procs import alive, environ_of
+from helpers.server import both, free_port, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 
@@ -82,7 +70,7 @@ def test_thread_workers_serve_and_have_no_pids_of_their_own(daemons: Daemons) ->
 
 
 def _descendants(pid: int) -> list[int]:
-    from apps.daemon_support import children_of
+    from helpers.procs import children_of
 
     out: list[int] = []
     todo = [pid]

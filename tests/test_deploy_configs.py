@@ -15,21 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.deploy_support import (
-    DEPLOY_DIR,
-    ROOT,
-    Proc,
-    both,
-    free_port,
-    get,
-    pounce_cmd,
-    read_toml,
-    run,
-    short_tmpdir,
-    status,
-    wait_for,
-    write_toml,
-)
+from helpers.deploy import DEPLOY_DIR, Proc, get, read_toml, run, short_tmpdir, status, write_toml
+from helpers.server import ROOT, both, free_port, pounce_cmd, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,7 +46,7 @@ def example_configs() -> list[Path]:
 def tls_stand_ins() -> Iterator[dict[str, Path]]:
     """A throwaway CA, server certificate and key for configs whose [tls] files live on
     their production host (``/etc/pounce/tls/...``)."""
-    from apps.h2_support import issue, make_ca
+    from helpers.tls import issue, make_ca
 
     tmp = short_tmpdir()
     ca_key, ca_cert, ca_path = make_ca(tmp)
@@ -103,6 +90,7 @@ def test_tls_example_loads_its_certificate() -> None:
     assert "tls.certfile (/etc/pounce/tls/fullchain.pem): file not found" in result.stderr
 
 
+@pytest.mark.slow
 def test_tls_example_serves_https_and_http2(tls_stand_ins: dict[str, Path]) -> None:
     """The TLS example for real (loopback, a free port, the stand-in certificate): HTTPS
     with HTTP/2 by ALPN on the listener, plain HTTP on the admin port."""
@@ -184,6 +172,7 @@ def adapt_site(tmp: Path, http_port: int, https_port: int, sock: Path) -> str:
     return site
 
 
+@pytest.mark.slow
 def test_nginx_terminates_tls_and_proxies_over_the_unix_socket() -> None:
     tmp = short_tmpdir()
     try:

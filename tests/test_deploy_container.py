@@ -18,22 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from apps.deploy_support import (
+from helpers.deploy import (
     CHART_DIR,
     DEPLOY_DIR,
-    ROOT,
     Proc,
-    both,
-    free_port,
-    pounce_cmd,
     read_toml,
     run,
     short_tmpdir,
     status,
     tool,
-    wait_for,
     write_toml,
 )
+from helpers.server import ROOT, both, free_port, pounce_cmd, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -107,6 +103,7 @@ def test_hadolint_is_not_vacuous(tmp_path: Path) -> None:
     assert "DL3006" in result.stdout and "DL3015" in result.stdout, both(result)
 
 
+@pytest.mark.slow
 def test_image_is_slim_non_root_and_stops_gracefully() -> None:
     stage = final_stage()
     words = [w for w, _ in stage]
@@ -156,6 +153,7 @@ def healthcheck_argv() -> list[str]:
     return argv
 
 
+@pytest.mark.slow
 def test_healthcheck_command_works_against_pounce() -> None:
     """The HEALTHCHECK's own command, run against Pounce on the image's config."""
     argv = healthcheck_argv()

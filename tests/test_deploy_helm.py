@@ -33,21 +33,8 @@ import pytest
 import yaml
 from helm_python import _native
 
-from apps.deploy_support import (
-    CHART_DIR,
-    DEPLOY_DIR,
-    ROOT,
-    Proc,
-    both,
-    free_port,
-    get,
-    pounce_cmd,
-    run,
-    short_tmpdir,
-    status,
-    wait_for,
-    write_toml,
-)
+from helpers.deploy import CHART_DIR, DEPLOY_DIR, Proc, get, run, short_tmpdir, status, write_toml
+from helpers.server import ROOT, both, free_port, pounce_cmd, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -295,7 +282,7 @@ def test_validation_is_not_vacuous() -> None:
 @pytest.fixture(scope="module")
 def tls_secret() -> Iterator[dict[str, Path]]:
     """Stand-ins for the kubernetes.io/tls Secret's files (tls.crt, tls.key)."""
-    from apps.h2_support import issue, make_ca
+    from helpers.tls import issue, make_ca
 
     tmp = short_tmpdir()
     ca_key, ca_cert, ca_path = make_ca(tmp)
@@ -515,6 +502,7 @@ def test_example_manifests_are_rendered_from_the_chart() -> None:
 # -- the pod's termination, played against a real Pounce -------------------------------------
 
 
+@pytest.mark.slow
 def test_prestop_drains_a_live_pounce_within_the_grace_period() -> None:
     """Render with short delays, run Pounce on the ConfigMap's pounce.toml and play the
     kubelet: run the preStop command, then SIGTERM, and time both against
@@ -588,6 +576,7 @@ def test_prestop_drains_a_live_pounce_within_the_grace_period() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_startup_probe_waits_for_the_first_generation() -> None:
     """Pounce on the rendered pounce.toml, its app still importing: the liveness path
     already answers 200, the startup probe's path does not until the workers are ready."""
@@ -628,6 +617,7 @@ def test_startup_probe_waits_for_the_first_generation() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_tls_values_serve_https_with_plain_probes(tls_secret: dict[str, Path]) -> None:
     """tls.enabled: Pounce on the rendered pounce.toml, the Secret's mount standing in as
     a directory with tls.crt and tls.key, serves HTTPS (HTTP/2 by ALPN) on the http port

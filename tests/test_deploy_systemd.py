@@ -20,25 +20,21 @@ from pathlib import Path
 
 import pytest
 
-from apps.deploy_support import (
-    ROOT,
+from helpers.daemon import NotifySocket
+from helpers.deploy import (
     SYSTEMD_DIR,
-    NotifySocket,
     Proc,
     Unit,
-    both,
-    free_port,
     get,
-    pounce_cmd,
     read_toml,
     read_unit,
     run,
     short_tmpdir,
     status,
     tool,
-    wait_for,
     write_toml,
 )
+from helpers.server import ROOT, both, free_port, pounce_cmd, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -227,6 +223,7 @@ def activation_argv(config: Path, listens: list[tuple[str, str]], env: dict[str,
     return argv + pounce_cmd("serve", "-c", str(config))
 
 
+@pytest.mark.slow
 def test_socket_activation_as_the_units_start_it() -> None:
     tmp = short_tmpdir()
     notify = NotifySocket(tmp)

@@ -5,33 +5,20 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from apps.asgi_support import (
-    Launcher,
-    json_lines,
-    launcher,
-    process_tree,
-    scope_of,
-    wait_tcp,
-)
-from conftest import ROOT, Server, free_port, wait_for
+from helpers.asgi import Launcher, json_lines, scope_of, wait_tcp
+from helpers.procs import process_tree
+from helpers.server import ROOT, Server, free_port, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 CURL = "/usr/bin/curl"
 CONSOLE_SCRIPT = Path(sys.executable).parent / "pounce"
 LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    with launcher() as launched:
-        yield launched
 
 
 def get(url: str) -> httpx.Response:

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import Server, http_exchange, start_server
+from helpers.server import Server, http_exchange, start_server
+
+pytestmark = pytest.mark.slow
 
 COMBOS = [(p, lo) for p in ("fast", "h11") for lo in ("asyncio", "uvloop")]
 
@@ -99,7 +101,7 @@ def test_malformed_is_400_and_closed(server: Server, bad: bytes) -> None:
 
 
 def test_unknown_loop_name_is_rejected() -> None:
-    from conftest import run_pounce
+    from helpers.server import run_pounce
 
     result = run_pounce("serve", "examples.hello:app", "--loop", "tokio")
     assert result.returncode == 2

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from apps.asgi_support import Launcher, launcher
-from conftest import Server
+from helpers.asgi import Launcher, launcher
+from helpers.server import Server
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 @pytest.fixture(scope="module")

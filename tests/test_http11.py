@@ -2,7 +2,7 @@
 ``Expect: 100-continue``, HEAD, HTTP/1.0 and ``Connection: close``.
 
 Well-formed traffic goes through httpx where it is enough; exact wire behaviour is checked
-with raw sockets (``apps.http_wire.Wire``).  References: RFC 9112, RFC 9110.
+with raw sockets (``helpers.wire.Wire``).  References: RFC 9112, RFC 9110.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from apps.http_wire import Wire, chunked, request
-from conftest import Server, start_server, wait_for
+from helpers.server import Server, start_server, wait_for
+from helpers.wire import Wire, chunked, request
+
+pytestmark = pytest.mark.slow
 
 APP = "apps.http_echo:app"
 

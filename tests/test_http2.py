@@ -19,12 +19,11 @@ import httpx
 import pytest
 from hyperframe.frame import DataFrame, PingFrame
 
-from apps.h2_support import APP, Pki, pki, tls_ready
-from apps.tools import require_tool
-from conftest import Server
-from test_http2_frames import Peer
+from helpers.server import Server
+from helpers.tls import APP, Peer, Pki, tls_ready
+from helpers.tools import require_tool
 
-__all__ = ["pki"]
+pytestmark = pytest.mark.slow
 
 
 def _serve_tls(serve: Callable[..., Server], pki: Pki, **env: str) -> Server:

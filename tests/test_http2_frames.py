@@ -23,8 +23,10 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from apps.h2_support import Peer
-from conftest import Server
+from helpers.server import Server
+from helpers.tls import Peer
+
+pytestmark = pytest.mark.slow
 
 APP = "apps.h2_app:app"
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x3

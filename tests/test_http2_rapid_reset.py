@@ -15,6 +15,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+import pytest
 from hyperframe.frame import (
     DataFrame,
     Frame,
@@ -24,10 +25,12 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from apps.daemon_support import sample, scrape
-from apps.h2_support import APP, PREFACE, Peer
-from conftest import Server, free_port, wait_for
+from helpers.daemon import sample, scrape
+from helpers.server import Server, free_port, wait_for
+from helpers.tls import APP, PREFACE, Peer
 from pounce.protocols.h2budget import ResetBudget
+
+pytestmark = pytest.mark.slow
 
 CANCEL, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x8, 0x7, 0xB
 PAIRS = 100_000

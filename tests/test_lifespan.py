@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from apps.asgi_support import Launcher, launcher, read_until_close, split_response, wait_exit
-from conftest import free_port
+from helpers.asgi import Launcher, read_until_close, split_response, wait_exit
+from helpers.server import free_port
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    with launcher() as launched:
-        yield launched
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 def test_startup_and_shutdown_run(launch: Launcher) -> None:

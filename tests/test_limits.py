@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from apps.http_wire import Wire, assert_serving, chunked, request
-from conftest import Server, start_server, wait_for
+from helpers.server import Server, start_server, wait_for
+from helpers.wire import Wire, assert_serving, chunked, request
+
+pytestmark = pytest.mark.slow
 
 APP = "apps.http_echo:app"
 MAX_HEADER = 2048

@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apps.asgi_support import (
+from helpers.asgi import (
     Launcher,
-    launcher,
     scope_of,
     short_tmpdir,
     uds_connect,
@@ -22,17 +21,11 @@ from apps.asgi_support import (
     wait_tcp,
     wait_uds,
 )
-from conftest import free_port
+from helpers.server import free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 APP = "apps.asgi_scope:app"
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    with launcher() as launched:
-        yield launched
 
 
 @pytest.fixture

@@ -15,15 +15,13 @@ from typing import Any
 
 import pytest
 
-from apps.asgi_support import json_lines, output_lines
-from apps.daemon_support import Daemons, daemons, get
 from apps.loop_errors_app import MARKER
-from conftest import Server, wait_for
+from helpers.asgi import json_lines, output_lines
+from helpers.daemon import Daemons, get
+from helpers.server import Server, wait_for
 from pounce.logs import LoopErrorHandler, configure_logging
 
-pytestmark = pytest.mark.timeout(90)
-
-__all__ = ["daemons"]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 def log_entries(path: Path) -> list[dict[str, Any]]:

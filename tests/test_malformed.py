@@ -18,8 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apps.http_wire import Wire, request
-from conftest import Server, start_server, wait_for
+from helpers.server import Server, start_server, wait_for
+from helpers.wire import Wire, request
+
+pytestmark = pytest.mark.slow
 
 APP = "apps.http_echo:app"
 

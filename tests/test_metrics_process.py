@@ -14,12 +14,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import pounce
-from apps.daemon_support import Daemons, both, daemons, get, labelled, sample
-from conftest import wait_for
+from helpers.daemon import Daemons, get, labelled, sample
+from helpers.server import both, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-__all__ = ["daemons"]
 
 APP = "apps.daemon_app:app"
 

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.corpus import BAD_REQUESTS, GOOD_REQUESTS
 from pounce.errors import ProtocolError
 from pounce.protocols import http11
 from pounce.protocols.h11engine import H11RequestParser
-from tests_support_corpus import BAD_REQUESTS, GOOD_REQUESTS
 
 Engine = type[http11.RequestParser] | type[H11RequestParser]
 

@@ -154,7 +154,7 @@ def test_http10_keep_alive_rules() -> None:
     assert isinstance(close, http11.Request) and not close.keep_alive
 
 
-from tests_support_corpus import BAD, BAD_CHUNKS  # noqa: E402
+from helpers.corpus import BAD, BAD_CHUNKS  # noqa: E402
 
 
 @pytest.mark.parametrize("data", list(BAD.values()), ids=list(BAD))

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from apps.http_wire import Response, Wire, request
-from conftest import Server, start_server
+from helpers.server import Server, start_server
+from helpers.wire import Response, Wire, request
+
+pytestmark = pytest.mark.slow
 
 ENGINES = ["fast", "h11"]
 

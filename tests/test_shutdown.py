@@ -5,32 +5,23 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from apps.asgi_support import (
+from helpers.asgi import (
     Launcher,
-    alive,
-    launcher,
-    process_tree,
     read_response,
     read_until_close,
     split_response,
     tcp_answers,
     wait_exit,
 )
-from conftest import Server, wait_for
+from helpers.procs import alive, process_tree
+from helpers.server import Server, wait_for
 
-pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    with launcher() as launched:
-        yield launched
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
 def start_slow(server: Server, release: Path, ident: str, limit: float = 60) -> socket.socket:

@@ -14,25 +14,18 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from apps.asgi_support import Launcher, launcher, read_until_close, split_response
-from apps.daemon_support import sample, scrape
-from apps.http_wire import Wire, assert_serving, request
-from conftest import Server, free_port, pounce_cmd, wait_for
+from helpers.asgi import Launcher, read_until_close, split_response
+from helpers.daemon import sample, scrape
+from helpers.server import Server, free_port, pounce_cmd, wait_for
+from helpers.wire import Wire, assert_serving, request
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 ECHO = "apps.http_echo:app"
 BEHAVE = "apps.asgi_behave:app"
-
-
-@pytest.fixture
-def launch() -> Iterator[Launcher]:
-    with launcher() as launched:
-        yield launched
 
 
 def wire_to(server: Server) -> Wire:

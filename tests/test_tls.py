@@ -8,9 +8,7 @@ import json
 import shutil
 import socket
 import ssl
-import subprocess
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,19 +16,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apps.h2_support import APP, Pki, issue, make_ca, pki, tls_ready
-from conftest import (
+from helpers.server import (
     Server,
-    _pump,
-    child_env,
     daemon_env,
     free_port,
     pounce_cmd,
     run_pounce,
+    spawn,
     wait_for,
 )
+from helpers.tls import APP, Pki, issue, make_ca, tls_ready
 
-__all__ = ["pki"]
+pytestmark = pytest.mark.slow
 
 
 def _serve_tls(serve: Callable[..., Server], pki: Pki, *args: str, **env: str) -> Server:
@@ -205,15 +202,7 @@ def test_plain_and_tls_listeners_side_by_side(
         f"[[listen]]\nport = {plain}\ntls = false\n\n[[listen]]\nport = {secure}\n\n"
         f'[tls]\ncertfile = "{pki.cert}"\nkeyfile = "{pki.key}"\n'
     )
-    proc = subprocess.Popen(
-        pounce_cmd("serve", APP, "-c", str(cfg)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=child_env(daemon_env()),
-    )
-    server = Server(proc=proc, host="127.0.0.1", port=secure)
-    server._reader = threading.Thread(target=_pump, args=(proc.stdout, server._err), daemon=True)
-    server._reader.start()
+    server = spawn(pounce_cmd("serve", APP, "-c", str(cfg)), port=secure, env=daemon_env())
     try:
         tls_ready(server, pki)
         assert _scope(server, pki)["scheme"] == "https"

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from apps.h2_support import APP, Pki, pki, tls_ready
-from apps.tools import require_tool
-from conftest import Server
+from helpers.server import Server
+from helpers.tls import APP, Pki, tls_ready
+from helpers.tools import require_tool
 
-__all__ = ["pki"]
-
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 NOT_OFFERED = [
     "SSLv2",

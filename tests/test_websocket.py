@@ -15,7 +15,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import Server, http_exchange, wait_for
+from helpers.server import Server, http_exchange, wait_for
+
+pytestmark = pytest.mark.slow
 
 APP = "apps.ws_echo:app"
 KEY = base64.b64encode(b"0123456789abcdef").decode()

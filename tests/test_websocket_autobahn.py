@@ -28,9 +28,13 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import start_server
+from helpers.server import start_server
+
+pytestmark = pytest.mark.slow
 
 VERSION = "0.8.2"
 CACHE = Path(os.environ.get("POUNCE_AUTOBAHN_CACHE", "~/.cache/pounce-autobahn")).expanduser()

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from websockets.sync.client import connect
 from wsproto.events import CloseConnection, TextMessage
 
-from apps.daemon_support import sample, scrape
-from conftest import Server, free_port, wait_for
+from helpers.daemon import sample, scrape
+from helpers.server import Server, free_port, wait_for
 from test_ws_h2 import h2c
+
+pytestmark = pytest.mark.slow
 
 APP = "apps.ws_echo:app"
 

@@ -11,9 +11,13 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from apps.daemon_support import children_of
-from conftest import Server, wait_for
+import pytest
+
+from helpers.procs import children_of
+from helpers.server import Server, wait_for
 from test_websocket import RawReader, upgrade_request
+
+pytestmark = pytest.mark.slow
 
 APP = "apps.ws_echo:app"
 MiB = 1 << 20

@@ -18,13 +18,14 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import pytest
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
 
-from apps.h2_support import Pki, pki, tls_ready
-from conftest import Server
+from helpers.server import Server
+from helpers.tls import Pki, tls_ready
 
-__all__ = ["pki"]
+pytestmark = pytest.mark.slow
 
 APP = "apps.ws_echo:app"
 

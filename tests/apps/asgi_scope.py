@@ -2,7 +2,7 @@
 
 Bytes and tuples do not survive plain JSON, so they are tagged
 (``{"__bytes__": latin-1 text}``, ``{"__tuple__": [...]}``) and
-``apps.asgi_support.decode_tagged`` turns them back into Python values, letting the
+``helpers.asgi.decode_tagged`` turns them back into Python values, letting the
 tests check the exact types the server put in the scope.
 
 Lifespan: startup stores ``{"answer": 42, "name": "scope-app"}`` in ``scope["state"]``.

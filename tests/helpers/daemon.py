@@ -1,7 +1,7 @@
 """Test-side helpers for the supervisor daemon suites (``tests/test_daemon_*.py``).
 
 Not an app: imported by the test modules only.  Starts real ``pounce serve``
-daemons (on an inherited ``--fd`` socket via the conftest harness, or on the
+daemons (on an inherited ``--fd`` socket via ``helpers.server``, or on the
 listeners of a config file), drives them with ``pounce ctl`` run as a real
 subprocess, and reads ``/proc`` to follow worker processes.  Every wait is a
 bounded poll (``wait_for``); nothing sleeps to wait.
@@ -22,48 +22,28 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from conftest import ROOT, TESTS, Server, _pump, child_env, pounce_cmd, start_server, wait_for
+from helpers.procs import alive, children_of
+from helpers.server import (
+    ROOT,
+    TESTS,
+    Server,
+    both,
+    child_env,
+    pounce_cmd,
+    spawn,
+    start_server,
+    wait_for,
+)
 
 HOST = "127.0.0.1"
 
 
 # -- processes -------------------------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def environ_of(pid: int) -> dict[str, str]:
-    """The environment ``pid`` was started with, from ``/proc/<pid>/environ``."""
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    env: dict[str, str] = {}
-    for item in raw.split(b"\0"):
-        if b"=" in item:
-            key, _, value = item.partition(b"=")
-            env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-    return env
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
@@ -78,12 +58,6 @@ def port_is_free(port: int, host: str = HOST) -> bool:
     finally:
         s.close()
     return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # -- HTTP ------------------------------------------------------------------------------------
@@ -280,10 +254,6 @@ def popen_ctl(sock: str | Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def both(result: subprocess.CompletedProcess[str]) -> str:
-    return f"rc={result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
 # -- daemons ---------------------------------------------------------------------------------
 
 
@@ -462,20 +432,16 @@ class Daemons:
         if user is not None:
             entry = pwd.getpwnam(user)
             as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=full_env if full_env is not None else child_env(env),
-            cwd=str(cwd or ROOT),
-            pass_fds=tuple(pass_fds),
+        server = spawn(
+            argv,
+            host=HOST,
+            port=port,
+            env=env,
+            full_env=full_env,
+            cwd=cwd,
+            pass_fds=pass_fds,
             **as_user,
         )
-        server = Server(proc=proc, host=HOST, port=port)
-        server._reader = threading.Thread(
-            target=_pump, args=(proc.stdout, server._err), daemon=True
-        )
-        server._reader.start()
         daemon = Daemon(server=server, ctl_socket=ctl_socket, port=port)
         self.started.append(daemon)
         return daemon
@@ -519,15 +485,6 @@ def wait_started(daemon: Daemon, workers: int, timeout: float = 30.0) -> dict[st
     if not wait_for(lambda: daemon.ctl_socket.exists() or daemon.proc.poll() is not None, timeout):
         raise AssertionError(f"no control socket in {timeout}s:\n{daemon.output}")
     return daemon.wait_workers(workers, timeout=timeout)
-
-
-@pytest.fixture
-def daemons() -> Iterator[Daemons]:
-    started = Daemons()
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 # -- apps in a temp dir ------------------------------------------------------------------------

@@ -13,23 +13,20 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import tomllib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import tomli_w
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-TESTS = ROOT / "tests"
+from helpers.server import ROOT, TESTS, Server, spawn
+
 SYSTEMD_DIR = ROOT / "systemd"
 DEPLOY_DIR = ROOT / "deploy"
 CHART_DIR = ROOT / "helm" / "pounce"
@@ -49,10 +46,6 @@ def tool(name: str, *, venv: bool = False) -> str:
     found = shutil.which(name) or shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
     assert found, f"{name} is not installed: run .ci/install-tools"
     return found
-
-
-def pounce_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pounce", *args]
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -87,26 +80,6 @@ def run(
     )
 
 
-def both(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def short_tmpdir() -> Path:
     """A fresh directory under /tmp, short enough for Unix socket paths (108 bytes) and
     traversable by other users (a proxy's worker process connects to sockets in it)."""
@@ -120,11 +93,10 @@ def short_tmpdir() -> Path:
 
 @dataclass
 class Proc:
-    """A long-running child whose stdout and stderr are collected."""
+    """A long-running child whose stdout and stderr are collected (a ``Server`` run with
+    the deployment environment: no POUNCE_* or systemd variables of ours)."""
 
-    proc: subprocess.Popen[bytes]
-    _out: list[bytes] = field(default_factory=list)
-    _reader: threading.Thread | None = None
+    server: Server
 
     @classmethod
     def start(
@@ -135,27 +107,15 @@ class Proc:
         cwd: Path = ROOT,
         pass_fds: Sequence[int] = (),
     ) -> Proc:
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=child_env(env),
-            cwd=str(cwd),
-            pass_fds=tuple(pass_fds),
-        )
-        p = cls(proc)
-        p._reader = threading.Thread(target=p._pump, daemon=True)
-        p._reader.start()
-        return p
+        return cls(spawn(argv, full_env=child_env(env), cwd=cwd, pass_fds=pass_fds))
 
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read1(65536):
-            self._out.append(chunk)
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.server.proc
 
     @property
     def output(self) -> str:
-        return b"".join(self._out).decode("utf-8", "replace")
+        return self.server.output
 
     @property
     def pid(self) -> int:
@@ -175,11 +135,7 @@ class Proc:
             if self.wait_exit(timeout) is None:
                 self.proc.kill()
                 self.proc.wait(5)
-        if self._reader is not None:
-            self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return self.proc.returncode
+        return self.server.stop()
 
 
 @contextlib.contextmanager
@@ -209,49 +165,6 @@ def status(url: str, **kw: Any) -> int | None:
 
 
 # -- sd_notify -------------------------------------------------------------------------------
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's ``$NOTIFY_SOCKET``."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / "notify.sock"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.2)
-        self.messages: list[dict[str, str]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            fields = dict(
-                line.split("=", 1)
-                for line in data.decode("utf-8", "replace").split("\n")
-                if "=" in line
-            )
-            with self._lock:
-                self.messages.append(fields)
-
-    def snapshot(self) -> list[dict[str, str]]:
-        with self._lock:
-            return list(self.messages)
-
-    def count(self, key: str, value: str = "1") -> int:
-        return sum(1 for m in self.snapshot() if m.get(key) == value)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 # -- systemd unit files ----------------------------------------------------------------------

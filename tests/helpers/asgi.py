@@ -1,6 +1,6 @@
 """Test-side helpers for the ASGI / lifespan / shutdown / listener / CLI suites.
 
-Not an app: imported by the test modules only.  Builds on ``conftest`` (the shared
+Not an app: imported by the test modules only.  Builds on ``helpers.server`` (the shared
 harness) and adds servers started with explicit listeners (``--host/--port``,
 ``--uds``, config files), Unix-socket clients, raw exchanges that tell a clean close
 from a timeout, and a little ``/proc`` reading.
@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from conftest import ROOT, Server, _pump, child_env, pounce_cmd, start_server, wait_for
+from helpers.procs import alive, kill_tree, process_tree
+from helpers.server import Server, pounce_cmd, spawn, start_server, wait_for
 
 
 def decode_tagged(value: Any) -> Any:
@@ -70,20 +70,15 @@ class Launcher:
         """Run ``pounce ARGS`` (or ``cmd``) with output captured; no readiness wait."""
         # Every daemon gets a control socket of its own, so parallel tests never meet.
         ctl = {"POUNCE_CONTROL_SOCKET": tempfile.mktemp(prefix="pnc-ctl-", suffix=".sock")}
-        proc = subprocess.Popen(
+        server = spawn(
             cmd if cmd is not None else pounce_cmd(*args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            host=host,
+            port=port,
+            env={**ctl, **(env or {})},
+            cwd=cwd,
+            pass_fds=pass_fds,
             stdin=subprocess.DEVNULL,
-            pass_fds=tuple(pass_fds),
-            env=child_env({**ctl, **(env or {})}),
-            cwd=str(cwd or ROOT),
         )
-        server = Server(proc=proc, host=host, port=port)
-        server._reader = threading.Thread(
-            target=_pump, args=(proc.stdout, server._err), daemon=True
-        )
-        server._reader.start()
         self.servers.append(server)
         return server
 
@@ -278,51 +273,6 @@ def scope_of(response: httpx.Response) -> dict[str, Any]:
     payload["scope"] = decode_tagged(payload["scope"])
     payload["state_before"] = decode_tagged(payload["state_before"])
     return payload
-
-
-# -- /proc --------------------------------------------------------------------------------
-
-
-def children_of(pid: int) -> list[int]:
-    kids: list[int] = []
-    task_dir = Path(f"/proc/{pid}/task")
-    with contextlib.suppress(OSError):
-        for task in task_dir.iterdir():
-            with contextlib.suppress(OSError):
-                kids += [int(p) for p in (task / "children").read_text().split()]
-    return kids
-
-
-def process_tree(pid: int) -> list[int]:
-    seen = [pid]
-    i = 0
-    while i < len(seen):
-        seen += [k for k in children_of(seen[i]) if k not in seen]
-        i += 1
-    return seen
-
-
-def alive(pid: int) -> bool:
-    """Running (not gone, not a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def rss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def kill_tree(pid: int) -> None:
-    for p in reversed(process_tree(pid)):
-        with contextlib.suppress(OSError):
-            os.kill(p, signal.SIGKILL)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

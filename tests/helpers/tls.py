@@ -8,6 +8,7 @@ server certificate for ``localhost``/``127.0.0.1`` and a client certificate
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import shutil
 import socket
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,7 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hpack import Encoder
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, SettingsFrame
 
-from conftest import Server, start_server, wait_for
+from helpers.server import Server, start_server, wait_for
 
 APP = "apps.h2_app:app"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -143,8 +143,10 @@ def make_ca(
     return key, cert, path
 
 
-@pytest.fixture(scope="session")
-def pki() -> Iterator[Pki]:
+@contextlib.contextmanager
+def make_pki() -> Iterator[Pki]:
+    """A CA, a server certificate and a client certificate in a temp dir (the ``pki``
+    fixture in conftest)."""
     directory = Path(tempfile.mkdtemp(prefix="pounce-pki-"))
     ca_key, ca_cert, ca_path = make_ca(directory)
     cert, key = issue(directory, "server", "localhost", ca_key, ca_cert)
@@ -153,8 +155,10 @@ def pki() -> Iterator[Pki]:
     )
     other = directory / "other.key"
     _write_key(other, ec.generate_private_key(ec.SECP256R1()))
-    yield Pki(directory, ca_path, cert, key, client_cert, client_key, other)
-    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        yield Pki(directory, ca_path, cert, key, client_cert, client_key, other)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def tls_ready(server: Server, pki: Pki, timeout: float = 15.0) -> None:
