@@ -215,3 +215,20 @@ def test_generated_chunked_bodies_agree(body: bytes, step: int) -> None:
     fast = run(http11.RequestParser, data, step, **DEFAULT_LIMITS)
     ref = run(H11RequestParser, data, step, **DEFAULT_LIMITS)
     assert fast == ref, data
+
+
+@pytest.mark.parametrize(
+    "between",
+    [b"\r\r\n", b"\r\r", b"\r\n\r\r\n", b"\n\n"],
+)
+def test_only_whole_empty_lines_are_skipped_before_a_request_line(between: bytes) -> None:
+    """RFC 9112 §2.2 lets a server skip empty lines (CRLF) before a request-line; a bare
+    CR or LF there is refused by both engines alike (h11's engine once skipped any run
+    of CR and LF bytes, so it read on where the fast parser said 400)."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    data = request + between + request
+    for step in range(4):
+        fast = run(http11.RequestParser, data, step, **DEFAULT_LIMITS)
+        ref = run(H11RequestParser, data, step, **DEFAULT_LIMITS)
+        assert fast == ref, (step, fast, ref)
+        assert fast[0] == "reject 400", fast

@@ -95,7 +95,7 @@ class H11RequestParser:
             if self._check_head() is None:
                 return http11.NEED_DATA
             # RFC 9112 §2.2: empty lines before the request-line are ignored (h11 refuses them).
-            self._conn.receive_data(bytes(self._head.lstrip(b"\r\n")))
+            self._conn.receive_data(_after_empty_lines(self._head))
         try:
             event = self._conn.next_event()
         except h11.RemoteProtocolError as exc:
@@ -112,7 +112,7 @@ class H11RequestParser:
 
     def _check_head(self) -> http11.Request | None:
         """Our strictness checks on the raw head, once it is complete."""
-        head = self._head.lstrip(b"\r\n")
+        head = _after_empty_lines(self._head)
         end = head.find(b"\r\n\r\n")
         if end < 0:
             if len(head) > self.max_header_size:
@@ -245,3 +245,12 @@ class _CheckedChunks:
 
     def read_eof(self) -> Any:
         return self._reader.read_eof()
+
+
+def _after_empty_lines(head: bytearray) -> bytes:
+    """``head`` without the empty lines (CRLF) before its request-line, as the fast
+    parser skips them: whole CRLFs only, so a bare CR there is still refused."""
+    start = 0
+    while head.startswith(b"\r\n", start):
+        start += 2
+    return bytes(head[start:])
