@@ -202,3 +202,32 @@ def test_a_missing_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(h2.connection, "_decode_headers")
     missing = missing_h2_internals()
     assert "h2.connection._decode_headers" in missing
+
+
+def test_request_helpers_read_the_header_block() -> None:
+    from pounce.protocols.http2 import content_length, is_extended_connect
+
+    connect = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":path", b"/")]
+    assert is_extended_connect(connect)
+    assert not is_extended_connect([(b":method", b"CONNECT"), (b":authority", b"a:1")])
+    assert not is_extended_connect([(b":method", b"GET"), (b":protocol", b"websocket")])
+    assert content_length([(b"content-length", b"12")]) == 12
+    assert content_length([(b"content-length", b"x")]) is None
+    assert content_length([]) is None
+
+
+def test_a_connection_error_always_ends_in_goaway_with_the_right_code() -> None:
+    import h2.exceptions
+    from hpack.exceptions import HPACKDecodingError
+
+    from pounce.protocols.http2 import COMPRESSION_ERROR, connection_error_bytes
+
+    # a bad preface: h2 queued nothing, so the GOAWAY is added (PROTOCOL_ERROR)
+    out = connection_error_bytes(b"", h2.exceptions.ProtocolError("bad preface"))
+    assert out[:4] == b"\x00\x00\x08\x07" and out[-4:] == (1).to_bytes(4, "big")
+    # an HPACK failure h2 reports as PROTOCOL_ERROR is COMPRESSION_ERROR (RFC 9113 §4.3)
+    try:
+        raise h2.exceptions.ProtocolError("hpack") from HPACKDecodingError("bad")
+    except h2.exceptions.ProtocolError as exc:
+        out = connection_error_bytes(b"", exc)
+    assert out[-4:] == int(COMPRESSION_ERROR).to_bytes(4, "big")

@@ -37,6 +37,7 @@ import h2.events
 import h2.exceptions
 import h2.stream
 from h2.errors import ErrorCodes
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 error_log = logging.getLogger("pounce.error")
@@ -180,3 +181,42 @@ class ServerH2Connection(h2.connection.H2Connection):
             stream_id=stream_id, error_code=REFUSED_STREAM, remote_reset=False
         )
         return [RstStreamFrame(stream_id, error_code=REFUSED_STREAM)], [event]
+
+
+def is_extended_connect(headers: list[tuple[bytes, bytes]]) -> bool:
+    """An extended CONNECT (RFC 8441: ``:method`` CONNECT with ``:protocol``), e.g. WebSocket."""
+    method = protocol = None
+    for name, value in headers:
+        if name == b":method":
+            method = value
+        elif name == b":protocol":
+            protocol = value
+    return method == b"CONNECT" and protocol is not None
+
+
+def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The request's ``content-length``, when it is a number."""
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+#: Length 8, type GOAWAY: the frame h2 queues on a connection error (no debug data).
+_GOAWAY_HEAD = b"\x00\x00\x08\x07"
+
+
+def connection_error_bytes(out: bytes, exc: h2.exceptions.ProtocolError) -> bytes:
+    """What to send for a connection error: ``out`` (h2's pending bytes) ending in GOAWAY.
+
+    h2 queues a GOAWAY with the exception's code, except for a bad client preface,
+    which fails before h2 queues one (RFC 9113 §3.4); HPACK errors are
+    COMPRESSION_ERROR (RFC 9113 §4.3), which h2 reports as PROTOCOL_ERROR.
+    """
+    if out[-17:-13] != _GOAWAY_HEAD:
+        code = int(getattr(exc, "error_code", PROTOCOL_ERROR) or PROTOCOL_ERROR)
+        out += _GOAWAY_HEAD + bytes(5) + bytes(4) + code.to_bytes(4, "big")
+    cause = exc.__cause__
+    if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
+        out = out[:-4] + COMPRESSION_ERROR.to_bytes(4, "big")
+    return out

@@ -36,7 +36,6 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame
 
 from pounce.asgi.h2stream import H2Stream
@@ -44,12 +43,14 @@ from pounce.asgi.scope import connection_template, h2_request, http_scope
 from pounce.protocols.h2budget import ResetBudget
 from pounce.protocols.http2 import (
     CANCEL,
-    COMPRESSION_ERROR,
     ENHANCE_YOUR_CALM,
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
     ServerH2Connection,
+    connection_error_bytes,
+    content_length,
+    is_extended_connect,
 )
 from pounce.types import ASGIApp, Scope
 from pounce.worker.context import ServerState
@@ -65,8 +66,6 @@ error_log = logging.getLogger("pounce.error")
 STARTS_PER_PASS = 16
 #: Bytes of one read handed to h2 at a time (a few hundred small frames).
 READ_SLICE = 4096
-#: Length 8, type GOAWAY: the frame h2 queues on a connection error (no debug data).
-_GOAWAY_HEAD = b"\x00\x00\x08\x07"
 #: Largest connection-level receive window opened (all streams' bodies together).
 MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
 
@@ -202,14 +201,14 @@ class H2Connection(asyncio.Protocol):
                 self.h2.reset_stream(event.stream_id, REFUSED_STREAM)
                 self._spend_reset()
                 return
-            if _is_extended_connect(event.headers):
+            if is_extended_connect(event.headers):
                 self._start_websocket(
                     event.stream_id, event.headers, event.stream_ended is not None
                 )
                 return
             scope = self._scope(event.headers)
             if scope is None or (
-                event.stream_ended is not None and _content_length(scope["headers"])
+                event.stream_ended is not None and content_length(scope["headers"])
             ):
                 # Malformed (RFC 9113 §8.1.1), e.g. content-length > 0 without DATA.
                 self.h2.reset_stream(event.stream_id, PROTOCOL_ERROR)
@@ -278,7 +277,7 @@ class H2Connection(asyncio.Protocol):
         if end_stream:
             stream.end_body()
         app: ASGIApp = special or state.app
-        length = _content_length(scope["headers"])
+        length = content_length(scope["headers"])
         if http.max_body_size and length is not None and length > http.max_body_size:
             app = _payload_too_large
         self._pending[stream_id] = (stream, app)
@@ -411,21 +410,8 @@ class H2Connection(asyncio.Protocol):
         )
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
-        """h2 queued a GOAWAY with the exception's code; HPACK errors are
-        COMPRESSION_ERROR (RFC 9113 §4.3), which h2 reports as PROTOCOL_ERROR."""
-        out = self.h2.data_to_send()
-        if out[-17:-13] != _GOAWAY_HEAD:
-            # A bad client preface fails before h2 queues its GOAWAY (RFC 9113 §3.4).
-            code = int(getattr(exc, "error_code", PROTOCOL_ERROR) or PROTOCOL_ERROR)
-            out += _GOAWAY_HEAD + bytes(5) + bytes(4) + code.to_bytes(4, "big")
-        cause = exc.__cause__
-        if (
-            isinstance(cause, HPACKError)
-            and not isinstance(cause, OversizedHeaderListError)
-            and len(out) >= 17
-            and out[-17:-13] == _GOAWAY_HEAD
-        ):
-            out = out[:-4] + COMPRESSION_ERROR.to_bytes(4, "big")
+        """A connection error: GOAWAY (see protocols/http2.connection_error_bytes), close."""
+        out = connection_error_bytes(self.h2.data_to_send(), exc)
         error_log.info("HTTP/2 protocol error from %s: %s", self.client, exc)
         self.closing = True
         for stream in list(self.streams.values()):
@@ -580,28 +566,11 @@ def _websocket_enabled(state: ServerState) -> bool:
     return state.config.websocket.enabled and importlib.util.find_spec("wsproto") is not None
 
 
-def _is_extended_connect(headers: list[tuple[bytes, bytes]]) -> bool:
-    method = protocol = None
-    for name, value in headers:
-        if name == b":method":
-            method = value
-        elif name == b":protocol":
-            protocol = value
-    return method == b"CONNECT" and protocol is not None
-
-
 def _drain_close(state: ServerState) -> tuple[int, str]:
     """The close code on drain: 1012 when another generation takes over, else 1001."""
     if state.drain_grace > 0:
         return 1012, "server restarting"
     return 1001, "server shutting down"
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return None
 
 
 async def _payload_too_large(scope: Scope, receive: Any, send: Any) -> None:
