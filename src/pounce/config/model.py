@@ -233,6 +233,11 @@ class ListenConfig:
         ),
     )
 
+    def backlog_or(self, default: int) -> int:
+        """The backlog to listen with: this listener's own, else ``default``
+        (``server.backlog``; see :meth:`Config.backlog_for`)."""
+        return self.backlog if self.backlog is not None else default
+
     @property
     def kind(self) -> str:
         """``"tcp"``, ``"unix"``, ``"fd"`` or ``"named"`` (only a systemd name)."""
@@ -804,4 +809,4 @@ class Config:
 
     def backlog_for(self, listen: ListenConfig) -> int:
         """The backlog to listen with on ``listen``: its own, else ``server.backlog``."""
-        return listen.backlog if listen.backlog is not None else self.server.backlog
+        return listen.backlog_or(self.server.backlog)

@@ -66,8 +66,10 @@ def describe_socket(sock: socket.socket) -> str:
 
 
 def open_listener(config: ListenConfig, *, backlog: int = DEFAULT_BACKLOG) -> Listener:
-    """Open (or inherit) the socket ``config`` describes; raise :class:`ListenerError`."""
-    backlog = config.backlog or backlog
+    """Open (or inherit) the socket ``config`` describes; raise :class:`ListenerError`.
+
+    ``backlog``: ``server.backlog``, used unless the listener has its own."""
+    backlog = config.backlog_or(backlog)
     if config.fd is not None:
         return Listener(config, inherit_fd(config.fd, backlog=backlog))
     if config.path is not None:
