@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers.config import FULL_EXAMPLE
 from pounce.config import (
     AdminConfig,
     Config,
@@ -39,7 +40,6 @@ from pounce.config import (
 )
 from pounce.config.rules import RULES, check_rules
 from pounce.config.schema import single_settings, tables
-from test_config_load import FULL_EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 

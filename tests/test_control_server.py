@@ -7,7 +7,6 @@ bounded by a timeout; nothing sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -19,27 +18,19 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from helpers.control import STATUS, WAIT, Daemon, FakeSupervisor, make_event
 from helpers.daemon import other_user
 from helpers.server import wait_for
 from pounce.control import ControlServer as LazyControlServer
 from pounce.control.client import ControlClient
-from pounce.control.handler import (
-    AfterReply,
-    DrainResult,
-    ReloadResult,
-    ScaleResult,
-    StateResult,
-    StatusResult,
-    WorkersResult,
-)
+from pounce.control.handler import AfterReply
 from pounce.control.protocol import COMMANDS, MAX_MESSAGE_SIZE, encode_error, encode_request
 from pounce.control.server import DISPATCH, ControlServer
 from pounce.errors import (
@@ -50,126 +41,6 @@ from pounce.errors import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-T = TypeVar("T")
-WAIT = 10.0
-
-STATUS: StatusResult = {
-    "pid": 4242,
-    "version": "0.1.0",
-    "state": "running",
-    "uptime": 12.5,
-    "generation": 2,
-    "worker_mode": "process",
-    "target_workers": 1,
-    "workers": [
-        {
-            "id": 0,
-            "pid": 4243,
-            "thread": None,
-            "generation": 2,
-            "state": "ready",
-            "uptime": 3.0,
-            "requests": 10,
-            "connections": 1,
-            "restarts": 0,
-            "healthy": True,
-        }
-    ],
-    "listeners": ["http://127.0.0.1:8000"],
-    "crash_budget": {"max_restarts": 5, "window": 60.0, "used": 0, "left": 5},
-    "restarts": {},
-    "reloads": {"success": 1, "failed": 0},
-    "config": "/etc/pounce.toml",
-}
-
-
-class FakeSupervisor:
-    """Implements ControlHandler; records calls; a few knobs to make commands misbehave."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.reload_started = threading.Event()
-        self.reload_gate: asyncio.Event | None = None
-        self.reload_error: ControlCommandError | None = None
-        self.status_raises: BaseException | None = None
-        self.status_returns: Any = None
-        self.on_stop: Callable[[], Coroutine[Any, Any, None]] | None = None
-
-    async def status(self) -> StatusResult:
-        self.calls.append(("status", {}))
-        if self.status_raises is not None:
-            raise self.status_raises
-        if self.status_returns is not None:
-            return self.status_returns  # type: ignore[no-any-return]
-        return STATUS
-
-    async def reload(self) -> ReloadResult:
-        self.calls.append(("reload", {}))
-        self.reload_started.set()
-        if self.reload_gate is not None:
-            await self.reload_gate.wait()
-        if self.reload_error is not None:
-            raise self.reload_error
-        return {"generation": 3, "duration": 1.5, "workers": 1, "needs_restart": []}
-
-    async def drain(self, wait: bool, timeout: float | None) -> DrainResult:
-        self.calls.append(("drain", {"wait": wait, "timeout": timeout}))
-        return {"state": "drained" if wait else "draining", "connections": 0}
-
-    async def resume(self) -> StateResult:
-        self.calls.append(("resume", {}))
-        return {"state": "running"}
-
-    async def stop(self, now: bool) -> StateResult:
-        self.calls.append(("stop", {"now": now}))
-        if self.on_stop is not None:
-            await self.on_stop()
-        return {"state": "stopping"}
-
-    async def scale(self, workers: int) -> ScaleResult:
-        self.calls.append(("scale", {"workers": workers}))
-        if workers > 64:
-            raise ControlCommandError("too many workers", ["the limit is 64"])
-        return {"previous": 1, "workers": workers, "configured": 1}
-
-    async def workers(self) -> WorkersResult:
-        self.calls.append(("workers", {}))
-        return {"generation": 2, "workers": STATUS["workers"]}
-
-
-class Daemon:
-    """A ControlServer served by an event loop in a background thread."""
-
-    def __init__(self, path: str, handler: FakeSupervisor, **kwargs: Any) -> None:
-        self.path = path
-        self.handler = handler
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = ControlServer(path, handler, **kwargs)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT)
-
-    def start(self) -> Daemon:
-        self.run(self.server.start())
-        return self
-
-    def shutdown(self) -> None:
-        if not self.loop.is_closed():
-            self.run(self.server.close())
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(WAIT)
-            self.loop.close()
-
-    def client(self, timeout: float | None = WAIT) -> ControlClient:
-        return ControlClient(self.path, timeout=timeout)
-
-    def call(self, cmd: str, timeout: float | None = WAIT, **args: Any) -> dict[str, Any]:
-        """One command on a fresh connection, closed afterwards."""
-        with self.client(timeout) as client:
-            return client.call(cmd, **args)
 
 
 @pytest.fixture
@@ -344,7 +215,7 @@ def test_a_reply_that_cannot_be_sent_becomes_an_error(
 
 
 def test_status_answers_while_a_reload_is_running(daemon: Daemon) -> None:
-    gate = daemon.run(_make_event())
+    gate = daemon.run(make_event())
     daemon.handler.reload_gate = gate
     with ThreadPoolExecutor(1) as pool:
         reload: Future[dict[str, Any]] = pool.submit(daemon.call, "reload", None)
@@ -355,12 +226,8 @@ def test_status_answers_while_a_reload_is_running(daemon: Daemon) -> None:
         assert reload.result(WAIT)["generation"] == 3
 
 
-async def _make_event() -> asyncio.Event:
-    return asyncio.Event()
-
-
 def test_the_client_gives_up_after_its_timeout(daemon: Daemon) -> None:
-    gate = daemon.run(_make_event())
+    gate = daemon.run(make_event())
     daemon.handler.reload_gate = gate
     with pytest.raises(ControlError, match=r"no reply from the daemon within 0.2s"):
         daemon.call("reload", timeout=0.2)
@@ -620,7 +487,7 @@ def test_starting_twice_is_refused(daemon: Daemon) -> None:
 
 
 def test_close_ends_commands_in_flight(daemon: Daemon) -> None:
-    daemon.handler.reload_gate = daemon.run(_make_event())
+    daemon.handler.reload_gate = daemon.run(make_event())
     with ThreadPoolExecutor(1) as pool:
         reload = pool.submit(daemon.call, "reload", None)
         assert daemon.handler.reload_started.wait(WAIT)

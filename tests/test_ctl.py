@@ -21,13 +21,13 @@ import pytest
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from helpers.control import STATUS, WAIT, Daemon, FakeSupervisor, make_event
 from pounce.control.handler import DrainResult, StatusResult
 from pounce.ctl import add_ctl_parser, run_ctl
 from pounce.ctl.command import EPILOG, call_timeout, reload_summary, socket_path
 from pounce.ctl.format import format_count, format_duration
 from pounce.ctl.render import crash_budget_text, render_status, summary_table, workers_table
 from pounce.errors import ControlCommandError
-from test_control_server import STATUS, WAIT, Daemon, FakeSupervisor, _make_event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -435,7 +435,7 @@ def test_a_failed_reload_prints_the_cause_and_exits_1(ctl: Run, daemon: Daemon) 
 
 
 def test_reload_no_wait_returns_once_sent(ctl: Run, daemon: Daemon) -> None:
-    gate = daemon.run(_make_event())
+    gate = daemon.run(make_event())
     daemon.handler.reload_gate = gate
     assert ctl("reload", "--no-wait") == (0, "reload requested\n", "")
     assert daemon.handler.reload_started.wait(WAIT)
@@ -443,7 +443,7 @@ def test_reload_no_wait_returns_once_sent(ctl: Run, daemon: Daemon) -> None:
 
 
 def test_reload_that_outlasts_the_timeout_fails(ctl: Run, daemon: Daemon) -> None:
-    gate = daemon.run(_make_event())
+    gate = daemon.run(make_event())
     daemon.handler.reload_gate = gate
     code, out, err = Run(daemon)("--timeout", "0.2", "reload")
     daemon.loop.call_soon_threadsafe(gate.set)

@@ -1,5 +1,6 @@
-"""The suite's own layout: helpers come from ``tests/helpers``, and a test that starts a
-server is marked ``slow`` (so ``pytest -m "not slow"`` stays the fast layer)."""
+"""The suite's own layout: helpers come from ``tests/helpers`` (never from conftest or from
+another test module), and a test that starts a server is marked ``slow`` (so
+``pytest -m "not slow"`` stays the fast layer)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,32 @@ def test_no_test_module_imports_conftest() -> None:
             if "conftest" in names:
                 offenders.append(path.name)
     assert offenders == [], f"import from helpers.* instead of conftest: {offenders}"
+
+
+def _imported_modules(tree: ast.Module) -> list[str]:
+    """Every module an import statement anywhere in ``tree`` names, dotted, as written."""
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            names.append(base)
+            # ``from tests import test_x`` and ``from . import test_x`` import a module too.
+            names += [f"{base}.{a.name}" if base else a.name for a in node.names]
+    return names
+
+
+def test_no_module_imports_a_test_module() -> None:
+    offenders = set()
+    for path in [*_modules(), *(TESTS / "helpers").glob("*.py"), *(TESTS / "apps").glob("*.py")]:
+        for name in _imported_modules(ast.parse(path.read_text())):
+            parts = name.split(".")
+            for i, part in enumerate(parts):
+                if part.startswith("test_"):
+                    offenders.add(f"{path.name} imports {'.'.join(parts[: i + 1])}")
+                    break
+    assert sorted(offenders) == [], f"move what they share into tests/helpers: {sorted(offenders)}"
 
 
 def test_tests_that_start_servers_are_marked_slow() -> None:

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
-import socket
 import struct
 from collections.abc import Callable
 
@@ -16,11 +14,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from helpers.server import Server, http_exchange, wait_for
+from helpers.ws import KEY, RawReader, upgrade_request
 
 pytestmark = pytest.mark.slow
 
 APP = "apps.ws_echo:app"
-KEY = base64.b64encode(b"0123456789abcdef").decode()
 
 Serve = Callable[..., Server]
 
@@ -29,50 +27,11 @@ def ws_url(server: Server, path: str = "/echo") -> str:
     return f"ws://{server.host}:{server.port}{path}"
 
 
-def upgrade_request(path: str = "/echo", *, extra: str = "", version: str = "13") -> bytes:
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: {version}\r\n{extra}\r\n"
-    ).encode()
-
-
 def client_frame(opcode: int, payload: bytes) -> bytes:
     """One final, masked client frame (RFC 6455 §5.2); payloads under 126 bytes."""
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + masked
-
-
-class RawReader:
-    """Reads a 101 head, then unmasked server frames, from a raw socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-
-    def _fill(self) -> bool:
-        chunk = self.sock.recv(65536)
-        self.buf += chunk
-        return bool(chunk)
-
-    def head(self) -> bytes:
-        while b"\r\n\r\n" not in self.buf:
-            assert self._fill(), self.buf
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        return head
-
-    def frame(self) -> tuple[int, bytes] | None:
-        """(opcode, payload), or None at EOF."""
-        while True:
-            if len(self.buf) >= 2:
-                length = self.buf[1] & 0x7F
-                assert length < 126
-                if len(self.buf) >= 2 + length:
-                    opcode, payload = self.buf[0] & 0x0F, self.buf[2 : 2 + length]
-                    self.buf = self.buf[2 + length :]
-                    return opcode, payload
-            if not self._fill():
-                return None
 
 
 def test_echo_text_binary_subprotocol_headers_and_deflate(serve: Serve) -> None:

@@ -12,7 +12,7 @@ from wsproto.events import CloseConnection, TextMessage
 
 from helpers.daemon import sample, scrape
 from helpers.server import Server, free_port, wait_for
-from test_ws_h2 import h2c
+from helpers.ws import h2c
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 
 from helpers.procs import children_of
 from helpers.server import Server, wait_for
-from test_websocket import RawReader, upgrade_request
+from helpers.ws import RawReader, upgrade_request
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """WebSocket over TLS and over HTTP/2 (RFC 8441 extended CONNECT).
 
-The HTTP/2 client is written with ``h2`` (the client side of its state machine) and
-wsproto's frame layer (``Connection(ConnectionType.CLIENT)``) over a TLS socket that
+The HTTP/2 client (``helpers.ws``) is written with ``h2`` (the client side of its state
+machine) and wsproto's frame layer (``Connection(ConnectionType.CLIENT)``) over a TLS socket that
 negotiated ``h2`` by ALPN, or a cleartext one (h2c, prior knowledge).
 """
 
@@ -12,18 +12,17 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.settings
 import pytest
-from wsproto.connection import Connection, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 from helpers.server import Server
 from helpers.tls import Pki, tls_ready
+from helpers.ws import H2WebSocketClient, h2c
 
 pytestmark = pytest.mark.slow
 
@@ -62,157 +61,6 @@ def test_plain_websocket_scope_has_no_tls_extension(serve: Callable[..., Server]
     with connect(f"ws://127.0.0.1:{server.port}/scope", open_timeout=10) as ws:
         scope = json.loads(ws.recv(timeout=10))
     assert scope["extensions"] == {"websocket.http.response": {}}
-
-
-class H2WebSocketClient:
-    """One HTTP/2 connection; ``open()`` starts a WebSocket stream on it."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
-        self.h2.initiate_connection()
-        self.events: list[h2.events.Event] = []
-        self.data: dict[int, bytes] = {}
-        self.ended: set[int] = set()
-        self.reset: set[int] = set()
-        self.after_goaway = False
-        self._buffer = b""
-        self.response: dict[int, dict[bytes, bytes]] = {}
-        self._flush()
-        self.pump_until(lambda: self.h2.remote_settings.enable_connect_protocol == 1)
-
-    def _flush(self) -> None:
-        out = self.h2.data_to_send()
-        if out:
-            self.sock.sendall(out)
-
-    def pump_until(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"timed out; events: {self.events}"
-            self.sock.settimeout(remaining)
-            chunk = self.sock.recv(65536)
-            assert chunk, f"connection closed; events: {self.events}"
-            self._receive(chunk)
-
-    def pump_for(self, seconds: float) -> None:
-        """Process what arrives for ``seconds``, without waiting past them."""
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                return
-            assert chunk, f"connection closed; events: {self.events}"
-            self._receive(chunk)
-
-    def _receive(self, chunk: bytes) -> None:
-        # One frame at a time, so that the GOAWAY below can be handled before what follows.
-        self._buffer += chunk
-        while len(self._buffer) >= 9:
-            size = 9 + int.from_bytes(self._buffer[:3], "big")
-            if len(self._buffer) < size:
-                break
-            frame, self._buffer = self._buffer[:size], self._buffer[size:]
-            self._frame(frame)
-        self._flush()
-
-    def _frame(self, frame: bytes) -> None:
-        for event in self.h2.receive_data(frame):
-            self.events.append(event)
-            if isinstance(event, h2.events.ResponseReceived):
-                assert event.stream_id is not None and event.headers is not None
-                self.response[event.stream_id] = dict(event.headers)
-            elif isinstance(event, h2.events.DataReceived):
-                assert event.stream_id is not None and event.data is not None
-                sid = event.stream_id
-                self.data[sid] = self.data.get(sid, b"") + event.data
-                self.h2.acknowledge_received_data(event.flow_controlled_length or 0, sid)
-            elif isinstance(event, h2.events.StreamEnded):
-                self.ended.add(event.stream_id or 0)
-            elif isinstance(event, h2.events.StreamReset):
-                self.reset.add(event.stream_id or 0)
-            elif isinstance(event, h2.events.ConnectionTerminated) and self.after_goaway:
-                # A graceful GOAWAY lets open streams finish (RFC 9113 §6.8), but h2's
-                # client state machine takes no frame after one: keep it open.
-                self.h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
-
-    def open(
-        self, path: str, *, scheme: str = "https", extra: list[tuple[bytes, bytes]] | None = None
-    ) -> H2WebSocket:
-        sid = self.h2.get_next_available_stream_id()
-        headers = [
-            (b":method", b"CONNECT"),
-            (b":protocol", b"websocket"),
-            (b":scheme", scheme.encode()),
-            (b":path", path.encode()),
-            (b":authority", b"localhost"),
-            (b"sec-websocket-version", b"13"),
-            *(extra or []),
-        ]
-        self.h2.send_headers(sid, headers)
-        self._flush()
-        self.pump_until(lambda: sid in self.response or sid in self.reset)
-        return H2WebSocket(self, sid)
-
-
-class H2WebSocket:
-    def __init__(self, client: H2WebSocketClient, stream_id: int) -> None:
-        self.client = client
-        self.stream_id = stream_id
-        self.ws = Connection(ConnectionType.CLIENT)
-        self.pending: list[Event] = []
-        self._fed = 0
-
-    @property
-    def status(self) -> bytes:
-        return self.client.response[self.stream_id][b":status"]
-
-    def send(self, event: Event) -> None:
-        """Send one event's frames, as far as the server's windows allow at a time."""
-        conn, data = self.client.h2, self.ws.send(event)
-        while data:
-            self.client.pump_until(lambda: conn.local_flow_control_window(self.stream_id) > 0)
-            size = min(conn.local_flow_control_window(self.stream_id), conn.max_outbound_frame_size)
-            conn.send_data(self.stream_id, data[:size])
-            data = data[size:]
-            self.client._flush()
-
-    def _events(self) -> None:
-        data = self.client.data.get(self.stream_id, b"")
-        if len(data) > self._fed:
-            self.ws.receive_data(data[self._fed :])
-            self._fed = len(data)
-            self.pending += list(self.ws.events())
-
-    def next(self, timeout: float = 10.0) -> Event:
-        def ready() -> bool:
-            self._events()
-            return bool(self.pending)
-
-        self.client.pump_until(ready, timeout)
-        return self.pending.pop(0)
-
-    def message(self) -> str | bytes:
-        parts: list[Any] = []
-        while True:
-            event = self.next()
-            assert isinstance(event, Message), event
-            parts.append(event.data)
-            if event.message_finished:
-                return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
-
-    def ended(self) -> bool:
-        return self.stream_id in self.client.ended
-
-
-def h2c(server: Server) -> H2WebSocketClient:
-    """An HTTP/2 connection with prior knowledge, in cleartext (close ``client.sock``)."""
-    return H2WebSocketClient(socket.create_connection((server.host, server.port), timeout=10))
 
 
 def _tls_h2(server: Server, pki: Pki) -> H2WebSocketClient:
