@@ -9,7 +9,7 @@ Every connection test runs on both request parsers (``http.parser`` fast and h11
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -24,8 +24,8 @@ PARSERS = pytest.mark.parametrize("parser", ["fast", "h11"])
 GET = b"GET /hello HTTP/1.1\r\nHost: example\r\n\r\n"
 
 
-def run(coro: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(coro())  # type: ignore[arg-type]
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(main())
 
 
 async def hello(scope: Scope, receive: Receive, send: Send) -> None:
@@ -156,9 +156,7 @@ def test_chunked_request_body(parser: str) -> None:
                 got.append(message["body"])
                 if not message["more_body"]:
                     break
-            await send(
-                {"type": "http.response.start", "status": 204, "headers": []}
-            )
+            await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body"})
 
         b = Bridge(collect, **{"http.parser": parser})
@@ -407,6 +405,7 @@ def test_cycle_run_turns_an_app_error_into_500() -> None:
         await cycle.run(boom)
         [(status, headers, body)] = split_responses(sink.data)
         assert status == b"HTTP/1.1 500 Internal Server Error"
+        assert headers[b"connection"] == b"close"
         assert body == b"Internal Server Error\n"
         assert sink.done == [False]
         assert cycle.keep_alive is False
