@@ -9,12 +9,12 @@ Every connection test runs on both request parsers (``http.parser`` fast and h11
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
 from helpers.fakes import Bridge, FakeSink, settle, split_responses, wait_until
+from helpers.fakes import run_loop as run
 from pounce.asgi.exchange import ASGIProtocolError
 from pounce.asgi.http import BODY_HIGH_WATER, HTTPCycle
 from pounce.types import Message, Receive, Scope, Send
@@ -22,10 +22,6 @@ from pounce.types import Message, Receive, Scope, Send
 PARSERS = pytest.mark.parametrize("parser", ["fast", "h11"])
 
 GET = b"GET /hello HTTP/1.1\r\nHost: example\r\n\r\n"
-
-
-def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(main())
 
 
 async def hello(scope: Scope, receive: Receive, send: Send) -> None:

@@ -11,7 +11,7 @@ transport; :class:`FakeSink` is the connection side of an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pounce.config import load_config
@@ -76,6 +76,30 @@ class FakeTransport(asyncio.Transport):
         return self.reading
 
 
+# The Bridges made in the current run_loop() call: closed when it ends.
+_live: list[Bridge] = []
+
+
+def run_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main()`` on a new event loop; then close its connections, as a worker would.
+
+    (A connection left open keeps its runner Task parked: ``asyncio.run`` could not
+    end it, so a failing test would hang instead of failing.)
+    """
+
+    async def guarded() -> None:
+        try:
+            await main()
+        finally:
+            live = _live[:]
+            _live.clear()
+            for bridge in live:
+                bridge.close()
+            await settle()
+
+    asyncio.run(guarded())
+
+
 async def wait_until(predicate: Callable[[], bool], what: str = "condition") -> None:
     """Let the loop run until ``predicate()`` holds (bounded in passes and in time)."""
     async with asyncio.timeout(WAIT_SECONDS):
@@ -105,6 +129,13 @@ class Bridge:
         self.conn = HTTPConnection(self.state, None)
         self.transport = FakeTransport()
         self.conn.connection_made(self.transport)
+        _live.append(self)
+
+    def close(self) -> None:
+        """End the connection now if it is still open (the test is over)."""
+        if self.conn in self.state.connections:
+            self.transport.closed = True
+            self.conn.connection_lost(None)
 
     def feed(self, data: bytes) -> None:
         """Deliver ``data`` from a loop callback, as a transport calls data_received."""
