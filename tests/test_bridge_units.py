@@ -246,7 +246,7 @@ def test_client_disconnect_gives_http_disconnect(parser: str) -> None:
         await wait_until(lambda: b.conn.cycle is not None and b.conn.cycle._waiter is not None)
         assert received == []
         b.lose(ConnectionResetError())
-        await asyncio.wait_for(finished.wait(), 5)
+        await wait_until(finished.is_set, "the app returned")
         assert received == [{"type": "http.disconnect"}]
         assert b.transport.data == b""  # nothing is written to a gone client
         assert b.conn not in b.state.connections
