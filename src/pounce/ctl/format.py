@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 def format_duration(seconds: object) -> str:
     """A short, human duration: ``350ms``, ``4.2s``, ``42s``, ``5m 03s``, ``3h 02m``, ``2d 04h``.
@@ -30,3 +33,15 @@ def format_count(value: object) -> str:
     if not isinstance(value, int) or isinstance(value, bool):
         return "-"
     return f"{value:,}"
+
+
+def format_text(value: object) -> str:
+    """A status field as text: ``-`` when it is missing or not a plain value."""
+    if value is None or isinstance(value, Mapping | list):
+        return "-"
+    return str(value)
+
+
+def as_list(value: object) -> list[Any]:
+    """A status field that should be a list; ``[]`` when it is not one."""
+    return value if isinstance(value, list) else []

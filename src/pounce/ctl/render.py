@@ -15,7 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from pounce.ctl.format import format_count, format_duration
+from pounce.ctl.format import as_list, format_count, format_duration, format_text
 
 STATE_STYLES: Mapping[str, str] = {
     "starting": "cyan",
@@ -36,7 +36,7 @@ WORKER_COLUMNS = ("ID", "PID/THREAD", "GEN", "STATE", "UPTIME", "REQUESTS", "CON
 
 def render_status(status: Mapping[str, Any]) -> Group:
     """The whole ``status`` screen: the daemon summary, then the workers table."""
-    return Group(summary_table(status), workers_table(_list(status.get("workers")), status))
+    return Group(summary_table(status), workers_table(as_list(status.get("workers")), status))
 
 
 def summary_table(status: Mapping[str, Any]) -> Table:
@@ -44,18 +44,21 @@ def summary_table(status: Mapping[str, Any]) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    state = _str(status.get("state"))
-    table.add_row("daemon", f"pid {_str(status.get('pid'))}, pounce {_str(status.get('version'))}")
+    state = format_text(status.get("state"))
+    table.add_row(
+        "daemon",
+        f"pid {format_text(status.get('pid'))}, pounce {format_text(status.get('version'))}",
+    )
     table.add_row("state", Text(state, style=STATE_STYLES.get(state, "")))
     table.add_row("uptime", format_duration(status.get("uptime")))
-    table.add_row("generation", _str(status.get("generation")))
-    workers = _list(status.get("workers"))
-    mode = _str(status.get("worker_mode"))
+    table.add_row("generation", format_text(status.get("generation")))
+    workers = as_list(status.get("workers"))
+    mode = format_text(status.get("worker_mode"))
     table.add_row("workers", f"{len(workers)} ({mode})")
     table.add_row("crash budget", crash_budget_text(status.get("crash_budget")))
-    listeners = [_str(item) for item in _list(status.get("listeners"))]
+    listeners = [format_text(item) for item in as_list(status.get("listeners"))]
     table.add_row("listeners", "\n".join(listeners) or "-")
-    table.add_row("config", _str(status.get("config")))
+    table.add_row("config", format_text(status.get("config")))
     return table
 
 
@@ -63,7 +66,7 @@ def crash_budget_text(budget: object) -> Text:
     """``1 of 5 restarts used in a 1m 00s window, 4 left``; red when none are left."""
     if not isinstance(budget, Mapping):
         return Text("-")
-    used, limit, left = (_str(budget.get(k)) for k in ("used", "max_restarts", "left"))
+    used, limit, left = (format_text(budget.get(k)) for k in ("used", "max_restarts", "left"))
     window = format_duration(budget.get("window"))
     text = f"{used} of {limit} restarts used in a {window} window, {left} left"
     exhausted = isinstance(budget.get("left"), int) and budget["left"] <= 0
@@ -84,9 +87,9 @@ def workers_table(workers: Sequence[Any], status: Mapping[str, Any] | None = Non
         generation = worker.get("generation")
         old = isinstance(current, int) and isinstance(generation, int) and generation < current
         table.add_row(
-            _str(worker.get("id")),
+            format_text(worker.get("id")),
             _who(worker),
-            _str(generation),
+            format_text(generation),
             _worker_state(worker),
             format_duration(worker.get("uptime")),
             format_count(worker.get("requests")),
@@ -98,7 +101,7 @@ def workers_table(workers: Sequence[Any], status: Mapping[str, Any] | None = Non
 
 
 def _worker_state(worker: Mapping[str, Any]) -> Text:
-    state = _str(worker.get("state"))
+    state = format_text(worker.get("state"))
     if worker.get("healthy") is False and state != "unhealthy":
         return Text(f"{state} (unhealthy)", style=STATE_STYLES["unhealthy"])
     return Text(state, style=STATE_STYLES.get(state, ""))
@@ -108,14 +111,4 @@ def _who(worker: Mapping[str, Any]) -> str:
     pid = worker.get("pid")
     if isinstance(pid, int) and not isinstance(pid, bool):
         return str(pid)
-    return _str(worker.get("thread"))
-
-
-def _str(value: object) -> str:
-    if value is None or isinstance(value, Mapping | list):
-        return "-"
-    return str(value)
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
+    return format_text(worker.get("thread"))
