@@ -37,6 +37,10 @@ def setting_schema(spec: SettingSpec) -> dict[str, Any]:
         out["type"] = "string"
         out["enum"] = list(spec.choices)
         return out
+    if spec.is_list:
+        out["type"] = "array"
+        out["items"] = {"type": "string"}
+        return out
     out["type"] = _JSON_TYPES[spec.kind]
     if spec.kind in (int, float):
         if spec.setting.minimum is not None:
@@ -52,22 +56,26 @@ def setting_schema(spec: SettingSpec) -> dict[str, Any]:
 def _summary(doc: str) -> str:
     """The first line of a table's docstring, without its leading ``[table]``:."""
     first = (doc.splitlines() or [""])[0]
-    text = re.sub(r"^``\[+\w+\]+``: ", "", first).replace("``", "`")
+    text = re.sub(r"^``\[+[\w.]+\]+``: ", "", first).replace("``", "`")
     return text[:1].upper() + text[1:]
 
 
 def config_schema() -> dict[str, Any]:
     """The schema of the chart's `config` value."""
     properties: dict[str, Any] = {s.key: setting_schema(s) for s in top_settings()}
+    objects: dict[str, dict[str, Any]] = {}
     for table in tables():
         if table.name in CHART_MANAGED or table.array:
             continue
-        properties[table.name] = {
+        objects[table.name] = {
             "type": "object",
             "description": _summary(table.doc),
             "additionalProperties": False,
             "properties": {s.key: setting_schema(s) for s in table.settings},
         }
+        parent, _, key = table.name.rpartition(".")
+        into = objects[parent]["properties"] if parent else properties
+        into[key] = objects[table.name]
     return {
         "type": "object",
         "description": (

@@ -53,7 +53,7 @@ def test_kubernetes_service_links_warn_once_and_serve(daemons: Daemons) -> None:
         "pounce: warning: POUNCE_HTTP_PORT_80_TCP_ADDR: unknown variable (ignored), "
         "did you mean POUNCE_HTTP_PARSER?",
         "pounce: warning: POUNCE_HTTP_SERVICE_HOST: unknown variable (ignored), "
-        "did you mean POUNCE_HTTP_PARSER?",
+        "did you mean POUNCE_HTTP_SERVER_TIMING?",
     ]
 
 

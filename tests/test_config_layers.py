@@ -10,15 +10,20 @@ from pounce.config import (
     AdminConfig,
     HealthConfig,
     Http2Config,
+    LimitsConfig,
     ListenConfig,
     LogLevel,
     MetricsConfig,
+    ProxyConfig,
+    RateLimitConfig,
     ReloadConfig,
+    RequestIdConfig,
     TlsClientAuth,
     TlsConfig,
     TlsVersion,
     WorkerMode,
     WorkersConfig,
+    config_to_toml,
     env_var_name,
     load_config,
 )
@@ -210,9 +215,29 @@ def test_every_setting_can_be_set_from_env() -> None:
         "POUNCE_HTTP2_MAX_RESETS_PER_SECOND": "20",
         "POUNCE_HTTP2_MAX_RESETS": "0",
         "POUNCE_HTTP2_RESET_GRACE": "0.5",
+        "POUNCE_SERVER_MIDDLEWARE": "a.b:C, d:E",
+        "POUNCE_HTTP_SERVER_TIMING": "yes",
+        "POUNCE_LOGGING_SLOW_REQUEST_THRESHOLD": "1.5",
+        "POUNCE_PROXY_TRUSTED": "10.0.0.0/8,unix",
+        "POUNCE_REQUEST_ID_ENABLED": "off",
+        "POUNCE_REQUEST_ID_HEADER": "X-Correlation-ID",
+        "POUNCE_LIMITS_MAX_CONNECTIONS": "100",
+        "POUNCE_LIMITS_MAX_CONCURRENT_REQUESTS": "10",
+        "POUNCE_LIMITS_QUEUE_SIZE": "5",
+        "POUNCE_LIMITS_QUEUE_TIMEOUT": "0.5",
+        "POUNCE_LIMITS_RETRY_AFTER": "3",
+        "POUNCE_LIMITS_RATE_REQUESTS_PER_SECOND": "2.5",
+        "POUNCE_LIMITS_RATE_BURST": "4",
+        "POUNCE_LIMITS_RATE_MAX_TRACKED_CLIENTS": "50",
     }
     assert set(env) == {s.env_var for s in by_dotted_key().values()}
     config = load_config(env=env)
+    assert config.server.middleware == ("a.b:C", "d:E")
+    assert config.http.server_timing is True
+    assert config.logging.slow_request_threshold == 1.5
+    assert config.proxy == ProxyConfig(trusted=("10.0.0.0/8", "unix"))
+    assert config.request_id == RequestIdConfig(enabled=False, header="X-Correlation-ID")
+    assert config.limits == LimitsConfig(100, 10, 5, 0.5, 3, RateLimitConfig(2.5, 4, 50))
     assert config.server.loop == "asyncio"
     assert config.http.parser == "h11"
     assert (config.http.request_timeout, config.http.write_timeout) == (45.0, 20.0)
@@ -374,7 +399,8 @@ def test_kubernetes_service_links_are_warnings_not_errors() -> None:
         "is a Kubernetes Service link",
         'POUNCE_HTTP_PORT_80_TCP: unknown variable (ignored), "tcp://10.96.0.12:80" '
         "is a Kubernetes Service link",
-        "POUNCE_HTTP_SERVICE_HOST: unknown variable (ignored), did you mean POUNCE_HTTP_PARSER?",
+        "POUNCE_HTTP_SERVICE_HOST: unknown variable (ignored), "
+        "did you mean POUNCE_HTTP_SERVER_TIMING?",
         # any unknown POUNCE_* variable, not only those under a table's prefix
         "POUNCE_SERVICE_PORT: unknown variable (ignored), did you mean POUNCE_SERVER_WORKERS?",
     ]
@@ -589,3 +615,65 @@ def test_platform_port_and_web_concurrency_only_where_nothing_is_set(tmp_path: P
 )
 def test_bad_address_and_platform_values_are_errors(env: dict[str, str], error: str) -> None:
     assert config_errors(env=env) == [error]
+
+
+def test_lists_and_sub_tables_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "pounce.toml"
+    path.write_text(
+        "[proxy]\n"
+        'trusted = ["10.0.0.0/8", "::1", "unix"]\n'
+        "[server]\n"
+        'middleware = ["pkg.mw:Outer", "pkg.mw:Inner"]\n'
+        "[limits]\n"
+        "max_concurrent_requests = 8\n"
+        "[limits.rate]\n"
+        "requests_per_second = 5\n"
+        "burst = 10\n"
+    )
+    config = load_config(str(path))
+    assert config.proxy.trusted == ("10.0.0.0/8", "::1", "unix")
+    assert config.server.middleware == ("pkg.mw:Outer", "pkg.mw:Inner")
+    assert config.limits.max_concurrent_requests == 8
+    assert config.limits.rate == RateLimitConfig(requests_per_second=5.0, burst=10)
+    # the effective config reads back the same
+    again = tmp_path / "again.toml"
+    again.write_text(config_to_toml(config))
+    assert load_config(str(again)) == config
+
+
+def test_bad_lists_and_sub_tables_name_the_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "pounce.toml"
+    path.write_text(
+        "[proxy]\n"
+        'trusted = ["10.0.0.0/33"]\n'
+        "[server]\n"
+        'middleware = "pkg:Mw"\n'
+        "[limits.rate]\n"
+        "burts = 3\n"
+        "requests_per_second = -1\n"
+        "[limits]\n"
+        "rte = 1\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    text = str(info.value)
+    assert (
+        'proxy.trusted: [0]: must be an IP address, a CIDR network, "unix" or "*", got "10.0.0.0/33"'
+        in text
+    )
+    assert "server.middleware: expected an array of strings, got string" in text
+    assert "limits.rate.burts: unknown key, did you mean burst?" in text
+    assert "limits.rate.requests_per_second: must be >= 0, got -1" in text
+    assert "limits.rte: unknown key, did you mean rate?" in text
+
+
+def test_list_settings_from_flags_and_env() -> None:
+    config = load_config(
+        env={"POUNCE_PROXY_TRUSTED": "127.0.0.1, unix"},
+        overrides={"server.middleware": ["a:B"]},
+    )
+    assert config.proxy.trusted == ("127.0.0.1", "unix")
+    assert config.server.middleware == ("a:B",)
+    assert load_config(env={"POUNCE_PROXY_TRUSTED": ""}).proxy.trusted == ()
+    with pytest.raises(ConfigError, match=r"POUNCE_SERVER_MIDDLEWARE: \[0\]: must be"):
+        load_config(env={"POUNCE_SERVER_MIDDLEWARE": "not a path"})

@@ -22,11 +22,14 @@ from pounce.config import (
     ControlConfig,
     HealthConfig,
     HttpConfig,
+    LimitsConfig,
     ListenConfig,
     LogFormat,
     LoggingConfig,
     LogLevel,
     MetricsConfig,
+    ProxyConfig,
+    RateLimitConfig,
     ReloadConfig,
     ServerConfig,
     ShutdownConfig,
@@ -63,9 +66,26 @@ def test_dump_defaults_has_every_setting() -> None:
         "backlog": 2048,
         "factory": False,
         "loop": "auto",
+        "middleware": [],
     }
     assert document["listen"] == [{"host": "127.0.0.1", "port": 8000}]
-    assert document["logging"] == {"level": "info", "access_log": True, "format": "text"}
+    assert document["logging"] == {
+        "level": "info",
+        "access_log": True,
+        "format": "text",
+        "slow_request_threshold": 0.0,
+    }
+    assert document["proxy"] == {"trusted": []}
+    assert document["request_id"] == {"enabled": True, "header": "X-Request-ID"}
+    assert document["limits"] == {
+        "max_connections": 0,
+        "max_concurrent_requests": 0,
+        "queue_size": 0,
+        "queue_timeout": 5.0,
+        "retry_after": 1,
+        "rate": {"requests_per_second": 0.0, "burst": 0, "max_tracked_clients": 10000},
+    }
+    assert document["http"]["server_timing"] is False
     assert document["shutdown"] == {"timeout": 30.0, "drain_delay": 0.0}
     assert document["workers"] == {
         "max_restarts": 5,
@@ -108,9 +128,13 @@ def test_dump_defaults_has_every_setting() -> None:
     }
     for found in tables():
         if not found.array:
-            assert set(document[found.name]) == {
-                s.key for s in found.settings if s.default is not None
+            part = document
+            for name in found.name.split("."):
+                part = part[name]
+            subs = {
+                t.name.rpartition(".")[2] for t in tables() if t.name.startswith(found.name + ".")
             }
+            assert set(part) - subs == {s.key for s in found.settings if s.default is not None}
 
 
 def test_dump_writes_optional_strings_when_set() -> None:
@@ -223,6 +247,20 @@ _configs = st.builds(
         enabled=st.booleans(),
         path=st.sampled_from(["/metrics", "/_/metrics"]),
         public=st.booleans(),
+    ),
+    proxy=st.builds(
+        ProxyConfig,
+        trusted=st.lists(st.sampled_from(["unix", "*", "10.0.0.0/8", "::1"])).map(tuple),
+    ),
+    limits=st.builds(
+        LimitsConfig,
+        max_connections=st.integers(0, 10**6),
+        queue_timeout=st.floats(0.001, 1e6),
+        rate=st.builds(
+            RateLimitConfig,
+            requests_per_second=st.floats(0, 1e6),
+            burst=st.integers(0, 1000),
+        ),
     ),
 )
 

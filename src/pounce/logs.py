@@ -181,3 +181,39 @@ def install_loop_error_handler(loop: asyncio.AbstractEventLoop) -> asyncio.Abstr
     """Make ``loop`` report its errors through Pounce's logging (:class:`LoopErrorHandler`)."""
     loop.set_exception_handler(LoopErrorHandler())
     return loop
+
+
+class ThrottledLog:
+    """Log at most one record per key per ``interval`` seconds (no log storm under a flood).
+
+    The next record of a key after a quiet spell says how many were left out since.
+    """
+
+    __slots__ = ("_clock", "_last", "_left_out", "interval", "logger")
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def warning(self, key: str, msg: str, *args: object) -> bool:
+        """Log ``msg % args`` as a warning unless ``key`` was logged within the interval."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._left_out[key] = self._left_out.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        left_out = self._left_out.pop(key, 0)
+        if left_out:
+            msg += " (%d more like this in the last %.0fs not logged)"
+            args = (*args, left_out, now - last if last is not None else self.interval)
+        self.logger.warning(msg, *args)
+        return True

@@ -37,6 +37,9 @@ BUCKETS: tuple[float, ...] = (
 
 Snapshot = dict[str, Any]
 
+#: Why a request or connection was turned away (``pounce_requests_shed_total{reason}``).
+SHED_REASONS: tuple[str, ...] = ("max_connections", "concurrency", "queue_timeout", "rate_limit")
+
 
 class Collector:
     """One worker's counters.  Not thread-safe: used from its worker's event loop."""
@@ -48,6 +51,7 @@ class Collector:
         "accept_pauses",
         "apps_cancelled",
         "response_bytes",
+        "shed",
     )
 
     def __init__(self) -> None:
@@ -59,6 +63,8 @@ class Collector:
         self.apps_cancelled = 0
         #: Times accepting paused because the process ran out of file descriptors.
         self.accept_pauses = 0
+        #: Requests (and connections) turned away by the limits, by reason (SHED_REASONS).
+        self.shed: dict[str, int] = {}
 
     def observe(self, method: str, status: int, duration: float, nbytes: int) -> None:
         """Count one finished request."""
@@ -68,6 +74,10 @@ class Collector:
         self._buckets[bisect_left(BUCKETS, duration)] += 1
         self._duration_sum += duration
         self.response_bytes += nbytes
+
+    def count_shed(self, reason: str) -> None:
+        """Count one request or connection turned away for ``reason`` (one of SHED_REASONS)."""
+        self.shed[reason] = self.shed.get(reason, 0) + 1
 
     @property
     def requests_total(self) -> int:
@@ -84,6 +94,7 @@ class Collector:
             "connections": connections,
             "apps_cancelled": self.apps_cancelled,
             "accept_pauses": self.accept_pauses,
+            "shed": dict(self.shed),
         }
 
 
@@ -103,6 +114,9 @@ def add_counters(total: Snapshot, part: Mapping[str, Any]) -> None:
     total["response_bytes"] += int(part.get("response_bytes", 0))
     for key in ("apps_cancelled", "accept_pauses"):
         total[key] += int(part.get(key, 0))
+    shed = total["shed"]
+    for reason, value in part.get("shed", {}).items():
+        shed[reason] = shed.get(reason, 0) + int(value)
 
 
 def merge(retired: Mapping[str, Any], live: Iterable[Mapping[str, Any]]) -> Snapshot:
@@ -247,6 +261,14 @@ def render(total: Mapping[str, Any], daemon: Mapping[str, Any]) -> str:
         "Times a worker paused accepting connections because it ran out of file descriptors.",
     )
     out.append(f"pounce_accept_pauses_total {total.get('accept_pauses', 0)}")
+    family(
+        "pounce_requests_shed_total",
+        "counter",
+        "Requests and connections turned away by [limits], by reason.",
+    )
+    shed = total.get("shed", {})
+    for reason in sorted({*SHED_REASONS, *shed}):
+        out.append(f'pounce_requests_shed_total{{reason="{_label(reason)}"}} {shed.get(reason, 0)}')
     family("pounce_workers", "gauge", "Workers by state.")
     for state, n in sorted(daemon.get("workers", {}).items()):
         out.append(f'pounce_workers{{state="{_label(state)}"}} {n}')

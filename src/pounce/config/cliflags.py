@@ -20,7 +20,7 @@ from pounce.config.values import Invalid, parse_text, range_rule, toml_literal
 #: Namespace attributes are ``pounce.config:<dotted key>``, apart from the CLI's own.
 DEST_PREFIX = "pounce.config:"
 
-_METAVARS: dict[type, str] = {int: "N", float: "NUMBER", str: "TEXT"}
+_METAVARS: dict[type, str] = {int: "N", float: "NUMBER", str: "TEXT", tuple: "A,B,..."}
 
 
 def _dest(spec: SettingSpec) -> str:

@@ -121,6 +121,11 @@ class SettingSpec:
         return ("--" + self.key.replace("_", "-"),)
 
     @property
+    def is_list(self) -> bool:
+        """Whether the value is a list of strings (a tuple; comma-separated as text)."""
+        return self.kind is tuple
+
+    @property
     def is_enum(self) -> bool:
         """Whether the value is one of a ``StrEnum``'s members."""
         return issubclass(self.kind, enum.Enum)
@@ -150,6 +155,8 @@ def _unpack(hint: object) -> tuple[type, bool]:
         if len(args) != 1:
             raise TypeError(f"unsupported setting type {hint!r}")
         hint = args[0]
+    if typing.get_origin(hint) is tuple and typing.get_args(hint) == (str, ...):
+        return tuple, optional  # a list of strings: a TOML array, comma-separated as text
     if not isinstance(hint, type):
         raise TypeError(f"unsupported setting type {hint!r}")
     if not (hint in SCALAR_TYPES or issubclass(hint, enum.StrEnum)):

@@ -13,7 +13,13 @@ from pounce.config.declare import SettingSpec
 from pounce.config.rules import RULES
 from pounce.config.values import range_rule, toml_literal
 
-_KIND_NAMES: dict[type, str] = {bool: "boolean", int: "integer", float: "number", str: "string"}
+_KIND_NAMES: dict[type, str] = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    tuple: "array of strings",
+}
 _NONE = "—"
 
 
@@ -32,7 +38,7 @@ def _markdown(doc: str) -> str:
 
 def _table_doc(doc: str) -> str:
     """The class docstring without its leading ``[table]``: (the heading says it)."""
-    text = _markdown(re.sub(r"^``\[+\w+\]+``: ", "", doc))
+    text = _markdown(re.sub(r"^``\[+[\w.]+\]+``: ", "", doc))
     return text[:1].upper() + text[1:]
 
 
@@ -82,7 +88,7 @@ def _rows(specs: tuple[SettingSpec, ...], *, single: bool) -> list[str]:
 
 def _rules(table: str) -> list[str]:
     """The rules between settings that blame a key of ``table``, as a list."""
-    docs = [r.doc for r in RULES if r.key.partition(".")[0] == table]
+    docs = [r.doc for r in RULES if r.key.rpartition(".")[0] == table]
     return ["", "Between settings:", "", *(f"- {doc}" for doc in docs)] if docs else []
 
 

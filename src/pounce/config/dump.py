@@ -20,6 +20,8 @@ from pounce.config.model import Config
 
 
 def _plain(value: object) -> object:
+    if isinstance(value, tuple):
+        return list(value)
     return str(value.value) if isinstance(value, enum.Enum) else value
 
 
@@ -50,8 +52,8 @@ def config_to_toml(config: Config) -> str:
     if top:
         parts.append(tomli_w.dumps(top))
     for table in schema.tables():
-        value = getattr(config, table.name)
-        entries = value if table.array else (value,)
+        value = schema.table_value(config, table)
+        entries: tuple[object, ...] = value if isinstance(value, tuple) else (value,)
         header = f"[[{table.name}]]" if table.array else f"[{table.name}]"
         for entry in entries:
             body = tomli_w.dumps(_mapping(entry, table.settings))

@@ -200,7 +200,7 @@ class _Layers:
     def read_document(self, document: Mapping[str, object]) -> None:
         """The TOML layer: every key of the file, in file order."""
         for key, value in document.items():
-            found = schema.table(key)
+            found = schema.table(key) if "." not in key else None
             if key in (s.key for s in schema.top_settings()):
                 self.put(key, key, value)
             elif found is not None and found.array:
@@ -220,10 +220,13 @@ class _Layers:
                 message += f"; did you mean {_either(elsewhere)}?"
             self.errors.append(message)
             return
+        subs = {t.name.rpartition(".")[2]: t for t in schema.sub_tables(found.name)}
         for key, item in value.items():
             spec = found.setting(key)
-            if spec is None:
-                keys = (s.key for s in found.settings)
+            if key in subs:
+                self._read_table(subs[key], item)
+            elif spec is None:
+                keys = [*(s.key for s in found.settings), *subs]
                 self.errors.append(_unknown(f"{found.name}.{key}", key, keys))
             else:
                 self.put(spec.dotted, spec.dotted, item)
@@ -304,13 +307,18 @@ class _Layers:
         kwargs: dict[str, Any] = {
             s.key: self.values[s.dotted] for s in schema.top_settings() if s.dotted in self.values
         }
-        for found in schema.tables():
+        built: dict[str, object] = {}
+        for found in reversed(schema.tables()):  # sub-tables before the tables holding them
             if found.array:
                 if self.listen is not None:
                     kwargs[found.name] = self.listen
                 continue
             sub = {s.key: self.values[s.dotted] for s in found.settings if s.dotted in self.values}
-            kwargs[found.name] = found.cls(**sub)
+            for inner in schema.sub_tables(found.name):
+                sub[inner.name.rpartition(".")[2]] = built[inner.name]
+            built[found.name] = found.cls(**sub)
+            if "." not in found.name:
+                kwargs[found.name] = built[found.name]
         return Config(**kwargs, source=source)
 
 

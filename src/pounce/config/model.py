@@ -27,12 +27,16 @@ __all__ = [
     "HealthConfig",
     "Http2Config",
     "HttpConfig",
+    "LimitsConfig",
     "ListenConfig",
     "LogFormat",
     "LogLevel",
     "LoggingConfig",
     "MetricsConfig",
+    "ProxyConfig",
+    "RateLimitConfig",
     "ReloadConfig",
+    "RequestIdConfig",
     "ServerConfig",
     "ShutdownConfig",
     "TlsClientAuth",
@@ -120,6 +124,32 @@ def _check_url_path(value: str) -> str | None:
 
 _URL_PATH_RULE = 'starts with "/"; no "?", "#" or spaces'
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_header_name(value: str) -> str | None:
+    if not _TOKEN.fullmatch(value):
+        return f"must be an HTTP header name (a token, RFC 9110 §5.1), got {quote(value)}"
+    return None
+
+
+def _check_trusted(value: tuple[str, ...]) -> str | None:
+    for i, item in enumerate(value):
+        if item in ("unix", "*"):
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f'[{i}]: must be an IP address, a CIDR network, "unix" or "*", got {quote(item)}'
+    return None
+
+
+def _check_middleware(value: tuple[str, ...]) -> str | None:
+    for i, item in enumerate(value):
+        if not _APP_RE.fullmatch(item) or item.endswith("()"):
+            return f'[{i}]: must be "module:Class", got {quote(item)}'
+    return None
+
 
 class LoopKind(enum.StrEnum):
     """``server.loop``: which event loop implementation a worker runs."""
@@ -174,6 +204,17 @@ class ServerConfig:
             "Event loop: `asyncio`, `uvloop` (needs the `pounce[fast]` extra) or `auto` "
             "(uvloop when it is installed, else asyncio)."
         ),
+    )
+    middleware: tuple[str, ...] = setting(
+        (),
+        doc=(
+            "ASGI 3 middleware classes (`module:Class`) wrapped around the app, the first "
+            "outermost; each is called as `Class(app)`."
+        ),
+        flags=("--middleware",),
+        check=_check_middleware,
+        rule='"module:Class" each',
+        metavar="MODULE:CLASS,...",
     )
 
 
@@ -336,6 +377,14 @@ class HttpConfig:
         ),
         minimum=0,
         unit="seconds",
+    )
+    server_timing: bool = setting(
+        False,
+        doc=(
+            "Add `Server-Timing: app;dur=...` (ms from request head to response start) to "
+            "responses, and `queue;dur=...` when the request waited in the `[limits]` queue."
+        ),
+        flags=("--server-timing",),
     )
 
 
@@ -534,6 +583,16 @@ class LoggingConfig:
         flags=("--log-file",),
         check=_check_not_empty,
         metavar="PATH",
+    )
+    slow_request_threshold: float = setting(
+        0.0,
+        doc=(
+            "Log a warning for each request that takes longer than this (method, path, "
+            "status, duration, request ID); 0 means off."
+        ),
+        flags=("--slow-request-threshold",),
+        minimum=0,
+        unit="seconds",
     )
 
 
@@ -755,6 +814,142 @@ class WebSocketConfig:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """``[proxy]``: which peers' forwarding headers are believed.
+
+    From a trusted peer, `Forwarded` (RFC 7239) or else `X-Forwarded-For`,
+    `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Forwarded-Port` set the scope's
+    `client`, `scheme`, `server` and the `host` header the app sees; from any other
+    peer they pass through untouched.
+    """
+
+    trusted: tuple[str, ...] = setting(
+        (),
+        doc=(
+            "Peers whose forwarding headers are applied: IP addresses or CIDR networks, "
+            '`"unix"` for peers on Unix sockets, `"*"` for every peer. Empty: trust nobody.'
+        ),
+        flags=("--forwarded-allow-ips",),
+        check=_check_trusted,
+        rule='IP addresses, CIDR networks, "unix" or "*"',
+        metavar="ADDRESSES",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestIdConfig:
+    """``[request_id]``: an ID for every request, in the scope, the response and the logs."""
+
+    enabled: bool = setting(
+        True,
+        doc=(
+            'Give every request an ID: `scope["extensions"]["request_id"]`, a response '
+            "header, the access log and the error log. A trusted peer's ID is kept."
+        ),
+        flags=("--request-id",),
+    )
+    header: str = setting(
+        "X-Request-ID",
+        doc="Header the ID is read from (trusted peers only) and written to.",
+        flags=("--request-id-header",),
+        check=_check_header_name,
+        rule="an HTTP header name",
+        metavar="NAME",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """``[limits.rate]``: a token bucket per client IP (the one after `[proxy]`).
+
+    Over it a request gets `429 Too Many Requests` with `Retry-After`.  Health and
+    metrics paths are exempt.
+    """
+
+    requests_per_second: float = setting(
+        0.0,
+        doc="Requests each client IP may make per second, sustained; 0 means no rate limit.",
+        flags=("--rate-limit",),
+        minimum=0,
+        unit="requests/second",
+    )
+    burst: int = setting(
+        0,
+        doc=(
+            "Requests a client may make at once above the sustained rate (the bucket's "
+            "size); 0 means `requests_per_second` rounded up."
+        ),
+        flags=("--rate-limit-burst",),
+        minimum=0,
+        metavar="N",
+    )
+    max_tracked_clients: int = setting(
+        10000,
+        doc="Client IPs tracked at once per worker; the least recently seen are forgotten.",
+        flags=("--rate-limit-max-clients",),
+        minimum=1,
+        metavar="N",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """``[limits]``: load shedding, for the whole daemon.
+
+    A request or connection turned away is answered (`503` or `429` with
+    `Retry-After`), counted in `pounce_requests_shed_total{reason}` and logged at
+    most once a second per reason.
+    """
+
+    max_connections: int = setting(
+        0,
+        doc=(
+            "Open client connections across all workers; over it a new connection gets "
+            "`503` and is closed (HTTP/2: GOAWAY). 0 means no limit."
+        ),
+        flags=("--limit-max-connections",),
+        minimum=0,
+        metavar="N",
+    )
+    max_concurrent_requests: int = setting(
+        0,
+        doc=(
+            "Requests (and WebSocket sessions) being answered at once across all workers; "
+            "over it a request waits in the queue, or gets `503`. 0 means no limit."
+        ),
+        flags=("--limit-concurrency",),
+        minimum=0,
+        metavar="N",
+    )
+    queue_size: int = setting(
+        0,
+        doc=(
+            "Requests per worker that may wait for a free slot of `max_concurrent_requests`; "
+            "0 means none wait (503 at once)."
+        ),
+        flags=("--limit-queue-size",),
+        minimum=0,
+        metavar="N",
+    )
+    queue_timeout: float = setting(
+        5.0,
+        doc="Longest a request waits in the queue before it gets `503`.",
+        flags=("--limit-queue-timeout",),
+        minimum=0,
+        exclusive_minimum=True,
+        unit="seconds",
+    )
+    retry_after: int = setting(
+        1,
+        doc="Seconds given in the `Retry-After` header of `503` answers.",
+        flags=("--limit-retry-after",),
+        minimum=0,
+        unit="seconds",
+    )
+    rate: RateLimitConfig = dataclasses.field(default_factory=RateLimitConfig)
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask), at least 1."""
     try:
@@ -798,6 +993,9 @@ class Config:
     health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     websocket: WebSocketConfig = dataclasses.field(default_factory=WebSocketConfig)
+    proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
+    request_id: RequestIdConfig = dataclasses.field(default_factory=RequestIdConfig)
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def max_workers(self) -> int:

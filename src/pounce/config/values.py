@@ -28,6 +28,7 @@ _EXPECTED: dict[type, str] = {
     int: "an integer",
     float: "a number",
     str: "a string",
+    tuple: "an array of strings",
 }
 
 
@@ -96,6 +97,8 @@ def toml_literal(spec: SettingSpec, value: object) -> str:
         return quote(value)
     if isinstance(value, int | float):
         return number_text(spec, value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(quote(str(item)) for item in value) + "]"
     return repr(value)
 
 
@@ -112,6 +115,13 @@ def _check_type(spec: SettingSpec, value: object) -> object:
                     return member
         got = quote(value) if isinstance(value, str) else describe(value)
         raise Invalid(f"must be one of {', '.join(spec.choices)}, got {got}")
+    if spec.is_list:
+        if not isinstance(value, list | tuple):
+            raise Invalid(f"expected an array of strings, got {describe(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise Invalid(f"[{i}]: expected a string, got {describe(item)}")
+        return tuple(value)
     ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         ok, value = True, float(value)
@@ -178,7 +188,8 @@ def _parse_int(spec: SettingSpec, text: str) -> int:
 def parse_text(spec: SettingSpec, text: str) -> object:
     """Convert text from an environment variable or a flag, then :func:`validate` it.
 
-    Booleans accept 1/0, true/false, yes/no and on/off in any case.
+    Booleans accept 1/0, true/false, yes/no and on/off in any case; a list is
+    comma-separated (empty items dropped, so ``""`` is the empty list).
     """
     value: object = text
     if spec.kind is bool:
@@ -190,6 +201,8 @@ def parse_text(spec: SettingSpec, text: str) -> object:
         value = lowered in _TRUE
     elif spec.kind is int:
         value = _parse_int(spec, text)
+    elif spec.is_list:
+        value = tuple(item.strip() for item in text.split(",") if item.strip())
     elif spec.kind is float:
         try:
             value = float(text.strip())
