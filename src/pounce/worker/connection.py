@@ -51,6 +51,8 @@ class HTTPConnection(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         # The ASGI TLS extension of a TLS connection, else None.
         self.tls: dict[str, Any] | None = None
+        # Whether the peer is a trusted proxy ([proxy] trusted), decided once per connection.
+        self.trusted = False
         self.requests = 0
         self.closing = False
         self._reading_paused = False
@@ -95,6 +97,9 @@ class HTTPConnection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server, self.client = _addresses(transport)
+        peers = self.state.trusted_peers
+        if peers is not None:
+            self.trusted = peers.trusts(self.client)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.tls = tls_extension(ssl_object)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from pounce.asgi.proxy import TrustedPeers
 from pounce.config import Config
 from pounce.metrics import Collector
 from pounce.protocols.http11 import Headers, Request
@@ -38,6 +39,8 @@ class Upgradable(Protocol):
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
     tls: dict[str, Any] | None
+    #: Whether the peer is a trusted proxy (``[proxy] trusted``): its headers are believed.
+    trusted: bool
     closing: bool
 
     def write(self, data: bytes) -> None: ...
@@ -139,6 +142,8 @@ class ServerState:
         self.app = app
         self.loop = loop
         self.root_path = config.server.root_path
+        #: ``[proxy] trusted``, or None when nobody is trusted (the default).
+        self.trusted_peers = TrustedPeers(config.proxy.trusted) or None
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False

@@ -82,9 +82,12 @@ class H2Connection(asyncio.Protocol):
         scheme: str,
         extensions: dict[str, Any],
         upgrade: tuple[bytes, Scope] | None = None,
+        trusted: bool = False,
     ) -> None:
         self.state = state
         self.client = client
+        #: Whether the peer is a trusted proxy ([proxy] trusted).
+        self.trusted = trusted
         self.server = server
         self.scheme = scheme
         self.extensions = extensions

@@ -41,6 +41,7 @@ def _new_h2(conn: Upgradable, upgrade: tuple[bytes, Scope] | None = None) -> Any
         scheme="https" if conn.tls is not None else "http",
         extensions={"tls": conn.tls} if conn.tls is not None else {},
         upgrade=upgrade,
+        trusted=conn.trusted,
     )
 
 
