@@ -439,6 +439,24 @@ def cores(cpu: str | float) -> int:
     return max(1, math.ceil(float(text[:-1]) / 1000 if text.endswith("m") else float(text)))
 
 
+def test_lists_and_sub_tables_of_config_render_as_toml(tmp_path: Path) -> None:
+    values = {
+        "config": {
+            "app": "examples.hello:app",
+            "proxy": {"trusted": ["10.0.0.0/8", "unix"]},
+            "limits": {"max_concurrent_requests": 50, "rate": {"requests_per_second": 2.5}},
+        }
+    }
+    text = pounce_toml(objects(render(values)))
+    config = tomllib.loads(text)
+    assert config["proxy"] == {"trusted": ["10.0.0.0/8", "unix"]}
+    assert config["limits"] == {"max_concurrent_requests": 50, "rate": {"requests_per_second": 2.5}}
+    path = tmp_path / "pounce.toml"
+    path.write_text(text)
+    result = run(pounce_cmd("check", "-c", str(path)))
+    assert result.returncode == 0, both(result) + text
+
+
 @pytest.mark.parametrize(
     ("cpu", "workers"), [("500m", 1), ("1", 1), (2, 2), ("1500m", 2), ("2.5", 3), ("4", 4)]
 )

@@ -141,12 +141,14 @@ written as integers (Pounce's integer settings reject 2.0; its durations take ei
 {{- else if or (kindIs "float64" .) (kindIs "float32" .) }}
 {{- if eq (floor .) (float64 .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- else if or (kindIs "int" .) (kindIs "int64" .) }}{{ . }}
-{{- else }}{{ fail (printf "config: %v is not a string, number or boolean" .) }}
+{{- else if kindIs "slice" . }}{{ toJson . }}
+{{- else }}{{ fail (printf "config: %v is not a string, number, boolean or list" .) }}
 {{- end }}
 {{- end }}
 
 {{/*
-pounce.toml: `config` (top-level keys first, then one [table] each), then the
+pounce.toml: `config` (top-level keys first, then one [table] each, its sub-tables
+such as [limits.rate] after it; lists as TOML arrays), then the
 listeners, admin and control socket the chart manages.  A null value (`--set
 config.http.max_body_size=null`) removes a key, so Pounce's default applies.
 */}}
@@ -163,8 +165,19 @@ config.http.max_body_size=null`) removes a key, so Pounce's default applies.
 
 [{{ $table }}]
 {{- range $key, $value := $settings }}
+{{- if not (or (kindIs "map" $value) (kindIs "invalid" $value)) }}
+{{ $key }} = {{ include "pounce.tomlValue" $value }}
+{{- end }}
+{{- end }}
+{{- range $sub, $subSettings := $settings }}
+{{- if kindIs "map" $subSettings }}
+
+[{{ $table }}.{{ $sub }}]
+{{- range $key, $value := $subSettings }}
 {{- if not (kindIs "invalid" $value) }}
 {{ $key }} = {{ include "pounce.tomlValue" $value }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
