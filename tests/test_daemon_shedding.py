@@ -246,13 +246,14 @@ def test_server_timing_over_http2_only_when_enabled(daemons: Daemons) -> None:
 
 def test_rate_limit_flood_one_client_others_and_health_unaffected(daemons: Daemons) -> None:
     admin = free_port()
-    workers, n = 2, 60
+    workers, n, clients, tracked = 2, 60, 400, 50
     # One token every 10 s: a client that spent its burst stays limited for the test.
     d = daemons.fd(
         APP,
         "--admin-port", str(admin),
         "--rate-limit", "0.1",
         "--rate-limit-burst", "2",
+        "--rate-limit-max-clients", str(tracked),
         "--health-public",
         workers=workers,
     )  # fmt: skip
@@ -273,10 +274,16 @@ def test_rate_limit_flood_one_client_others_and_health_unaffected(daemons: Daemo
     assert limited >= 1
     # Another client address has its own bucket.
     assert get_from("127.0.0.2", d.port, "/").status == 200
+    # Many addresses, more than a worker tracks: each new one is served, the oldest
+    # forgotten (the bound on memory; the RSS figure below).
+    many = [f"127.0.{i // 200 + 1}.{i % 200 + 2}" for i in range(clients)]
+    assert {get_from(source, d.port, "/").status for source in many} == {200}
     samples = scrape(admin)
     assert sample(samples, SHED, reason="rate_limit") == statuses.count(429) + limited
     assert sample(samples, SHED, reason="concurrency") == 0
-    print(f"\nRSS of {workers} workers: {before} KiB before, {rss_kib(d)} KiB after {n} requests")
+    after = rss_kib(d)
+    print(f"\nRSS of {workers} workers: {before} KiB before, {after} KiB after {n} requests")
+    print(f"from one client and one from each of {clients} addresses (tracked: {tracked})")
     assert 1 <= d.output.count("request shed (rate_limit)") < n, d.output
 
 
