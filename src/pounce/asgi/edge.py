@@ -63,7 +63,9 @@ def wrap(
         rate_limiter = RateLimiter(rate.requests_per_second, rate.burst, rate.max_tracked_clients)
     queue = None
     if limits.max_concurrent_requests > 0:
-        limit = request_limit or LocalLimit(limits.max_concurrent_requests)
+        limit = request_limit
+        if limit is None:
+            limit = LocalLimit(limits.max_concurrent_requests)
         loop = asyncio.get_running_loop()
         queue = WaitQueue(limit, limits.queue_size, limits.queue_timeout, loop)
     timing = config.http.server_timing

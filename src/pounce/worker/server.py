@@ -74,7 +74,8 @@ class Worker:
             state.special_routes = special_routes(self.config, state, self.link)
         state.hooks = self._protocol_hooks(state)
         # Limits, Server-Timing, slow-request log: only when configured (else the app
-        # itself, at no cost).  Lifespan below gets the app unwrapped.
+        # itself, at no cost).  Lifespan below gets the app unwrapped.  request_limit:
+        # the daemon-wide max_concurrent_requests counter, when the supervisor shares one.
         state.app = edge.wrap(
             state.app, self.config, state.metrics, getattr(state, "request_limit", None)
         )
