@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 
+from pounce.asgi import edge
 from pounce.asgi.lifespan import Lifespan
 from pounce.config import Config
 from pounce.errors import PounceError
@@ -72,6 +73,12 @@ class Worker:
             await self.link.start()
             state.special_routes = special_routes(self.config, state, self.link)
         state.hooks = self._protocol_hooks(state)
+        # Limits, Server-Timing, slow-request log: only when configured (else the app
+        # itself, at no cost).  Lifespan below gets the app unwrapped.  request_limit:
+        # the daemon-wide max_concurrent_requests counter, when the supervisor shares one.
+        state.app = edge.wrap(
+            state.app, self.config, state.metrics, getattr(state, "request_limit", None)
+        )
         lifespan = Lifespan(self.app)
         state.lifespan_state = lifespan.state
         try:
