@@ -283,6 +283,8 @@ def test_applied_host_port_and_x_forwarded_port() -> None:
     ]
     scope = scope_after(("x-forwarded-host", "a.b"), ("x-forwarded-port", "8080"))
     assert scope["server"] == ("a.b", 8080)
+    scope = scope_after(("x-forwarded-host", "a.b:81"), ("x-forwarded-port", "8080"))
+    assert scope["server"] == ("a.b", 81)  # the host's own port first
     scope = scope_after(("x-forwarded-port", "8080"))
     assert scope["server"] == ("127.0.0.1", 8080) and scope["client"] == PEER
     scope = scope_after(("x-forwarded-host", "a.b"))
@@ -369,3 +371,21 @@ def test_any_input_is_taken_without_an_exception(pairs: list[tuple[str, str]]) -
     assert isinstance(server[0], str) and 0 < server[1] <= 65535
     hosts = [value for name, value in scope["headers"] if name == b"host"]
     assert len(hosts) <= 1 and all(value.isascii() for value in hosts)
+
+
+_TRUSTED_HOPS = st.sampled_from(["10.0.0.1", "10.9.8.7", "127.0.0.1", "2001:db8:ffff::1"])
+_OTHER_HOPS = st.sampled_from(["203.0.113.7", "198.51.100.1", "2001:db8::1", "11.0.0.1"])
+
+
+@given(st.lists(st.tuples(st.booleans(), _TRUSTED_HOPS, _OTHER_HOPS), min_size=1, max_size=20))
+def test_the_walk_picks_the_right_most_untrusted_hop(hops: list[tuple[bool, str, str]]) -> None:
+    chain = [trusted if is_trusted else other for is_trusted, trusted, other in hops]
+    untrusted = [i for i, (is_trusted, _, _) in enumerate(hops) if not is_trusted]
+    expected = chain[untrusted[-1]] if untrusted else chain[0]
+    for header in ("x-forwarded-for", "forwarded"):
+        value = ", ".join(
+            hop if header == "x-forwarded-for" else f'for="[{hop}]"' if ":" in hop else f"for={hop}"
+            for hop in chain
+        )
+        got = found((header, value))
+        assert got is not None and got.client == (expected, 0), (header, value)

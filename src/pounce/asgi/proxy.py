@@ -337,9 +337,9 @@ def apply_forwarding(scope: Scope, peers: TrustedPeers) -> None:
     ``client`` becomes the chosen hop's (address, port or 0); ``scheme`` the forwarded
     proto (``http``/``https``; a WebSocket scope derived from it gets ``ws``/``wss``);
     a forwarded host replaces the ``host`` header (a new header list: the request's is
-    not changed) and ``server`` becomes (that host, its port, else X-Forwarded-Port,
-    else the scheme's default port); X-Forwarded-Port alone sets the port of a TCP
-    ``server``.  The forwarding headers themselves stay in ``headers``.
+    not changed) and ``server`` becomes (that host, the host's own port, else
+    X-Forwarded-Port, else the scheme's default port); X-Forwarded-Port alone sets the
+    port of a TCP ``server``.  The forwarding headers themselves stay in ``headers``.
     """
     found = forwarding(scope["headers"], peers)
     if found is None:
@@ -362,9 +362,7 @@ def apply_forwarding(scope: Scope, peers: TrustedPeers) -> None:
         if encoded:
             headers.insert(0, (b"host", encoded))
         scope["headers"] = headers
-        if port is None:
-            port = host_port or _DEFAULT_PORTS.get(scope["scheme"], 80)
-        scope["server"] = (name, port)
+        scope["server"] = (name, host_port or port or _DEFAULT_PORTS.get(scope["scheme"], 80))
     elif port is not None:
         server = scope.get("server")
         if server is not None and server[1] is not None:

@@ -410,9 +410,8 @@ class H2Connection(asyncio.Protocol):
             self.state.lifespan_state,
             {**self.extensions, "http.response.trailers": {}},
         )
-        peers = self.state.trusted_peers
-        if self.trusted and peers is not None:
-            apply_forwarding(scope, peers)  # a proxy's headers (asgi/proxy.py)
+        if self.trusted and self.state.trusted_peers is not None:
+            apply_forwarding(scope, self.state.trusted_peers)  # a proxy's headers (asgi/proxy.py)
         return scope
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
