@@ -240,7 +240,10 @@ def _nginx_in_front(tmp: Path) -> None:
         assert headers["x-forwarded-port"] == str(https_port)
         assert headers["x-real-ip"] == "127.0.0.1"
         assert "connection" not in headers  # upstream keep-alive
-        assert seen["server"][0] == str(sock)  # it came over the Unix socket
+        # [proxy] trusted = ["unix"]: nginx's headers are applied to the scope.
+        assert seen["scheme"] == "https"
+        assert seen["client"] == ["127.0.0.1", 0]
+        assert seen["server"] == ["example.com", https_port]
 
         # Several requests reuse nginx's upstream connections without errors.
         for _ in range(5):

@@ -110,7 +110,7 @@ def test_websocket_scope_from_the_http_scope() -> None:
     template = connection_template("https", CLIENT, SERVER, "")
     tls = {"server_cert": None}
     http = http_scope(template, "1.1", b"GET", b"/ws?a", [], {"s": 1}, {"tls": tls})
-    ws = websocket_scope(http, ["chat"], secure=True)
+    ws = websocket_scope(http, ["chat"])
     assert ws["type"] == "websocket" and ws["scheme"] == "wss"
     assert ws["asgi"] == {"version": "3.0", "spec_version": "2.4"}
     assert (ws["path"], ws["query_string"], ws["subprotocols"]) == ("/ws", b"a", ["chat"])

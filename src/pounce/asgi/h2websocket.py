@@ -37,13 +37,11 @@ _HANDSHAKE_HEADERS = frozenset(
 )
 
 
-def h2_websocket_scope(
-    base: Scope, headers: list[tuple[bytes, bytes]], *, secure: bool
-) -> tuple[Scope, list[str]]:
+def h2_websocket_scope(base: Scope, headers: list[tuple[bytes, bytes]]) -> tuple[Scope, list[str]]:
     """The ``websocket`` scope for an extended CONNECT stream, and the
     ``sec-websocket-extensions`` offers; ``base`` is the stream's ``http`` scope."""
     subprotocols, extension_offers = offers(headers)
-    return websocket_scope(base, subprotocols, secure=secure), extension_offers
+    return websocket_scope(base, subprotocols), extension_offers
 
 
 class H2WebSocketStream:

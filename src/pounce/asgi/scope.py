@@ -110,8 +110,12 @@ def h2_request(headers: Headers) -> tuple[bytes, bytes, Headers] | None:
     return method, target, plain
 
 
-def websocket_scope(http_scope: Scope, subprotocols: list[str], *, secure: bool) -> Scope:
-    """The ASGI ``websocket`` scope (spec 2.4) for a handshake request's ``http`` scope."""
+def websocket_scope(http_scope: Scope, subprotocols: list[str]) -> Scope:
+    """The ASGI ``websocket`` scope (spec 2.4) for a handshake request's ``http`` scope.
+
+    Its scheme is ``wss`` where the ``http`` scope's is ``https`` (TLS, or a trusted
+    proxy's forwarded proto), else ``ws``.
+    """
     extensions: dict[str, Any] = {"websocket.http.response": {}}
     tls = http_scope.get("extensions", {}).get("tls")
     if tls is not None:
@@ -120,7 +124,7 @@ def websocket_scope(http_scope: Scope, subprotocols: list[str], *, secure: bool)
         "type": "websocket",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": http_scope["http_version"],
-        "scheme": "wss" if secure else "ws",
+        "scheme": "wss" if http_scope["scheme"] == "https" else "ws",
         "path": http_scope["path"],
         "raw_path": http_scope["raw_path"],
         "query_string": http_scope["query_string"],

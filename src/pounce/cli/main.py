@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import functools
 import logging
@@ -20,6 +21,9 @@ CONFIG_ENV = "POUNCE_CONFIG"
 LOCAL_CONFIG = "pounce.toml"
 """``serve``, ``check`` and ``config show`` with neither an app nor ``-c`` (nor
 ``$POUNCE_CONFIG``) read this file in the current directory, when it exists."""
+
+PROXY_HEADERS_DEFAULT = "127.0.0.1"
+"""Who ``--proxy-headers`` trusts when ``[proxy] trusted`` is empty (as uvicorn does)."""
 
 # uvicorn/gunicorn habits with no flag of the same name here: what to do instead.
 HABITS = {
@@ -93,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("--uds", action="append", metavar="PATH", help="bind to a Unix socket")
     listen.add_argument("--fd", action="append", type=_fd, metavar="N", help="use inherited fd N")
+    serve.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="uvicorn's flag: apply trusted proxies' forwarding headers; without "
+        "--forwarded-allow-ips nor a [proxy] trusted list, trust 127.0.0.1; "
+        "--no-proxy-headers trusts nobody, whatever the config says",
+    )
     add_cli_flags(serve)
 
     check = sub.add_parser("check", help="validate the config and import the app")
@@ -191,12 +203,27 @@ _warn_once = _WarnOnce()
 
 def _load(ns: argparse.Namespace, *, with_flags: bool) -> Config:
     overrides: dict[str, object] = {}
+    proxy_headers: bool | None = None
     if with_flags:
         overrides.update(overrides_from_args(ns))
         overrides.update(listen_overrides(ns))
+        proxy_headers = getattr(ns, "proxy_headers", None)
+        if proxy_headers is False:
+            overrides["proxy.trusted"] = ()  # --no-proxy-headers: trust nobody
     if getattr(ns, "app", None):
         overrides["app"] = ns.app
-    return load_config(ns.config_path, overrides=overrides, warn=_warn_once)
+    config = load_config(ns.config_path, overrides=overrides, warn=_warn_once)
+    return with_proxy_headers(config) if proxy_headers else config
+
+
+def with_proxy_headers(config: Config) -> Config:
+    """uvicorn's ``--proxy-headers``: when nothing else trusts anyone, trust 127.0.0.1
+    (uvicorn's default ``--forwarded-allow-ips``)."""
+    if config.proxy.trusted:
+        return config
+    return dataclasses.replace(
+        config, proxy=dataclasses.replace(config.proxy, trusted=(PROXY_HEADERS_DEFAULT,))
+    )
 
 
 def _find_config(ns: argparse.Namespace, *, local: bool) -> str | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from pounce.asgi.http import BODY_HIGH_WATER, DefaultLines, HTTPCycle
+from pounce.asgi.proxy import apply_forwarding
 from pounce.asgi.scope import connection_template, http_scope
 from pounce.config import HttpParser
 from pounce.errors import ProtocolError
@@ -293,6 +294,8 @@ class HTTPConnection(asyncio.Protocol):
             state.lifespan_state,
             {} if self.tls is None else {"tls": self.tls},
         )
+        if self.trusted and state.trusted_peers is not None:
+            apply_forwarding(scope, state.trusted_peers)  # a proxy's headers (asgi/proxy.py)
         path = scope["path"]
         if request.upgrade and state.hooks.upgrade(self, request, scope):
             return  # e.g. WebSocket: the handler owns the transport now

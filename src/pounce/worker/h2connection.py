@@ -39,6 +39,7 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from pounce.asgi.h2stream import H2Stream
+from pounce.asgi.proxy import apply_forwarding
 from pounce.asgi.scope import connection_template, h2_request, http_scope
 from pounce.protocols.h2budget import ResetBudget
 from pounce.protocols.http2 import (
@@ -307,9 +308,7 @@ class H2Connection(asyncio.Protocol):
             return
         from pounce.asgi.h2websocket import H2WebSocketStream, h2_websocket_scope
 
-        ws_scope, offers = h2_websocket_scope(
-            scope, scope["headers"], secure="tls" in self.extensions
-        )
+        ws_scope, offers = h2_websocket_scope(scope, scope["headers"])
         config = self.state.config.websocket
         stream = H2WebSocketStream(
             self,
@@ -402,7 +401,7 @@ class H2Connection(asyncio.Protocol):
         if request is None:
             return None
         method, target, plain = request
-        return http_scope(
+        scope = http_scope(
             self._scope_base,
             "2",
             method,
@@ -411,6 +410,9 @@ class H2Connection(asyncio.Protocol):
             self.state.lifespan_state,
             {**self.extensions, "http.response.trailers": {}},
         )
+        if self.trusted and self.state.trusted_peers is not None:
+            apply_forwarding(scope, self.state.trusted_peers)  # a proxy's headers (asgi/proxy.py)
+        return scope
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
         """A connection error: GOAWAY (see protocols/http2.connection_error_bytes), close."""

@@ -54,12 +54,10 @@ class WebSocketUpgrades:
             conn.write(exc.response())
             conn.close_transport()
             return True
-        transport = conn.transport
-        secure = transport is not None and transport.get_extra_info("ssl_object") is not None
         ws = WebSocketConnection(self.state)
         ws.cycle = WebSocketCycle(
             HTTP11WebSocket(ws, handshake),
-            dict(websocket_scope(scope, handshake.subprotocols, secure=secure)),
+            dict(websocket_scope(scope, handshake.subprotocols)),
             handshake.extension_offers,
             max_message_size=config.max_message_size,
             per_message_deflate=config.per_message_deflate,
