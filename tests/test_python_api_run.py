@@ -3,6 +3,7 @@ thread worker), ``config=`` under settings; the daemon stops on SIGTERM with exi
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
 
@@ -83,3 +84,16 @@ def test_a_boot_failure_raises_out_of_run() -> None:
     assert wait_exit(server, 30) == 7, server.output
     assert finish(server) == 7
     assert "RAISED" in server.output and "no database" in server.output, server.output
+
+
+def test_a_reload_restarts_the_thread_worker_with_the_same_object() -> None:
+    server = run_script(
+        "from apps.middleware_app import app\n"
+        "pounce.run(app, port=PORT, control_socket=CTL)\n"
+    )
+    server.wait_ready()
+    server.signal(signal.SIGHUP)
+    assert server.wait_output("generation 2 ready; draining generation 1", 30), server.output
+    r = httpx.get(server.url + "/after", timeout=10)
+    assert r.json()["path"] == "/after" and r.json()["state"]["started"] is True
+    assert stop(server) == 0, server.output
