@@ -57,6 +57,8 @@ def test_settings_override_the_config_and_the_environment_is_not_read() -> None:
 def test_unknown_setting_is_a_type_error_with_a_guess() -> None:
     with pytest.raises(TypeError, match=r"unknown setting 'workres' \(did you mean 'workers'\?\)"):
         pounce.run("apps.middleware_app:app", workres=2)
+    with pytest.raises(TypeError, match=r"unknown setting 'reload': pounce has no code reloader"):
+        pounce.run("apps.middleware_app:app", reload=True)
     with pytest.raises(TypeError, match=r"'keep_alive_timeout' and 'timeout_keep_alive'"):
         pounce.run("apps.middleware_app:app", keep_alive_timeout=1, timeout_keep_alive=2)
 

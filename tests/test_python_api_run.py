@@ -88,8 +88,7 @@ def test_a_boot_failure_raises_out_of_run() -> None:
 
 def test_a_reload_restarts_the_thread_worker_with_the_same_object() -> None:
     server = run_script(
-        "from apps.middleware_app import app\n"
-        "pounce.run(app, port=PORT, control_socket=CTL)\n"
+        "from apps.middleware_app import app\npounce.run(app, port=PORT, control_socket=CTL)\n"
     )
     server.wait_ready()
     server.signal(signal.SIGHUP)

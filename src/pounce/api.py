@@ -71,9 +71,7 @@ def settings_overrides(settings: Mapping[str, object]) -> dict[str, object]:
     for name, value in settings.items():
         key = names.get(name)
         if key is None and name not in LISTEN_NAMES:
-            close = difflib.get_close_matches(name, [*names, *LISTEN_NAMES], n=1, cutoff=0.6)
-            guess = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TypeError(f"unknown setting {name!r}{guess}")
+            raise TypeError(_unknown(name, names))
         if key is None:
             continue
         if key in given:
@@ -83,6 +81,18 @@ def settings_overrides(settings: Mapping[str, object]) -> dict[str, object]:
     listen = argparse.Namespace(**{n: _listen_list(settings.get(n)) for n in LISTEN_NAMES})
     overrides.update(listen_overrides(listen))
     return overrides
+
+
+def _unknown(name: str, names: Mapping[str, str]) -> str:
+    """``unknown setting 'workres' (did you mean 'workers'?)``, or the CLI's note on a habit."""
+    from pounce.cli.main import HABITS
+
+    habit = HABITS.get("--" + name.replace("_", "-"))
+    if habit is not None:
+        return f"unknown setting {name!r}: {habit}"
+    close = difflib.get_close_matches(name, [*names, *LISTEN_NAMES], n=1, cutoff=0.6)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown setting {name!r}{guess}"
 
 
 def build_config(
