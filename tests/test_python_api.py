@@ -67,7 +67,9 @@ def test_bad_values_are_config_errors_with_the_key_path() -> None:
     with pytest.raises(ConfigError) as info:
         pounce.run("apps.middleware_app:app", workers=0, log_level="loud", port=70000)
     text = str(info.value)
-    assert "server.workers" in text and "logging.level" in text and "port" in text
+    assert "server.workers: must be >= 1, got 0" in text
+    assert "logging.level: must be one of" in text
+    assert "listen[0].port: must be 0-65535, got 70000" in text
 
 
 def test_an_object_with_process_workers_is_a_usage_error() -> None:
@@ -112,3 +114,17 @@ def test_import_pounce_stays_cheap_and_testing_needs_no_pytest() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_test_server_takes_the_same_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pounce.testing import TestServer
+
+    with pytest.raises(TypeError, match=r"unknown setting 'http3' \(did you mean 'http2'\?\)"):
+        TestServer(APP_OBJECT, http3=True)
+    with pytest.raises(ConfigError, match="server.backlog"):
+        TestServer(APP_OBJECT, backlog=-1)
+    monkeypatch.setenv("POUNCE_SERVER_BACKLOG", "7")
+    monkeypatch.setenv("PORT", "9999")
+    server = TestServer(APP_OBJECT)  # the environment is not read; built, not started
+    assert [(e.host, e.port) for e in server.config.listen] == [("127.0.0.1", 0)]
+    assert server.config.server.backlog != 7
