@@ -121,7 +121,7 @@ def test_test_server_takes_the_same_settings(monkeypatch: pytest.MonkeyPatch) ->
 
     with pytest.raises(TypeError, match=r"unknown setting 'http3' \(did you mean 'http2'\?\)"):
         TestServer(APP_OBJECT, http3=True)
-    with pytest.raises(ConfigError, match="server.backlog"):
+    with pytest.raises(ConfigError, match=r"server\.backlog"):
         TestServer(APP_OBJECT, backlog=-1)
     monkeypatch.setenv("POUNCE_SERVER_BACKLOG", "7")
     monkeypatch.setenv("PORT", "9999")
