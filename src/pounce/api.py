@@ -168,7 +168,10 @@ def run(app: str | ASGIApp, *, config: Config | None = None, **settings: object)
         return built if isinstance(app, str) else for_app_object(built)
 
     first = build()
-    load = _import_loader if isinstance(app, str) else object_loader(app)
-    code = serve(first, load_app=load, reload_config=build)
+    if isinstance(app, str):
+        code = serve(first, load_app=_import_loader, reload_config=build)
+    else:
+        label = f"{getattr(app, '__module__', '?')}:{getattr(app, '__qualname__', '?')} (object)"
+        code = serve(first, load_app=object_loader(app), reload_config=build, app_label=label)
     if code:
         raise DaemonExited(code)

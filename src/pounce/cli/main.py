@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import functools
 import logging
@@ -232,12 +233,14 @@ def serve(
     load_app: Callable[[Config], Callable[[], ASGIApp]],
     reload_config: Callable[[], Config],
     note: str | None = None,
+    app_label: str | None = None,
 ) -> int:
     """Run the daemon of ``pounce serve`` on ``config`` until it stops; return the exit code.
 
     ``load_app(config)`` gives what each worker calls to get its app (a thread
     worker calls it; a process worker imports ``config.app`` itself);
-    ``reload_config`` gives the config of a reload.  Also what :func:`pounce.run` runs.
+    ``reload_config`` gives the config of a reload; ``app_label`` is the banner's
+    app when it is not ``config.app`` (an object).  Also what :func:`pounce.run` runs.
     """
     from pounce.cli.banner import print_banner
     from pounce.logs import configure_logging
@@ -262,6 +265,7 @@ def serve(
         config.listen, backlog=config.server.backlog, activated=activated
     )
 
+    shown = config if app_label is None else dataclasses.replace(config, app=app_label)
     try:
         return run_daemon(
             config,
@@ -269,7 +273,7 @@ def serve(
             load_app=load_app,
             reload_config=reload_config,
             notifier=notifier,
-            on_banner=lambda extras: _banner(config, listeners, extras, print_banner),
+            on_banner=lambda extras: _banner(shown, listeners, extras, print_banner),
         )
     finally:
         for listener in listeners:
