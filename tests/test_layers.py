@@ -19,6 +19,7 @@ LAYERS = [
     {"supervisor"},
     {"ctl"},
     {"cli"},
+    {"api", "testing"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -47,6 +48,10 @@ ALLOWED: dict[str, set[str]] = {
     "ctl": BASE | {"control"},
     "cli": BASE
     | {"pounce", "logs", "metrics", "config", "net", "asgi", "worker", "supervisor", "ctl"},
+    # pounce.run: the daemon of `pounce serve` (cli.main.serve), from Python
+    "api": BASE | {"config", "asgi", "supervisor", "cli"},
+    # TestServer: one Worker on a thread, configured as pounce.run is
+    "testing": BASE | {"logs", "config", "net", "asgi", "worker", "api"},
 }
 
 

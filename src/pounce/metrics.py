@@ -16,7 +16,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pounce import __version__
+from pounce._version import __version__
 
 # Request duration buckets in seconds (Prometheus client defaults, plus finer low end).
 BUCKETS: tuple[float, ...] = (

@@ -7,9 +7,11 @@ import inspect
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Any, cast
 
-from pounce.errors import AppImportError
+from pounce.config import Config
+from pounce.errors import AppImportError, UsageError
 from pounce.types import ASGIApp
 
 
@@ -20,38 +22,14 @@ def import_app(spec: str, *, factory: bool = False, app_dir: str | None = ".") -
     calls the attribute with no arguments and uses the result.  Every failure raises
     :class:`AppImportError` with one line saying what is wrong.
     """
-    if app_dir is not None:
-        path = os.path.abspath(app_dir)
-        if path not in sys.path:
-            sys.path.insert(0, path)
+    _add_to_path(app_dir)
     module_name, sep, attr = spec.partition(":")
     call = factory
     if attr.endswith("()"):
         attr, call = attr[:-2], True
     if not sep or not module_name or not attr:
         raise AppImportError(f'app "{spec}" must be in the form "module:attribute"')
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise AppImportError(f'could not import module "{module_name}"') from None
-        raise AppImportError(
-            f'importing "{module_name}" failed: {type(exc).__name__}: {exc}',
-            app_traceback=app_traceback(exc),
-        ) from exc
-    except Exception as exc:
-        raise AppImportError(
-            f'importing "{module_name}" failed: {type(exc).__name__}: {exc}',
-            app_traceback=app_traceback(exc),
-        ) from exc
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise AppImportError(
-                f'attribute "{attr}" not found in module "{module_name}"'
-            ) from None
+    obj = _resolve(module_name, attr)
     if call:
         if not callable(obj):
             raise AppImportError(f'app factory "{spec}" is not callable')
@@ -64,6 +42,86 @@ def import_app(spec: str, *, factory: bool = False, app_dir: str | None = ".") -
             ) from exc
     check_asgi3(obj, spec)
     return cast(ASGIApp, obj)
+
+
+def _add_to_path(app_dir: str | None) -> None:
+    if app_dir is not None:
+        path = os.path.abspath(app_dir)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def _resolve(module_name: str, attr: str, where: str = "") -> Any:
+    """Import ``module_name`` and follow the dotted ``attr`` in it; ``where`` prefixes errors."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise AppImportError(f'{where}could not import module "{module_name}"') from None
+        raise AppImportError(
+            f'{where}importing "{module_name}" failed: {type(exc).__name__}: {exc}',
+            app_traceback=app_traceback(exc),
+        ) from exc
+    except Exception as exc:
+        raise AppImportError(
+            f'{where}importing "{module_name}" failed: {type(exc).__name__}: {exc}',
+            app_traceback=app_traceback(exc),
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppImportError(
+                f'{where}attribute "{attr}" not found in module "{module_name}"'
+            ) from None
+    return obj
+
+
+def wrap_middleware(
+    app: ASGIApp, middleware: Sequence[str], *, app_dir: str | None = "."
+) -> ASGIApp:
+    """``app`` wrapped in the ``server.middleware`` classes, the first outermost.
+
+    Each entry is ``"module:Class"``, called as ``Class(app)``: ``["a:A", "b:B"]``
+    gives ``A(B(app))``.  A failure raises :class:`AppImportError` naming the key
+    path (``server.middleware[1]: ...``), with the app's traceback when its code raised.
+    """
+    if middleware:
+        _add_to_path(app_dir)
+    for index in reversed(range(len(middleware))):
+        spec = middleware[index]
+        where = f"server.middleware[{index}]: "
+        module_name, sep, attr = spec.partition(":")
+        if not sep or not module_name or not attr:
+            raise AppImportError(f'{where}"{spec}" must be in the form "module:Class"')
+        cls = _resolve(module_name, attr, where)
+        if not callable(cls):
+            raise AppImportError(f'{where}"{spec}" is not callable (got {type(cls).__name__})')
+        try:
+            wrapped = cls(app)
+        except Exception as exc:
+            raise AppImportError(
+                f'{where}"{spec}"(app) raised {type(exc).__name__}: {exc}',
+                app_traceback=app_traceback(exc),
+            ) from exc
+        try:
+            check_asgi3(wrapped, f"{spec}(app)")
+        except AppImportError as exc:
+            raise AppImportError(f"{where}{exc}") from None
+        app = cast(ASGIApp, wrapped)
+    return app
+
+
+def load_app(config: Config) -> ASGIApp:
+    """The app ``config`` names (``app``, ``server.factory``) inside its ``server.middleware``.
+
+    What the workers serve, and what ``pounce check`` imports.
+    """
+    if not config.app:
+        raise UsageError("no app given: pass MODULE:APP or set app in the config file")
+    app = import_app(config.app, factory=config.server.factory)
+    return wrap_middleware(app, config.server.middleware)
 
 
 _MACHINERY = (

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pounce import __version__
+from pounce._version import __version__
 from pounce.config import Config
 from pounce.net.listeners import Listener
 from pounce.net.tls import listener_uses_tls

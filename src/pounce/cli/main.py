@@ -9,12 +9,13 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from pounce import __version__
+from pounce._version import __version__
 from pounce.config import Config, add_cli_flags, config_to_toml, load_config, overrides_from_args
 from pounce.errors import PounceError, UsageError
+from pounce.types import ASGIApp
 
 CONFIG_ENV = "POUNCE_CONFIG"
 """The environment variable naming the config file when ``-c`` is not given."""
@@ -233,15 +234,40 @@ def _find_config(ns: argparse.Namespace, *, local: bool) -> str | None:
     return note
 
 
-def _app_loader(config: Config) -> functools.partial[Any]:
-    from pounce.asgi.app import import_app
+def _app_loader(config: Config) -> Callable[[], ASGIApp]:
+    """What a worker calls to get its app: the configured app in its middleware."""
+    from pounce.asgi.app import load_app
 
     if not config.app:
         raise UsageError("no app given: pass MODULE:APP or set app in the config file")
-    return functools.partial(import_app, config.app, factory=config.server.factory)
+    return functools.partial(load_app, config)
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
+    note = _find_config(ns, local=True)
+    config = _load(ns, with_flags=True)
+
+    def reload_config() -> Config:
+        return _load(ns, with_flags=True)
+
+    return serve(config, load_app=_app_loader, reload_config=reload_config, note=note)
+
+
+def serve(
+    config: Config,
+    *,
+    load_app: Callable[[Config], Callable[[], ASGIApp]],
+    reload_config: Callable[[], Config],
+    note: str | None = None,
+    app_label: str | None = None,
+) -> int:
+    """Run the daemon of ``pounce serve`` on ``config`` until it stops; return the exit code.
+
+    ``load_app(config)`` gives what each worker calls to get its app (a thread
+    worker calls it; a process worker imports ``config.app`` itself);
+    ``reload_config`` gives the config of a reload; ``app_label`` is the banner's
+    app when it is not ``config.app`` (an object).  Also what :func:`pounce.run` runs.
+    """
     from pounce.cli.banner import print_banner
     from pounce.logs import configure_logging
     from pounce.net.activation import take_activated_sockets
@@ -251,9 +277,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from pounce.supervisor.systemd import Notifier
     from pounce.worker.loops import resolve_loop
 
-    note = _find_config(ns, local=True)
-    config = _load(ns, with_flags=True)
-    _app_loader(config)  # fail early, before any socket, when no app is given
+    load_app(config)  # fail early, before any socket, when no app is given
     resolve_loop(config.server.loop)  # likewise for a loop that is not installed
     check_tls(config)  # a missing, unreadable or mismatched TLS cert/key fails here
     configure_logging(config.logging.level, config.logging.format, file=config.logging.file or None)
@@ -267,17 +291,15 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         config.listen, backlog=config.server.backlog, activated=activated
     )
 
-    def reload_config() -> Config:
-        return _load(ns, with_flags=True)
-
+    shown = config if app_label is None else dataclasses.replace(config, app=app_label)
     try:
         return run_daemon(
             config,
             listeners,
-            load_app=_app_loader,
+            load_app=load_app,
             reload_config=reload_config,
             notifier=notifier,
-            on_banner=lambda extras: _banner(config, listeners, extras, print_banner),
+            on_banner=lambda extras: _banner(shown, listeners, extras, print_banner),
         )
     finally:
         for listener in listeners:
@@ -317,7 +339,9 @@ def cmd_check(ns: argparse.Namespace) -> int:
     check_tls(config)  # a missing, unreadable or mismatched TLS cert/key fails here
     _app_loader(config)()
     where = f"{config.source}: " if config.source else ""
-    print(f"{where}configuration is valid; app {config.app} imported")
+    count = len(config.server.middleware)
+    wrapped = f" in {count} middleware" if count else ""
+    print(f"{where}configuration is valid; app {config.app} imported{wrapped}")
     return 0
 
 

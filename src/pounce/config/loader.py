@@ -197,6 +197,16 @@ class _Layers:
                 dataclasses.replace(e, port=port) if e.kind == "tcp" else e for e in self.listen
             )
 
+    def read_config(self, base: Config) -> None:
+        """A :class:`Config` as the lowest layer, in place of a file (``pounce.run(config=)``)."""
+        for spec in schema.single_settings():
+            value: object = base
+            for part in spec.dotted.split("."):
+                value = getattr(value, part)
+            self.put(spec.dotted, spec.dotted, value)
+        if base.listen:
+            self.put_listen("listen", base.listen)
+
     def read_document(self, document: Mapping[str, object]) -> None:
         """The TOML layer: every key of the file, in file order."""
         for key, value in document.items():
@@ -353,6 +363,7 @@ def load_config(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
     warn: Callable[[str], None] | None = None,
+    base: Config | None = None,
 ) -> Config:
     """Read, merge and validate the configuration.
 
@@ -367,6 +378,9 @@ def load_config(
     ``PORT`` and ``WEB_CONCURRENCY`` count only where no layer gave a port or
     ``server.workers``.
 
+    ``base`` (with no ``path``) is a :class:`Config` read as the lowest layer
+    instead of a file; its values are checked again.
+
     Warnings (unknown ``POUNCE_*`` variables, Kubernetes Service links) go to
     ``warn``, by default the ``pounce.config`` logger.
 
@@ -379,6 +393,9 @@ def load_config(
     environ = typing.cast(Mapping[str, str], os.environ) if env is None else env
     if source is not None:
         layers.read_document(read_toml(source))
+    elif base is not None:
+        source = base.source
+        layers.read_config(base)
     layers.read_env(environ)
     if overrides:
         layers.read_overrides(overrides)

@@ -21,7 +21,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from pounce import __version__
+from pounce._version import __version__
 from pounce.config import Config, WorkerMode
 from pounce.control.handler import (
     CrashBudget as CrashBudgetInfo,

@@ -115,7 +115,7 @@ def _listeners(spec: WorkerSpec) -> list[Listener]:
 
 def main() -> None:
     """``python -m pounce.worker.process``: read the spec from stdin and serve."""
-    from pounce.asgi.app import import_app
+    from pounce.asgi.app import load_app
 
     _set_parent_death_signal()
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # until faulthandler has its file
@@ -130,14 +130,8 @@ def main() -> None:
     link_sock = socket.socket(fileno=spec.link_fd)
     if not config.app:
         raise SystemExit(EXIT_BOOT_FAILED)
-    app_spec = config.app
-    factory = config.server.factory
     code = serve_worker(
-        spec,
-        _listeners(spec),
-        link_sock,
-        lambda: import_app(app_spec, factory=factory),
-        in_thread=False,
+        spec, _listeners(spec), link_sock, lambda: load_app(config), in_thread=False
     )
     # The loop is closed and its handlers gone: a late SIGTERM must not turn a clean
     # exit into "killed by SIGTERM".

@@ -56,6 +56,8 @@ class Worker:
         self._servers: list[Acceptor] = []
         self._interrupts = 0
         self.state: ServerState | None = None
+        #: Called (on the loop) once every listener accepts: pounce.testing waits on it.
+        self.on_ready: Callable[[], None] | None = None
 
     def request_shutdown(self, idle_grace: float | None = None) -> None:
         """Drain and stop.  Idle keep-alive connections get ``idle_grace`` seconds for
@@ -94,6 +96,8 @@ class Worker:
         log.debug("worker %d accepting on %d listener(s)", os.getpid(), len(self.listeners))
         if self.link is not None:
             self.link.send(Ready(os.getpid()))
+        if self.on_ready is not None:
+            self.on_ready()
         await self._stop.wait()
         log.debug("worker %d draining", os.getpid())
         await self._drain(state)
