@@ -23,6 +23,7 @@ from pounce.protocols.h11engine import H11RequestParser
 from pounce.types import ASGIApp
 from pounce.worker.context import ServerState
 from pounce.worker.launch import launch
+from pounce.worker.refusal import refuse
 from pounce.worker.runner import AVAILABLE as runner_available
 from pounce.worker.runner import ConnectionRunner
 
@@ -92,6 +93,10 @@ class HTTPConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses, but behave alike)
         self.transport = cast(asyncio.Transport, transport)
+        limit = self.state.connection_limit  # [limits] max_connections, None when off
+        if limit is not None and not limit.try_acquire():
+            refuse(self.state, transport)  # 503 or GOAWAY, then closed; not counted
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -341,7 +346,6 @@ class HTTPConnection(asyncio.Protocol):
         """
         self._drop_timer()
         self.closing = True
-        self.state.connections.discard(self)
         if self._runner is not None:
             self._runner.close()
         self.flush()  # responses before the switch go first
@@ -349,6 +353,9 @@ class HTTPConnection(asyncio.Protocol):
         assert transport is not None
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
+        # Only once the new protocol is in the set: the transport stays counted
+        # throughout ([limits] max_connections, see CountedConnections).
+        self.state.connections.discard(self)
         if data and isinstance(protocol, asyncio.Protocol):
             protocol.data_received(data)
 
