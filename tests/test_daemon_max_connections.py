@@ -28,6 +28,7 @@ from helpers.procs import rss_kib
 from helpers.server import free_port, wait_for
 from helpers.tls import Pki
 from helpers.wire import Response, Wire, request
+from helpers.ws import upgrade_request
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -275,3 +276,62 @@ def test_a_killed_workers_connections_stop_counting(
     assert before["generation"] == d.status()["generation"]
     # (the killed workers' counts since their last heartbeat went with them)
     assert _shed(admin) >= 1
+
+
+def _h2_served(port: int) -> tuple[socket.socket, h2.connection.H2Connection]:
+    """An HTTP/2 prior-knowledge connection with one answered GET, left open."""
+    sock = socket.create_connection((HOST, port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(
+        1, [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "x")], True
+    )
+    sock.sendall(conn.data_to_send())
+    events: list[h2.events.Event] = []
+    while not any(isinstance(e, h2.events.StreamEnded) for e in events):
+        data = sock.recv(65536)
+        assert data, events
+        events += conn.receive_data(data)
+        sock.sendall(conn.data_to_send())
+    status = [e.headers for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert status and (b":status", b"200") in status[0], events
+    return sock, conn
+
+
+def test_protocol_switches_neither_double_count_nor_leak(
+    daemons: Daemons, wires: list[Wire]
+) -> None:
+    admin = free_port()
+    d = daemons.fd(
+        "apps.ws_echo:app",
+        "--limit-max-connections",
+        "3",
+        "--limit-retry-after",
+        RETRY_AFTER,
+        "--admin-port",
+        str(admin),
+        workers=2,
+    )
+    # One WebSocket (HTTP/1.1 -> 101), one HTTP/2 prior knowledge, one HTTP/1.1: 3 places.
+    ws = Wire.open(HOST, d.port)
+    ws.send(upgrade_request("/echo"))
+    assert ws.read_head().status == 101
+    h2_sock, _ = _h2_served(d.port)
+    try:
+        wires.append(_served(d.port))  # a switch counted twice would refuse this one
+        _assert_refusal(_refused(d.port))  # a switch that gave its place back would admit
+        ws.close()  # the WebSocket's transport closes: its place comes back
+        assert wait_for(lambda: _admitted(d.port, wires), 20, 0.05)
+        _assert_refusal(_refused(d.port))
+        h2_sock.close()  # and the HTTP/2 connection's
+        assert wait_for(lambda: _admitted(d.port, wires), 20, 0.05)
+        _assert_refusal(_refused(d.port))
+    finally:
+        ws.close()
+        h2_sock.close()
+
+
+def _admitted(port: int, wires: list[Wire]) -> bool:
+    admitted, _ = _admitted_until_refused(port, 0)
+    wires += admitted
+    return bool(admitted)
