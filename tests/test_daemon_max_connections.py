@@ -243,9 +243,7 @@ def test_http2_over_tls_over_the_limit_gets_goaway(
             tls.close()
 
 
-def test_a_killed_workers_connections_stop_counting(
-    daemons: Daemons, wires: list[Wire]
-) -> None:
+def test_a_killed_workers_connections_stop_counting(daemons: Daemons, wires: list[Wire]) -> None:
     d, admin = _start(daemons)
     before = d.status()
     pids: set[int] = set()
@@ -261,8 +259,10 @@ def test_a_killed_workers_connections_stop_counting(
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     d.wait_status(
-        lambda data: len(data["workers"]) == 2
-        and all(w["state"] == "ready" and w["pid"] not in pids for w in data["workers"])
+        lambda data: (
+            len(data["workers"]) == 2
+            and all(w["state"] == "ready" and w["pid"] not in pids for w in data["workers"])
+        )
     )
     for wire in wires:
         assert wire.wait_closed(), "a killed worker's connection stayed open"

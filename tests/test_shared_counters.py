@@ -180,9 +180,7 @@ def test_server_state_has_no_limits_and_a_plain_set_by_default() -> None:
         )
         assert limited.connection_limit is None and type(limited.connections) is set
         assert limited.request_limit is not None and limited.request_limit.maximum == 3
-        both = ServerState(
-            Config(app="x:app", limits=LimitsConfig(max_connections=2)), app, loop
-        )
+        both = ServerState(Config(app="x:app", limits=LimitsConfig(max_connections=2)), app, loop)
         assert isinstance(both.connections, CountedConnections)
         assert both.connection_limit is not None and both.connection_limit.maximum == 2
     finally:

@@ -79,4 +79,3 @@ class SlotProcess:
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 stream.close()
-

@@ -135,7 +135,7 @@ class SlotTable:
 
     def total(self, column: int) -> int:
         """The column's sum over every slot (exact under :meth:`locked`)."""
-        return sum(self._cells[column :: COLUMNS])
+        return sum(self._cells[column::COLUMNS])
 
     def value(self, slot: int, column: int) -> int:
         return int(self._cells[slot * COLUMNS + column])
