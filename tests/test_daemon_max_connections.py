@@ -335,3 +335,60 @@ def _admitted(port: int, wires: list[Wire]) -> bool:
     admitted, _ = _admitted_until_refused(port, 0)
     wires += admitted
     return bool(admitted)
+
+
+def test_a_reload_keeps_counting_the_old_generations_connections(
+    daemons: Daemons, wires: list[Wire]
+) -> None:
+    d, _ = _start(daemons, "--keep-alive-timeout", "8")
+    old = set(d.worker_pids())
+    wires += [_served(d.port) for _ in range(2)]
+    result = d.ctl("reload")
+    assert result.returncode == 0, result.stdout + result.stderr + d.output
+    # Generation 2 is ready; generation 1 is told to stop and drains its idle
+    # keep-alive connections for keep_alive_timeout.
+    d.wait_status(
+        lambda data: all(w["state"] == "draining" for w in data["workers"] if w["pid"] in old)
+    )
+    # The old generation's connections still hold their places while they are open.
+    new: list[Wire] = []
+    refused = 0
+    for _ in range(50):
+        wire = Wire.open(HOST, d.port)
+        wire.send(request("GET", "/probe"))
+        response = wire.read_response()
+        if response.status == 503:
+            _assert_refusal(response)
+            wire.close()
+            refused = 1
+            break
+        assert response.status == 200, response.raw
+        if json.loads(response.body)["pid"] in old:
+            # (accepted by an old worker before its stop arrived: it drains like the others)
+            wires.insert(0, wire)
+        else:
+            new.append(wire)
+    on_old = len(wires)
+    wires += new
+    assert (on_old + len(new), refused) == (LIMIT, 1)
+
+    # The old idle connections are closed, the old workers exit: their slots are zeroed
+    # (and the new generation's never shared them), so the places come back.
+    # (the new connections make a request now and then: they are not idle that long)
+    def old_closed() -> bool:
+        for wire in new:
+            wire.send(request("GET", "/busy"))
+            assert wire.read_response().status == 200
+        for wire in wires[:on_old]:
+            wire.pending()
+        return all(wire.eof for wire in wires[:on_old])
+
+    assert wait_for(old_closed, 30, 0.2), "an old generation's idle connection stayed open"
+    for wire in wires[:on_old]:
+        wire.close()
+    del wires[:on_old]
+    d.wait_workers(2, generation=2)
+    for _ in range(on_old):
+        assert wait_for(lambda: _admitted(d.port, wires), 20, 0.05)
+    assert len(wires) == LIMIT
+    _assert_refusal(_refused(d.port))
