@@ -8,7 +8,8 @@ in place of HTTP/1.1.  It is not counted.  It answers:
   ``http.header_timeout`` or :data:`READ_TIMEOUT`, whichever is shorter), then
   ``503 Service Unavailable`` with ``Retry-After: [limits] retry_after`` and
   ``Connection: close``;
-* HTTP/2 (TLS ALPN chose ``h2``, or the first bytes are the prior-knowledge preface):
+* HTTP/2 (TLS ALPN chose ``h2``, or, with ``http2.h2c`` on, the first bytes are the
+  prior-knowledge preface):
   the server's SETTINGS preface and a GOAWAY with last stream id 0 and ``NO_ERROR``
   (RFC 9113 §6.8: streams above the last stream id were not processed and may be
   retried on another connection, §8.7; the client did nothing wrong, so no error code;
@@ -84,7 +85,8 @@ class Refusal(asyncio.Protocol):
     def __init__(self, state: ServerState) -> None:
         self.loop = state.loop
         self.retry_after = state.config.limits.retry_after
-        self.h2 = state.hooks.on_connect is not None  # HTTP/2 is on (and h2 installed)
+        # HTTP/2 with prior knowledge is on (http2.h2c, and h2 installed)
+        self.h2c = state.hooks.on_first_bytes is not None
         self.read_timeout = min(state.config.http.header_timeout, READ_TIMEOUT)
         self.transport: asyncio.Transport | None = None
         self.head = b""
@@ -103,8 +105,7 @@ class Refusal(asyncio.Protocol):
         if self.answered:
             return  # lingering: dropped
         head = self.head = self.head + data
-        if self.h2 and head[:3] == H2_PREFACE[:3] and H2_PREFACE.startswith(head[:16]):
-            # (over TLS only ALPN picks HTTP/2: a TLS client's preface is no HTTP/1.1 either)
+        if self.h2c and head[:3] == H2_PREFACE[:3] and H2_PREFACE.startswith(head[:16]):
             self._answer(H2_GOAWAY)
         elif b"\r\n\r\n" in head or len(head) >= HEAD_LIMIT:
             self._answer(response_503(self.retry_after))
