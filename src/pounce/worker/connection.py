@@ -93,10 +93,6 @@ class HTTPConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses, but behave alike)
         self.transport = cast(asyncio.Transport, transport)
-        limit = self.state.connection_limit  # [limits] max_connections, None when off
-        if limit is not None and not limit.try_acquire():
-            refuse(self.state, transport)  # 503 or GOAWAY, then closed; not counted
-            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -109,6 +105,11 @@ class HTTPConnection(asyncio.Protocol):
         if ssl_object is not None:
             self.tls = tls_extension(ssl_object)
             self._scheme = "https"
+        limit = self.state.connection_limit  # [limits] max_connections, None when off
+        # (taken just before the set holds it: nothing in between can fail and leak it)
+        if limit is not None and not limit.try_acquire():
+            refuse(self.state, transport)  # 503 or GOAWAY, then closed; not counted
+            return
         self._scope_base = connection_template(
             self._scheme, self.client, self.server, self.state.root_path
         )
@@ -352,10 +353,12 @@ class HTTPConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        # Only once the new protocol is in the set: the transport stays counted
-        # throughout ([limits] max_connections, see CountedConnections).
-        self.state.connections.discard(self)
+        try:
+            protocol.connection_made(transport)
+        finally:
+            # Only once the new protocol is in the set: the transport stays counted
+            # throughout ([limits] max_connections, see CountedConnections).
+            self.state.connections.discard(self)
         if data and isinstance(protocol, asyncio.Protocol):
             protocol.data_received(data)
 
