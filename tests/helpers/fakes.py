@@ -75,6 +75,23 @@ class FakeTransport(asyncio.Transport):
     def is_reading(self) -> bool:
         return self.reading
 
+    # (a protocol switch and a half close: the refusal of a connection over the limit)
+    protocol: asyncio.BaseProtocol | None = None
+    eof_written = False
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self.protocol is not None
+        return self.protocol
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
+
 
 # The Bridges made in the current run_loop() call: closed when it ends.
 _live: list[Bridge] = []

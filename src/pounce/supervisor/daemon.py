@@ -72,6 +72,7 @@ from pounce.supervisor.workers import (
     WorkerState,
 )
 from pounce.types import ASGIApp
+from pounce.worker.shared import SlotTable, table_size
 
 log = logging.getLogger("pounce.error")
 
@@ -142,6 +143,7 @@ class Supervisor:
         self._snapshot_waiters: dict[int, asyncio.Future[None]] = {}  # by request id
         self._snapshot_ids = itertools.count(1)
         self.refuser: Refuser | None = None  # set in run(): needs the loop
+        self.counters: SlotTable | None = None  # [limits]: made by _shared_counters
         self.reaper = OrphanReaper(lambda: [h.pid for h in self.workers.values()])
 
     @property
@@ -240,8 +242,22 @@ class Supervisor:
                 self._next_id, generation, config, self._on_message, self._on_exit
             )
         self._next_id += 1
+        limits = config.limits
+        if limits.max_connections or limits.max_concurrent_requests:
+            handle.counters = self._shared_counters(config)
+            handle.slot = handle.counters.claim()  # None: the start fails (spawn failure)
         self.workers[handle.id] = handle
         return handle
+
+    def _shared_counters(self, config: Config) -> SlotTable:
+        """The table of the workers' [limits] counters, made when a config first sets one.
+
+        Sized for two generations at ``workers.max``; a worker that finds no free slot
+        is not started (a spawn failure, logged and retried) rather than left uncounted.
+        """
+        if self.counters is None:
+            self.counters = SlotTable.create(table_size(config.max_workers()))
+        return self.counters
 
     async def _start_generation(
         self, config: Config, generation: int, listeners: Sequence[Listener]
@@ -332,6 +348,10 @@ class Supervisor:
 
     def _on_exit(self, handle: WorkerHandle) -> None:
         self.workers.pop(handle.id, None)
+        if handle.counters is not None and handle.slot is not None:
+            # Whatever it held is closed now, even after a crash: zero its slot.
+            handle.counters.free(handle.slot)
+            handle.slot = None
         if self.spawn_failing != (handle.reason is ExitReason.SPAWN_FAILURE):
             self.spawn_failing = not self.spawn_failing
             self._broadcast_state()  # liveness on public listeners follows at once

@@ -35,6 +35,7 @@ from pounce.protocols.link import (
 from pounce.types import ASGIApp
 from pounce.worker.link import receive
 from pounce.worker.process import EXIT_BOOT_FAILED, WorkerSpec, serve_worker
+from pounce.worker.shared import SlotTable, WorkerSlot
 
 log = logging.getLogger("pounce.error")
 
@@ -94,6 +95,10 @@ class WorkerHandle:
         self._reader: asyncio.Task[None] | None = None  # reads the link
         self.pid: int | None = None
         self.thread: threading.Thread | None = None
+        #: The supervisor's shared counters ([limits]) and this worker's slot in them
+        #: (None when none was free); the supervisor zeroes the slot when it exits.
+        self.counters: SlotTable | None = None
+        self.slot: int | None = None
 
     # -- common --------------------------------------------------------------------
 
@@ -196,6 +201,18 @@ class WorkerHandle:
             self.spawn_error = f"{type(exc).__name__}: {exc}"
             self._ended(1)
 
+    def _seat(self) -> WorkerSlot | None:
+        """Where this worker counts for ``[limits]`` (None when its config sets no limit)."""
+        limits = self.config.limits
+        if not (limits.max_connections or limits.max_concurrent_requests):
+            return None
+        if self.counters is None or self.slot is None:
+            # Refused rather than started uncounted: the limit would no longer hold.
+            raise RuntimeError(
+                "no free slot in the shared [limits] counters: too many workers alive at once"
+            )
+        return WorkerSlot(self.counters, self.slot)
+
     # -- overridden per mode -------------------------------------------------------
 
     async def _launch(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
@@ -222,9 +239,10 @@ class ProcessWorker(WorkerHandle):
     proc: asyncio.subprocess.Process | None = None
 
     async def _launch(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
+        seat = self._seat()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            await self._exec(ours, theirs, listeners, supervisor_pid)
+            await self._exec(ours, theirs, listeners, supervisor_pid, seat)
         except BaseException:
             ours.close()
             self.kill()  # started but not linked: it must not live on unseen
@@ -237,6 +255,7 @@ class ProcessWorker(WorkerHandle):
         theirs: socket.socket,
         listeners: Sequence[Listener],
         supervisor_pid: int,
+        seat: WorkerSlot | None,
     ) -> None:
         # The worker's faulthandler writes its stack dumps here; we log them (see DumpReader).
         try:
@@ -245,6 +264,7 @@ class ProcessWorker(WorkerHandle):
             theirs.close()
             raise
         fds = tuple(listener.sock.fileno() for listener in listeners)
+        counters = () if seat is None else (seat.table.fileno(),)
         spec = WorkerSpec(
             worker_id=self.id,
             generation=self.generation,
@@ -254,6 +274,8 @@ class ProcessWorker(WorkerHandle):
             link_fd=theirs.fileno(),
             supervisor_pid=supervisor_pid,
             dump_fd=dump_write,
+            counters_fd=counters[0] if counters else None,
+            counters_slot=0 if seat is None else seat.slot,
         )
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -261,7 +283,7 @@ class ProcessWorker(WorkerHandle):
                 "-m",
                 "pounce.worker.process",
                 stdin=subprocess.PIPE,
-                pass_fds=(*fds, theirs.fileno(), dump_write),
+                pass_fds=(*fds, theirs.fileno(), dump_write, *counters),
                 env=worker_env(),
             )
         except BaseException:
@@ -373,6 +395,7 @@ class ThreadWorker(WorkerHandle):
 
     async def _launch(self, listeners: Sequence[Listener], supervisor_pid: int) -> None:
         assert self.load_app is not None
+        seat = self._seat()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Each worker loop closes its own copy of the listening socket when it stops.
         copies = [Listener(lst.config, lst.sock.dup()) for lst in listeners]
@@ -391,7 +414,7 @@ class ThreadWorker(WorkerHandle):
         def body() -> None:
             code = 1
             try:
-                code = serve_worker(spec, copies, theirs, load_app, in_thread=True)
+                code = serve_worker(spec, copies, theirs, load_app, in_thread=True, slot=seat)
             except BaseException:
                 log.exception("thread worker %d crashed", self.id)
                 code = 1 if self.boot_error is None else EXIT_BOOT_FAILED

@@ -24,6 +24,7 @@ from pounce.protocols.h11engine import H11RequestParser
 from pounce.types import ASGIApp
 from pounce.worker.context import ServerState
 from pounce.worker.launch import launch
+from pounce.worker.refusal import refuse
 from pounce.worker.runner import AVAILABLE as runner_available
 from pounce.worker.runner import ConnectionRunner
 
@@ -105,6 +106,11 @@ class HTTPConnection(asyncio.Protocol):
         if ssl_object is not None:
             self.tls = tls_extension(ssl_object)
             self._scheme = "https"
+        limit = self.state.connection_limit  # [limits] max_connections, None when off
+        # (taken just before the set holds it: nothing in between can fail and leak it)
+        if limit is not None and not limit.try_acquire():
+            refuse(self.state, transport)  # 503 or GOAWAY, then closed; not counted
+            return
         self._scope_base = connection_template(
             self._scheme, self.client, self.server, self.state.root_path
         )
@@ -344,14 +350,18 @@ class HTTPConnection(asyncio.Protocol):
         """
         self._drop_timer()
         self.closing = True
-        self.state.connections.discard(self)
         if self._runner is not None:
             self._runner.close()
         self.flush()  # responses before the switch go first
         transport = self.transport
         assert transport is not None
         transport.set_protocol(protocol)
-        protocol.connection_made(transport)
+        try:
+            protocol.connection_made(transport)
+        finally:
+            # Only once the new protocol is in the set: the transport stays counted
+            # throughout ([limits] max_connections, see CountedConnections).
+            self.state.connections.discard(self)
         if data and isinstance(protocol, asyncio.Protocol):
             protocol.data_received(data)
 

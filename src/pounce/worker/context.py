@@ -27,6 +27,7 @@ from pounce.config import Config
 from pounce.metrics import Collector
 from pounce.protocols.http11 import Headers, Request
 from pounce.types import ASGIApp, Scope
+from pounce.worker.shared import SharedLimit, WorkerSlot
 
 log = logging.getLogger("pounce.error")
 
@@ -134,10 +135,62 @@ class WatchedConnections(set[Connection]):
             self.on_empty()
 
 
+class CountedConnections(set[Connection]):
+    """A worker's connections under ``[limits] max_connections``: each open transport
+    holds one place of the daemon-wide :class:`~pounce.worker.shared.SharedLimit`.
+
+    Swapped in for the plain set only when the limit is on.  The place is taken by
+    admission (``HTTPConnection.connection_made``, :meth:`SharedLimit.try_acquire`)
+    and given back here when the last protocol on that transport leaves the set.  A
+    protocol switch (WebSocket, h2c, ALPN h2) adds the new protocol before it discards
+    the old one on the same transport, so it neither counts twice nor gives the place
+    back for a moment.  ``on_empty`` (set while draining) runs when the last one goes.
+    """
+
+    def __init__(self, limit: SharedLimit) -> None:
+        super().__init__()
+        self.limit = limit
+        self.on_empty: Callable[[], object] | None = None
+        self._transports: dict[object, object] = {}
+        self._protocols: dict[object, int] = {}  # protocols in the set per transport
+
+    def add(self, item: Connection) -> None:
+        if item in self:
+            return
+        super().add(item)
+        transport = getattr(item, "transport", None) or item
+        self._transports[item] = transport
+        self._protocols[transport] = self._protocols.get(transport, 0) + 1
+
+    def discard(self, item: object) -> None:
+        if item not in self:
+            return
+        super().discard(item)
+        transport = self._transports.pop(item, item)
+        left = self._protocols.pop(transport, 1) - 1
+        if left > 0:
+            self._protocols[transport] = left
+        else:
+            self.limit.release()
+        if not self and self.on_empty is not None:
+            self.on_empty()
+
+    def remove(self, item: Connection) -> None:
+        if item not in self:
+            raise KeyError(item)
+        self.discard(item)
+
+
 class ServerState:
     """What every connection of a worker shares."""
 
-    def __init__(self, config: Config, app: ASGIApp, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        config: Config,
+        app: ASGIApp,
+        loop: asyncio.AbstractEventLoop,
+        slot: WorkerSlot | None = None,
+    ) -> None:
         self.config = config
         self.app = app
         self.loop = loop
@@ -145,6 +198,18 @@ class ServerState:
         #: ``[proxy] trusted``, or None when nobody is trusted (the default).
         self.trusted_peers = TrustedPeers(config.proxy.trusted) or None
         self.connections: set[Connection] = set()
+        # [limits]: daemon-wide places shared by every worker (worker/shared.py), each
+        # None when its limit is 0; ``slot`` is the supervisor's seat for this worker,
+        # else (a worker on its own) a local table.
+        limits = config.limits
+        self.connection_limit: SharedLimit | None = None
+        self.request_limit: SharedLimit | None = None
+        if limits.max_connections or limits.max_concurrent_requests:
+            self.connection_limit, self.request_limit = (slot or WorkerSlot.local()).limits(
+                limits.max_connections, limits.max_concurrent_requests
+            )
+        if self.connection_limit is not None:
+            self.connections = CountedConnections(self.connection_limit)
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         # While draining, how long a kept-alive idle connection waits for one more request.

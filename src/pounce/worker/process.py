@@ -29,6 +29,7 @@ from pounce.worker.context import ServerState
 from pounce.worker.link import SupervisorLink, send_blocking
 from pounce.worker.loops import loop_factory
 from pounce.worker.server import Worker
+from pounce.worker.shared import SlotTable, WorkerSlot
 
 log = logging.getLogger("pounce.error")
 
@@ -49,6 +50,9 @@ class WorkerSpec:
     link_fd: int
     supervisor_pid: int
     dump_fd: int | None = None  # where faulthandler writes stack dumps (SIGUSR2), if not stderr
+    #: The supervisor's shared counters ([limits]): the table's fd and this worker's slot.
+    counters_fd: int | None = None
+    counters_slot: int = 0
 
 
 def _set_parent_death_signal() -> None:
@@ -68,6 +72,7 @@ def serve_worker(
     load_app: Callable[[], ASGIApp],
     *,
     in_thread: bool,
+    slot: WorkerSlot | None = None,
 ) -> int:
     """Import the app, serve until stopped; return the exit code."""
     try:
@@ -88,7 +93,7 @@ def serve_worker(
             parent_pid=parent,
         )
 
-    worker = Worker(spec.config, app, listeners, link_factory=make_link)
+    worker = Worker(spec.config, app, listeners, link_factory=make_link, slot=slot)
     new_loop = loop_factory(spec.config.server.loop)
 
     def make_loop() -> asyncio.AbstractEventLoop:
@@ -130,8 +135,16 @@ def main() -> None:
     link_sock = socket.socket(fileno=spec.link_fd)
     if not config.app:
         raise SystemExit(EXIT_BOOT_FAILED)
+    slot = None
+    if spec.counters_fd is not None:
+        slot = WorkerSlot(SlotTable.attach(spec.counters_fd), spec.counters_slot)
     code = serve_worker(
-        spec, _listeners(spec), link_sock, lambda: load_app(config), in_thread=False
+        spec,
+        _listeners(spec),
+        link_sock,
+        lambda: load_app(config),
+        in_thread=False,
+        slot=slot,
     )
     # The loop is closed and its handlers gone: a late SIGTERM must not turn a clean
     # exit into "killed by SIGTERM".

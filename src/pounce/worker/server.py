@@ -26,9 +26,15 @@ from pounce.types import ASGIApp
 from pounce.worker import h2hooks
 from pounce.worker.accept import Acceptor
 from pounce.worker.connection import HTTPConnection
-from pounce.worker.context import ProtocolHooks, ServerState, WatchedConnections
+from pounce.worker.context import (
+    CountedConnections,
+    ProtocolHooks,
+    ServerState,
+    WatchedConnections,
+)
 from pounce.worker.health import special_routes
 from pounce.worker.link import SupervisorLink
+from pounce.worker.shared import WorkerSlot
 
 __all__ = ["ServerState", "Worker"]
 
@@ -45,8 +51,11 @@ class Worker:
         listeners: Sequence[Listener],
         link_factory: Callable[[ServerState, Callable[[float | None], None]], SupervisorLink]
         | None = None,
+        slot: WorkerSlot | None = None,
     ) -> None:
         self.config = config
+        #: This worker's seat at the supervisor's shared counters ([limits]), if any.
+        self.slot = slot
         self.app = app
         self.listeners = listeners
         self.link_factory = link_factory
@@ -69,7 +78,7 @@ class Worker:
     async def serve(self, *, install_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        state = self.state = ServerState(self.config, self.app, loop)
+        state = self.state = ServerState(self.config, self.app, loop, self.slot)
         if self.link_factory is not None:
             self.link = self.link_factory(state, self.request_shutdown)
             await self.link.start()
@@ -78,9 +87,7 @@ class Worker:
         # Limits, Server-Timing, slow-request log: only when configured (else the app
         # itself, at no cost).  Lifespan below gets the app unwrapped.  request_limit:
         # the daemon-wide max_concurrent_requests counter, when the supervisor shares one.
-        state.app = edge.wrap(
-            state.app, self.config, state.metrics, getattr(state, "request_limit", None)
-        )
+        state.app = edge.wrap(state.app, self.config, state.metrics, state.request_limit)
         lifespan = Lifespan(self.app)
         state.lifespan_state = lifespan.state
         try:
@@ -165,7 +172,10 @@ class Worker:
             # connections still queued are accepted by the next generation.
             server.close()
         empty = asyncio.Event()  # set when the last connection goes
-        state.connections = WatchedConnections(state.connections, empty.set)
+        if isinstance(state.connections, CountedConnections):
+            state.connections.on_empty = empty.set
+        else:
+            state.connections = WatchedConnections(state.connections, empty.set)
         for conn in list(state.connections):
             conn.shutdown(state.drain_grace)  # WebSockets: close 1001, or 1012 on a handover
         loop = asyncio.get_running_loop()
