@@ -274,6 +274,7 @@ class H2Connection(asyncio.Protocol):
             access_log=state.config.logging.access_log and special is None,
             metrics=state.metrics if special is None else None,
             max_body_size=http.max_body_size,
+            id_header=None if state.request_ids is None else state.request_ids.pair(scope),
         )
         self.streams[stream_id] = stream
         self._drop_timer()
@@ -311,6 +312,7 @@ class H2Connection(asyncio.Protocol):
             scope, scope["headers"], secure="tls" in self.extensions
         )
         config = self.state.config.websocket
+        ids = self.state.request_ids
         stream = H2WebSocketStream(
             self,
             stream_id,
@@ -322,6 +324,7 @@ class H2Connection(asyncio.Protocol):
             metrics=self.state.metrics,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
+            id_header=None if ids is None else ids.pair(scope),
         )
         self.streams[stream_id] = stream
         self._drop_timer()
@@ -402,14 +405,12 @@ class H2Connection(asyncio.Protocol):
         if request is None:
             return None
         method, target, plain = request
+        extensions = {**self.extensions, "http.response.trailers": {}}
+        ids = self.state.request_ids
+        if ids is not None:
+            extensions["request_id"] = ids.take(plain, self.trusted)
         return http_scope(
-            self._scope_base,
-            "2",
-            method,
-            target,
-            plain,
-            self.state.lifespan_state,
-            {**self.extensions, "http.response.trailers": {}},
+            self._scope_base, "2", method, target, plain, self.state.lifespan_state, extensions
         )
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:

@@ -57,6 +57,7 @@ class WebSocketUpgrades:
         transport = conn.transport
         secure = transport is not None and transport.get_extra_info("ssl_object") is not None
         ws = WebSocketConnection(self.state)
+        ids = self.state.request_ids
         ws.cycle = WebSocketCycle(
             HTTP11WebSocket(ws, handshake),
             dict(websocket_scope(scope, handshake.subprotocols, secure=secure)),
@@ -67,6 +68,7 @@ class WebSocketUpgrades:
             ping_timeout=config.ping_timeout,
             access_log=self.state.config.logging.access_log,
             metrics=self.state.metrics,
+            id_header=None if ids is None else ids.pair(scope),
         )
         conn.switch_protocol(ws, conn.take_buffered())
         return True
