@@ -274,7 +274,7 @@ class H2Connection(asyncio.Protocol):
             access_log=state.config.logging.access_log and special is None,
             metrics=state.metrics if special is None else None,
             max_body_size=http.max_body_size,
-            id_header=None if state.request_ids is None else state.request_ids.pair(scope),
+            id_header=self._id_header(scope),
         )
         self.streams[stream_id] = stream
         self._drop_timer()
@@ -312,7 +312,6 @@ class H2Connection(asyncio.Protocol):
             scope, scope["headers"], secure="tls" in self.extensions
         )
         config = self.state.config.websocket
-        ids = self.state.request_ids
         stream = H2WebSocketStream(
             self,
             stream_id,
@@ -324,7 +323,7 @@ class H2Connection(asyncio.Protocol):
             metrics=self.state.metrics,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
-            id_header=None if ids is None else ids.pair(scope),
+            id_header=self._id_header(scope),
         )
         self.streams[stream_id] = stream
         self._drop_timer()
@@ -399,18 +398,33 @@ class H2Connection(asyncio.Protocol):
         head = [(b":status", b"%d" % status), *headers, (b"date", self.state.date_header())]
         self.h2.send_headers(stream_id, head, end_stream=True)
 
+    def _stream_extensions(self, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        """A stream's scope extensions: the connection's, trailers, and its request ID."""
+        extensions = {**self.extensions, "http.response.trailers": {}}
+        ids = self.state.request_ids
+        if ids is not None:
+            extensions["request_id"] = ids.take(headers, self.trusted)
+        return extensions
+
+    def _id_header(self, scope: Scope) -> tuple[bytes, bytes] | None:
+        """The response header of the request ID in ``scope`` (asgi/requestid.py)."""
+        ids = self.state.request_ids
+        return None if ids is None else ids.pair(scope)
+
     def _scope(self, headers: list[tuple[bytes, bytes]]) -> Scope | None:
         """The stream's ``http`` scope (asgi/scope.py); None without :method or :path."""
         request = h2_request(headers)
         if request is None:
             return None
         method, target, plain = request
-        extensions = {**self.extensions, "http.response.trailers": {}}
-        ids = self.state.request_ids
-        if ids is not None:
-            extensions["request_id"] = ids.take(plain, self.trusted)
         return http_scope(
-            self._scope_base, "2", method, target, plain, self.state.lifespan_state, extensions
+            self._scope_base,
+            "2",
+            method,
+            target,
+            plain,
+            self.state.lifespan_state,
+            self._stream_extensions(plain),
         )
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
