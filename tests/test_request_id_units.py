@@ -15,7 +15,6 @@ from helpers.fakes import Bridge, FakeSink, split_responses
 from helpers.fakes import run_loop as run
 from pounce.asgi.http import HTTPCycle
 from pounce.asgi.requestid import RequestIds, add_header, log_suffix
-from pounce.asgi.scope import websocket_scope
 from pounce.protocols import http11
 from pounce.types import Receive, Scope, Send
 
@@ -88,23 +87,6 @@ def test_log_suffix() -> None:
     assert log_suffix({"extensions": {"request_id": "r1"}}) == (" rid=r1", {"request_id": "r1"})
     assert log_suffix({"extensions": {}}) == ("", None)
     assert log_suffix({}) == ("", None)
-
-
-def test_websocket_scope_keeps_the_handshakes_id() -> None:
-    http: dict[str, Any] = {
-        "http_version": "1.1",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [],
-        "client": None,
-        "server": None,
-        "state": {},
-        "extensions": {"request_id": "r2"},
-    }
-    ws = websocket_scope(http, [], secure=False)
-    assert ws["extensions"] == {"websocket.http.response": {}, "request_id": "r2"}
 
 
 def test_error_response_takes_extra_lines() -> None:
