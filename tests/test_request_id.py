@@ -240,6 +240,18 @@ def test_websocket_denial_over_http11_has_an_id(plain: Server) -> None:
     assert GENERATED.fullmatch(rid), response.raw
 
 
+def test_an_invalid_websocket_upgrade_is_logged_with_an_id(plain: Server) -> None:
+    with Wire.open(plain.host, plain.port) as wire:
+        wire.send(upgrade_request("/ws", version="12"))
+        assert wire.read_response().status == 426
+
+    def logged() -> list[str]:
+        return [line for line in plain.output.splitlines() if "invalid WebSocket upgrade" in line]
+
+    assert wait_for(lambda: bool(logged())), plain.output
+    assert re.search(r" rid=[0-9a-f]{32}$", logged()[0]), logged()
+
+
 def test_websocket_over_http2_has_the_streams_id(plain: Server) -> None:
     client = h2c(plain)
     try:
