@@ -116,13 +116,14 @@ def _id_lines(data: bytes) -> list[bytes]:
 
 
 @PARSERS
-def test_response_head_has_the_scopes_id(parser: str) -> None:
+@pytest.mark.parametrize("headers", [[], [(b"server", b"other")]], ids=["plain", "own-server"])
+def test_response_head_has_the_scopes_id(parser: str, headers: list[tuple[bytes, bytes]]) -> None:
     async def main() -> None:
-        b = Bridge(_app([]), **{"http.parser": parser})
+        b = Bridge(_app(headers), **{"http.parser": parser})
         b.feed(b"GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: untrusted\r\n\r\n")
-        [(_, headers, body)] = split_responses(await b.response())
+        [(_, sent, body)] = split_responses(await b.response())
         assert GENERATED.fullmatch(body.decode())
-        assert headers[b"x-request-id"] == body
+        assert sent[b"x-request-id"] == body
         assert _id_lines(b.transport.data) == [b"x-request-id: " + body]
 
     run(main)
