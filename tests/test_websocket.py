@@ -84,7 +84,10 @@ def test_scope(serve: Serve) -> None:
     assert scope["query_string"] == "a=1"
     assert scope["root_path"] == ""
     assert scope["subprotocols"] == ["p1", "p2"]
-    assert scope["extensions"] == {"websocket.http.response": {}}
+    assert scope["extensions"] == {
+        "websocket.http.response": {},
+        "request_id": ws.response.headers["x-request-id"],  # [request_id] is on by default
+    }
     assert scope["client"][0] == "127.0.0.1"
     assert scope["server"] == ["127.0.0.1", server.port]
     assert ["upgrade", "websocket"] in scope["headers"]

@@ -60,7 +60,10 @@ def test_plain_websocket_scope_has_no_tls_extension(serve: Callable[..., Server]
     server = serve(APP)
     with connect(f"ws://127.0.0.1:{server.port}/scope", open_timeout=10) as ws:
         scope = json.loads(ws.recv(timeout=10))
-    assert scope["extensions"] == {"websocket.http.response": {}}
+    assert scope["extensions"] == {
+        "websocket.http.response": {},
+        "request_id": ws.response.headers["x-request-id"],  # [request_id] is on by default
+    }
 
 
 def _tls_h2(server: Server, pki: Pki) -> H2WebSocketClient:

@@ -231,5 +231,5 @@ class FakeSink:
     def date_header(self) -> bytes:
         return b"Thu, 01 Jan 2026 00:00:00 GMT"
 
-    def default_lines(self, lines: list[bytes] | None = None, /) -> bytes:
-        return b"date: Thu, 01 Jan 2026 00:00:00 GMT\r\nserver: pounce\r\n"
+    def default_lines(self, lines: list[bytes] | None = None, id_line: bytes = b"", /) -> bytes:
+        return b"date: Thu, 01 Jan 2026 00:00:00 GMT\r\nserver: pounce\r\n" + id_line

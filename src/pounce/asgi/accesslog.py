@@ -9,11 +9,15 @@ from pounce.types import Scope
 
 access_log = logging.getLogger("pounce.access")
 
+_LINE = '%s - "%s %s HTTP/%s" %d %d %.1fms'
+_LINE_ID = _LINE + " rid=%s"  # [request_id]
+
 
 def log_request(
     scope: Scope, status: int, nbytes: int, duration: float, *, method: str | None = None
 ) -> None:
-    """``client - "METHOD /path?query HTTP/x" status bytes duration``; JSON gets the fields."""
+    """``client - "METHOD /path?query HTTP/x" status bytes duration [rid=ID]``; JSON gets
+    the fields (``request_id`` with an ID)."""
     client = scope.get("client")
     client_str = f"{client[0]}:{client[1]}" if client else "-"
     query = scope["query_string"]
@@ -28,14 +32,10 @@ def log_request(
         "bytes": nbytes,
         "duration_ms": round(duration * 1000, 3),
     }
-    access_log.info(
-        '%s - "%s %s HTTP/%s" %d %d %.1fms',
-        client_str,
-        method,
-        path,
-        scope["http_version"],
-        status,
-        nbytes,
-        duration * 1000,
-        extra=extra,
-    )
+    args = (client_str, method, path, scope["http_version"], status, nbytes, duration * 1000)
+    rid = scope["extensions"].get("request_id")
+    if rid is None:
+        access_log.info(_LINE, *args, extra=extra)
+    else:
+        extra["request_id"] = rid
+        access_log.info(_LINE_ID, *args, rid, extra=extra)

@@ -15,6 +15,7 @@ import logging
 from time import perf_counter
 
 from pounce.asgi.accesslog import access_log, log_request
+from pounce.asgi.requestid import log_suffix
 from pounce.metrics import Collector
 from pounce.types import ASGIApp, Message, Scope
 
@@ -134,11 +135,14 @@ class Exchange:
     def _abandon(self, task: asyncio.Task[None], grace: float) -> None:
         if self.task is not task or task.done() or task.cancelling():
             return  # it returned in time (or is being cancelled already)
+        rid, extra = log_suffix(self.scope)
         error_log.warning(
-            "ASGI application still running %.1fs after its client went away (%s %s): cancelled",
+            "ASGI application still running %.1fs after its client went away (%s %s%s): cancelled",
             grace,
             self.scope["method"],
             self.scope["path"],
+            rid,
+            extra=extra,
         )
         if self.metrics is not None:
             self.metrics.apps_cancelled += 1
@@ -206,11 +210,14 @@ class Exchange:
                 self._cancelled()
             raise
         except BaseException as exc:
+            rid, extra = log_suffix(self.scope)
             error_log.error(
-                "Exception in ASGI application (%s %s)",
+                "Exception in ASGI application (%s %s%s)",
                 self.scope["method"],
                 self.scope["path"],
+                rid,
                 exc_info=exc,
+                extra=extra,
             )
             if not self.response_complete:
                 await self._failed()
@@ -219,10 +226,13 @@ class Exchange:
         else:
             if not self.response_complete:
                 if not self.disconnected:
+                    rid, extra = log_suffix(self.scope)
                     error_log.error(
-                        "ASGI application returned without completing the response (%s %s)",
+                        "ASGI application returned without completing the response (%s %s%s)",
                         self.scope["method"],
                         self.scope["path"],
+                        rid,
+                        extra=extra,
                     )
                 await self._failed()
         finally:

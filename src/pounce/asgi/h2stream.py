@@ -51,6 +51,7 @@ class H2Stream(Exchange):
         "_status",
         "_trailers_pending",
         "disconnect_grace",
+        "id_header",
         "is_head",
         "max_body_size",
         "sink",
@@ -68,11 +69,14 @@ class H2Stream(Exchange):
         max_body_size: int = 0,
         tasks: set[asyncio.Task[None]] | None = None,
         disconnect_grace: float | None = None,
+        id_header: tuple[bytes, bytes] | None = None,
     ) -> None:
         Exchange.__init__(self, scope, access_log=access_log, metrics=metrics, tasks=tasks)
         #: With a value (``http.disconnect_grace``), an app still running that long after
         #: its stream was reset or its connection lost is cancelled (Exchange.cancel_after).
         self.disconnect_grace = disconnect_grace
+        #: The request ID's response header (name, value), unless the app sends one.
+        self.id_header = id_header
         self.sink = sink
         self.stream_id = stream_id
         self.max_body_size = max_body_size
@@ -169,6 +173,9 @@ class H2Stream(Exchange):
             headers.append((b"date", self.sink.date_header()))
         if b"server" not in names:
             headers.append((b"server", b"pounce"))
+        id_header = self.id_header
+        if id_header is not None and id_header[0] not in names:
+            headers.append(id_header)
         return headers
 
     async def _send_body(self, body: bytes, more_body: bool) -> None:

@@ -64,6 +64,7 @@ class H2WebSocketStream:
         metrics: Collector | None,
         ping_interval: float = 0.0,
         ping_timeout: float = 0.0,
+        id_header: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.sink = sink
         self.stream_id = stream_id
@@ -77,6 +78,7 @@ class H2WebSocketStream:
             ping_timeout=ping_timeout,
             access_log=access_log,
             metrics=metrics,
+            id_header=id_header,
         )
         self.bytes_sent = 0
         self.body_complete = False  # the client sent END_STREAM

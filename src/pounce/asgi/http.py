@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pounce.asgi.exchange import ASGIProtocolError as ASGIProtocolError
 from pounce.asgi.exchange import Exchange, response_status
+from pounce.asgi.requestid import log_suffix
 from pounce.metrics import Collector
 from pounce.protocols import http11
 from pounce.types import Message, Scope
@@ -30,7 +31,7 @@ BODY_HIGH_WATER = 256 * 1024
 
 
 class DefaultLines(Protocol):
-    def __call__(self, lines: list[bytes] | None = None, /) -> bytes: ...
+    def __call__(self, lines: list[bytes] | None = None, id_line: bytes = b"", /) -> bytes: ...
 
 
 class Sink(Protocol):
@@ -45,8 +46,8 @@ class Sink(Protocol):
     def request_body_pending(self) -> bool: ...
     def date_header(self) -> bytes: ...
 
-    #: The Date and Server header lines the app did not send (given its lines), or
-    #: both (given None).
+    #: The Date and Server header lines the app did not send (given its lines, and
+    #: then the request ID's line too unless the app sent it), or both (given None).
     default_lines: DefaultLines
 
 
@@ -68,6 +69,7 @@ class HTTPCycle(Exchange):
         "_status",
         "conn",
         "expect_continue",
+        "id_line",
         "keep_alive",
     )
 
@@ -80,6 +82,7 @@ class HTTPCycle(Exchange):
         access_log: bool,
         metrics: Collector | None = None,
         tasks: set[asyncio.Task[None]] | None = None,
+        id_line: bytes = b"",
     ) -> None:
         # Exchange.__init__, said inline: this runs once per request.
         self.scope = scope
@@ -101,6 +104,8 @@ class HTTPCycle(Exchange):
         self.conn = conn
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
+        #: The request ID's header line (``[request_id]``), b"" without one.
+        self.id_line = id_line
         self._continue_sent = False
         self._status = 0
         self._lines = b""
@@ -180,7 +185,7 @@ class HTTPCycle(Exchange):
                     if lname == b"connection" and b"close" in value.lower():
                         self.keep_alive = False
                     continue  # framing and connection fields are ours to write
-                defaults = False  # Date or Server
+                defaults = False  # Date, Server or the request ID's field
             add(b"".join((name, b": ", value, b"\r\n")))
         block = b"".join(lines)
         n = len(lines)
@@ -190,9 +195,9 @@ class HTTPCycle(Exchange):
                     name = line.partition(b":")[0].decode("latin-1")
                     raise ASGIProtocolError(f"response header {name!r} contains CR, LF or NUL")
         if defaults:
-            self._lines = block + self.conn.default_lines()
+            self._lines = block + self.conn.default_lines() + self.id_line
         else:
-            self._lines = block + self.conn.default_lines(lines)
+            self._lines = block + self.conn.default_lines(lines, self.id_line)
 
     def _body_message(self, body: bytes, more_body: bool) -> None:
         out = b"" if self.head_written else self._head(body, more_body)
@@ -292,8 +297,14 @@ class HTTPCycle(Exchange):
 
     def _fail_framing(self, why: str) -> None:
         self._record(self._status)
+        rid, extra = log_suffix(self.scope)
         error_log.error(
-            "%s %s: %s; closing the connection", self.scope["method"], self.scope["path"], why
+            "%s %s: %s; closing the connection%s",
+            self.scope["method"],
+            self.scope["path"],
+            why,
+            rid,
+            extra=extra,
         )
         self.response_complete = True
         self.keep_alive = False
@@ -319,7 +330,7 @@ class HTTPCycle(Exchange):
             self._record(self._status)
             self.conn.abort()
             return
-        response = http11.error_response(408, "Request Timeout")
+        response = http11.error_response(408, "Request Timeout", self.id_line)
         self.conn.write(response)
         self.bytes_sent += len(response)
         self._record(408)
@@ -344,17 +355,29 @@ class HTTPCycle(Exchange):
             self._record(self._status)
             self.conn.abort()
             return
-        response = http11.error_response(500, "Internal Server Error")
+        response = http11.error_response(500, "Internal Server Error", self.id_line)
         self.conn.write(response)
         self.bytes_sent += len(response)
         self._record(500)
         self.conn.response_done(False)
 
 
-# Response fields the cycle interprets rather than copies (RFC 9112 §6, RFC 9110 §6.6).
-_RESPONSE_SPECIAL = frozenset(
-    (b"content-length", b"transfer-encoding", b"connection", b"date", b"server")
-)
+# Response fields the cycle interprets rather than copies (RFC 9112 §6, RFC 9110 §6.6),
+# and the request-ID fields (note_default_field): the app's own one replaces ours.
+_RESPONSE_SPECIAL = {b"content-length", b"transfer-encoding", b"connection", b"date", b"server"}
+
+
+def note_default_field(lname: bytes) -> None:
+    """Have an app's ``lname`` header (lower-case) checked against the default lines.
+
+    A worker's request-ID field (``[request_id] header``): an app that sends it
+    takes the slower path of :meth:`HTTPCycle._render` (``default_lines(lines, ...)``),
+    which leaves out our line.  Names only accumulate (a worker thread of another
+    generation may use another one); an extra name only costs that slower path.
+    """
+    _RESPONSE_SPECIAL.add(lname)
+
+
 # Response header names already checked, by their spelling: the lower-case form.
 _CHECKED_NAMES: dict[bytes, bytes] = {}
 

@@ -117,9 +117,13 @@ def websocket_scope(http_scope: Scope, subprotocols: list[str]) -> Scope:
     proxy's forwarded proto), else ``ws``.
     """
     extensions: dict[str, Any] = {"websocket.http.response": {}}
-    tls = http_scope.get("extensions", {}).get("tls")
+    http_extensions = http_scope.get("extensions", {})
+    tls = http_extensions.get("tls")
     if tls is not None:
         extensions["tls"] = tls
+    request_id = http_extensions.get("request_id")
+    if request_id is not None:
+        extensions["request_id"] = request_id  # the handshake's ID is the WebSocket's
     return {
         "type": "websocket",
         "asgi": {"version": "3.0", "spec_version": "2.4"},

@@ -30,6 +30,7 @@ from wsproto.extensions import Extension
 
 from pounce.asgi.accesslog import access_log, log_request
 from pounce.asgi.http import ASGIProtocolError, _as_header_list
+from pounce.asgi.requestid import add_header, log_suffix
 from pounce.asgi.scope import websocket_scope as websocket_scope
 from pounce.metrics import Collector
 from pounce.protocols import http11
@@ -135,8 +136,12 @@ class WebSocketCycle:
         ping_timeout: float = 0.0,
         access_log: bool,
         metrics: Collector | None = None,
+        id_header: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.conn = conn
+        #: The request ID's response header (name, value), added to the handshake's
+        #: answer unless the app sent that header; None without an ID.
+        self.id_header = id_header
         self.scope = scope
         self.extension_offers = extension_offers
         self.max_message_size = max_message_size
@@ -270,7 +275,13 @@ class WebSocketCycle:
         self._ping_timer = None
         if self.phase is not Phase.OPEN:
             return
-        error_log.info("WebSocket %s: no pong within ws ping_timeout, closing", self.scope["path"])
+        rid, extra = log_suffix(self.scope)
+        error_log.info(
+            "WebSocket %s%s: no pong within ws ping_timeout, closing",
+            self.scope["path"],
+            rid,
+            extra=extra,
+        )
         self.close(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
         self.conn.hang_up()  # after the close frame: the peer is not answering
 
@@ -346,7 +357,7 @@ class WebSocketCycle:
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and not isinstance(subprotocol, str):
             raise ASGIProtocolError(f"invalid subprotocol {subprotocol!r}")
-        headers = _checked_headers(message)
+        headers = add_header(_checked_headers(message), self.id_header)
         agreed: bytes | None = None
         extensions: list[Extension] = []
         if self.per_message_deflate:
@@ -372,7 +383,7 @@ class WebSocketCycle:
         status = message["status"]
         if not isinstance(status, int) or not 200 <= status <= 999:
             raise ASGIProtocolError(f"invalid denial status {status!r}")
-        headers = _checked_headers(message)
+        headers = add_header(_checked_headers(message), self.id_header)
         self.phase = Phase.DENYING
         self.status = status
         self._denial = (status, headers)
@@ -402,8 +413,13 @@ class WebSocketCycle:
             raise
         except BaseException as exc:
             if not (isinstance(exc, ClientDisconnected) and self.closed is not None):
+                rid, extra = log_suffix(self.scope)
                 error_log.error(
-                    "Exception in ASGI application (WebSocket %s)", self.scope["path"], exc_info=exc
+                    "Exception in ASGI application (WebSocket %s%s)",
+                    self.scope["path"],
+                    rid,
+                    exc_info=exc,
+                    extra=extra,
                 )
             await self._fail()
             if not isinstance(exc, Exception):
@@ -411,9 +427,13 @@ class WebSocketCycle:
         else:
             if self.phase is Phase.CONNECTING or self.phase is Phase.DENYING:
                 if not self.gone:
+                    rid, extra = log_suffix(self.scope)
                     error_log.error(
-                        "ASGI application returned without answering the WebSocket handshake (%s)",
+                        "ASGI application returned without answering the WebSocket handshake"
+                        " (%s%s)",
                         self.scope["path"],
+                        rid,
+                        extra=extra,
                     )
                 await self._fail()
             elif self.phase is Phase.OPEN:
@@ -430,7 +450,7 @@ class WebSocketCycle:
         elif phase is Phase.CONNECTING:
             self.status = 500
             body = b"Internal Server Error\n"
-            headers = [(b"content-type", b"text/plain; charset=utf-8")]
+            headers = add_header([(b"content-type", b"text/plain; charset=utf-8")], self.id_header)
             await self.conn.send_response(500, headers, body, more_body=False)
             self._record(500)
             self.conn.end()

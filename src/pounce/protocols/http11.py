@@ -683,20 +683,23 @@ def serialize_head(status: int, headers: Headers) -> bytes:
     return b"".join(parts)
 
 
-def error_response(status: int, message: str = "") -> bytes:
-    """A complete close-delimited error response with a short text body."""
+def error_response(status: int, message: str = "", extra: bytes = b"") -> bytes:
+    """A complete close-delimited error response with a short text body.
+
+    ``extra``: header lines to add, each ending in CRLF (e.g. the request ID's).
+    """
     body = (message or STATUS_PHRASES.get(status, b"Error").decode()).encode() + b"\n"
-    return (
-        serialize_head(
-            status,
-            [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-                (b"connection", b"close"),
-            ],
-        )
-        + body
+    head = serialize_head(
+        status,
+        [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ],
     )
+    if extra:
+        head = head[:-2] + extra + b"\r\n"
+    return head + body
 
 
 def chunk(data: bytes) -> bytes:

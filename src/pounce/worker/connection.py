@@ -82,6 +82,7 @@ class HTTPConnection(asyncio.Protocol):
         self._scheme = "http"
         self._scope_base: dict[str, Any] = {}
         self._access_log = state.config.logging.access_log
+        self._request_ids = state.request_ids  # None: [request_id] is off
         self._max_requests = http.max_requests_per_connection
         self._header_timeout = http.header_timeout
         self._keep_alive_timeout = http.keep_alive_timeout
@@ -291,6 +292,9 @@ class HTTPConnection(asyncio.Protocol):
         if limit and self.requests >= limit:
             keep_alive = False
         # The scope (asgi/scope.py), from the connection's template.
+        extensions: dict[str, Any] = {} if self.tls is None else {"tls": self.tls}
+        ids = self._request_ids
+        id_line = b"" if ids is None else ids.assign(request.headers, self.trusted, extensions)
         scope = http_scope(
             self._scope_base,
             request.http_version,
@@ -298,7 +302,7 @@ class HTTPConnection(asyncio.Protocol):
             request.target,
             request.headers,
             state.lifespan_state,
-            {} if self.tls is None else {"tls": self.tls},
+            extensions,
         )
         if self.trusted and state.trusted_peers is not None:
             apply_forwarding(scope, state.trusted_peers)  # a proxy's headers (asgi/proxy.py)
@@ -317,11 +321,12 @@ class HTTPConnection(asyncio.Protocol):
                 self._access_log,
                 state.metrics,
                 state.tasks,
+                id_line,
             )
             self._unlaunched = state.app
         else:
             self.cycle = HTTPCycle(
-                self, scope, keep_alive, request.expect_continue, False, None, state.tasks
+                self, scope, keep_alive, request.expect_continue, False, None, state.tasks, id_line
             )
             self._unlaunched = special
 

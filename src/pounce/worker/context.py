@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from pounce.asgi.http import note_default_field
 from pounce.asgi.proxy import TrustedPeers
+from pounce.asgi.requestid import RequestIds
 from pounce.config import Config
 from pounce.metrics import Collector
 from pounce.protocols.http11 import Headers, Request
@@ -197,6 +199,11 @@ class ServerState:
         self.root_path = config.server.root_path
         #: ``[proxy] trusted``, or None when nobody is trusted (the default).
         self.trusted_peers = TrustedPeers(config.proxy.trusted) or None
+        #: ``[request_id]``: the worker's ID source, or None when disabled (nothing runs).
+        self.request_ids: RequestIds | None = None
+        if config.request_id.enabled:
+            self.request_ids = RequestIds(config.request_id.header)
+            note_default_field(self.request_ids.name)
         self.connections: set[Connection] = set()
         # [limits]: daemon-wide places shared by every worker (worker/shared.py), each
         # None when its limit is 0; ``slot`` is the supervisor's seat for this worker,
@@ -281,10 +288,11 @@ class ServerState:
             self._new_date(now)
         return self._date
 
-    def default_lines(self, lines: list[bytes] | None = None) -> bytes:
+    def default_lines(self, lines: list[bytes] | None = None, id_line: bytes = b"") -> bytes:
         """The ``Date`` and ``Server`` header lines of an HTTP/1.1 response.
 
-        With ``lines`` (the app's own header lines), only those the app did not send.
+        With ``lines`` (the app's own header lines), only those the app did not send,
+        and ``id_line`` (the request ID's header line) unless the app sent that header.
         """
         now = int(time.time())
         if now != self._date_second:
@@ -293,7 +301,11 @@ class ServerState:
             return self._defaults
         names = {line.partition(b":")[0].lower() for line in lines}
         out = b"" if b"date" in names else b"date: " + self._date + b"\r\n"
-        return out if b"server" in names else out + b"server: pounce\r\n"
+        if b"server" not in names:
+            out += b"server: pounce\r\n"
+        if id_line and self.request_ids is not None and self.request_ids.name not in names:
+            out += id_line
+        return out
 
     def _new_date(self, now: int) -> None:
         self._date_second = now

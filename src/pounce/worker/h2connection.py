@@ -275,6 +275,7 @@ class H2Connection(asyncio.Protocol):
             access_log=state.config.logging.access_log and special is None,
             metrics=state.metrics if special is None else None,
             max_body_size=http.max_body_size,
+            id_header=self._id_header(scope),
         )
         self.streams[stream_id] = stream
         self._drop_timer()
@@ -321,6 +322,7 @@ class H2Connection(asyncio.Protocol):
             metrics=self.state.metrics,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
+            id_header=self._id_header(scope),
         )
         self.streams[stream_id] = stream
         self._drop_timer()
@@ -395,6 +397,19 @@ class H2Connection(asyncio.Protocol):
         head = [(b":status", b"%d" % status), *headers, (b"date", self.state.date_header())]
         self.h2.send_headers(stream_id, head, end_stream=True)
 
+    def _stream_extensions(self, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        """A stream's scope extensions: the connection's, trailers, and its request ID."""
+        extensions = {**self.extensions, "http.response.trailers": {}}
+        ids = self.state.request_ids
+        if ids is not None:
+            extensions["request_id"] = ids.take(headers, self.trusted)
+        return extensions
+
+    def _id_header(self, scope: Scope) -> tuple[bytes, bytes] | None:
+        """The response header of the request ID in ``scope`` (asgi/requestid.py)."""
+        ids = self.state.request_ids
+        return None if ids is None else ids.pair(scope)
+
     def _scope(self, headers: list[tuple[bytes, bytes]]) -> Scope | None:
         """The stream's ``http`` scope (asgi/scope.py); None without :method or :path."""
         request = h2_request(headers)
@@ -408,7 +423,7 @@ class H2Connection(asyncio.Protocol):
             target,
             plain,
             self.state.lifespan_state,
-            {**self.extensions, "http.response.trailers": {}},
+            self._stream_extensions(plain),
         )
         if self.trusted and self.state.trusted_peers is not None:
             apply_forwarding(scope, self.state.trusted_peers)  # a proxy's headers (asgi/proxy.py)

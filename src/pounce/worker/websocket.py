@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import cast
 
+from pounce.asgi.requestid import log_suffix
 from pounce.asgi.websocket import CLOSE_TIMEOUT, WebSocketCycle, websocket_scope
 from pounce.asgi.ws_http11 import HTTP11WebSocket
 from pounce.protocols import http11
@@ -49,12 +50,20 @@ class WebSocketUpgrades:
         try:
             handshake = check_upgrade(request)
         except UpgradeError as exc:
-            error_log.info("invalid WebSocket upgrade from %s: %s", _peer(conn), exc.message)
+            rid, extra = log_suffix(scope)
+            error_log.info(
+                "invalid WebSocket upgrade from %s: %s%s",
+                _peer(conn),
+                exc.message,
+                rid,
+                extra=extra,
+            )
             conn.closing = True
             conn.write(exc.response())
             conn.close_transport()
             return True
         ws = WebSocketConnection(self.state)
+        ids = self.state.request_ids
         ws.cycle = WebSocketCycle(
             HTTP11WebSocket(ws, handshake),
             dict(websocket_scope(scope, handshake.subprotocols)),
@@ -65,6 +74,7 @@ class WebSocketUpgrades:
             ping_timeout=config.ping_timeout,
             access_log=self.state.config.logging.access_log,
             metrics=self.state.metrics,
+            id_header=None if ids is None else ids.pair(scope),
         )
         conn.switch_protocol(ws, conn.take_buffered())
         return True
