@@ -420,3 +420,23 @@ def test_rate_limit_concurrency_and_slow_log_over_http2(daemons: Daemons, releas
         assert entry["request_id"] == rid
 
     asyncio.run(main())
+
+
+def test_rate_limit_keys_on_the_client_after_proxy_headers(daemons: Daemons) -> None:
+    d = daemons.fd(
+        APP,
+        "--forwarded-allow-ips", "127.0.0.1",
+        "--rate-limit", "0.1",
+        "--rate-limit-burst", "1",
+        workers=1,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{d.port}/"
+    with httpx.Client(timeout=WAIT) as client:
+
+        def status(forwarded_for: str) -> int:
+            return client.get(url, headers={"X-Forwarded-For": forwarded_for}).status_code
+
+        assert status("203.0.113.7") == 200
+        assert status("203.0.113.7") == 429  # the same forwarded client: its bucket is empty
+        assert status("198.51.100.9") == 200  # another client behind the same proxy
+        assert status("10.9.8.7, 203.0.113.7") == 429  # the right-most untrusted hop counts
