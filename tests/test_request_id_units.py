@@ -65,12 +65,13 @@ def test_only_the_first_header_counts() -> None:
     assert GENERATED.fullmatch(rid), rid
 
 
-def test_assign_fills_the_extension_and_returns_the_header_line() -> None:
+def test_assign_fills_the_extension_and_returns_the_id() -> None:
     ids = RequestIds("X-Request-ID")
     extensions: dict[str, Any] = {"tls": None}
-    line = ids.assign([(b"x-request-id", b"kept")], True, extensions)
+    rid = ids.assign([(b"x-request-id", b"kept")], True, extensions)
     assert extensions == {"tls": None, "request_id": "kept"}
-    assert line == b"x-request-id: kept\r\n"
+    assert rid == b"kept"
+    assert ids.line(rid) == b"x-request-id: kept\r\n"
     assert ids.pair({"extensions": extensions}) == (b"x-request-id", b"kept")
     assert ids.pair({"extensions": {}}) is None
 
@@ -177,7 +178,7 @@ def _cycle(sink: FakeSink) -> HTTPCycle:
         "http_version": "1.1",
         "extensions": {"request_id": "r4"},
     }
-    return HTTPCycle(sink, scope, True, False, False, None, None, b"x-request-id: r4\r\n")
+    return HTTPCycle(sink, scope, True, False, False, None, None, b"r4")
 
 
 def test_a_500_after_an_app_failure_has_the_id_and_the_log_too(

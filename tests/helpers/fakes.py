@@ -196,6 +196,8 @@ def split_responses(data: bytes) -> list[tuple[bytes, dict[bytes, bytes], bytes]
 class FakeSink:
     """The connection side of an HTTPCycle: records writes, flow-control calls and the end."""
 
+    id_field = b"x-request-id: "
+
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.done: list[bool] = []  # keep_alive of each response_done call

@@ -28,6 +28,7 @@ _NO_BODY_STATUS = frozenset({204, 304})
 COALESCE_LIMIT = 256 * 1024
 # Pause reading the socket when this much request body waits for the app.
 BODY_HIGH_WATER = 256 * 1024
+CRLF = b"\r\n"
 
 
 class DefaultLines(Protocol):
@@ -45,6 +46,9 @@ class Sink(Protocol):
     @property
     def request_body_pending(self) -> bool: ...
     def date_header(self) -> bytes: ...
+
+    #: The request ID's header field and ": " (``b"x-request-id: "``), b"" without IDs.
+    id_field: bytes
 
     #: The Date and Server header lines the app did not send (given its lines, and
     #: then the request ID's line too unless the app sent it), or both (given None).
@@ -69,8 +73,8 @@ class HTTPCycle(Exchange):
         "_status",
         "conn",
         "expect_continue",
-        "id_line",
         "keep_alive",
+        "request_id",
     )
 
     def __init__(
@@ -82,7 +86,7 @@ class HTTPCycle(Exchange):
         access_log: bool,
         metrics: Collector | None = None,
         tasks: set[asyncio.Task[None]] | None = None,
-        id_line: bytes = b"",
+        request_id: bytes = b"",
     ) -> None:
         # Exchange.__init__, said inline: this runs once per request.
         self.scope = scope
@@ -104,8 +108,8 @@ class HTTPCycle(Exchange):
         self.conn = conn
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
-        #: The request ID's header line (``[request_id]``), b"" without one.
-        self.id_line = id_line
+        #: The request's ID (``[request_id]``) as ASCII bytes, b"" without one.
+        self.request_id = request_id
         self._continue_sent = False
         self._status = 0
         self._lines = b""
@@ -194,10 +198,20 @@ class HTTPCycle(Exchange):
                 if line.count(b"\r") != 1 or line.count(b"\n") != 1 or b"\x00" in line:
                     name = line.partition(b":")[0].decode("latin-1")
                     raise ASGIProtocolError(f"response header {name!r} contains CR, LF or NUL")
-        if defaults:
-            self._lines = block + self.conn.default_lines() + self.id_line
+        rid = self.request_id
+        if not defaults:
+            self._lines = block + self.conn.default_lines(lines, self._id_line())
+        elif rid:  # (one join: the ID's line is never made on its own)
+            self._lines = b"".join(
+                (block, self.conn.default_lines(), self.conn.id_field, rid, CRLF)
+            )
         else:
-            self._lines = block + self.conn.default_lines(lines, self.id_line)
+            self._lines = block + self.conn.default_lines()
+
+    def _id_line(self) -> bytes:
+        """The request ID's header line, b"" without an ID."""
+        rid = self.request_id
+        return self.conn.id_field + rid + CRLF if rid else b""
 
     def _body_message(self, body: bytes, more_body: bool) -> None:
         out = b"" if self.head_written else self._head(body, more_body)
@@ -330,7 +344,7 @@ class HTTPCycle(Exchange):
             self._record(self._status)
             self.conn.abort()
             return
-        response = http11.error_response(408, "Request Timeout", self.id_line)
+        response = http11.error_response(408, "Request Timeout", self._id_line())
         self.conn.write(response)
         self.bytes_sent += len(response)
         self._record(408)
@@ -355,7 +369,7 @@ class HTTPCycle(Exchange):
             self._record(self._status)
             self.conn.abort()
             return
-        response = http11.error_response(500, "Internal Server Error", self.id_line)
+        response = http11.error_response(500, "Internal Server Error", self._id_line())
         self.conn.write(response)
         self.bytes_sent += len(response)
         self._record(500)

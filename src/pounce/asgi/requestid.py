@@ -37,18 +37,18 @@ _VALID = re.compile(rb"[A-Za-z0-9._:\-]{1,200}")
 class RequestIds:
     """One worker's request-ID source and header name."""
 
-    __slots__ = ("_bits", "field", "name")
+    __slots__ = ("bits", "field", "name")
 
     def __init__(self, header: str, seed: bytes | None = None) -> None:
         #: The header's name, lower-case: read from requests, written to responses.
         self.name = header.lower().encode("ascii")
         #: The start of the HTTP/1.1 header line: ``b"x-request-id: "``.
         self.field = self.name + b": "
-        self._bits = random.Random(seed if seed is not None else os.urandom(32)).getrandbits
+        self.bits = random.Random(seed if seed is not None else os.urandom(32)).getrandbits
 
     def new(self) -> str:
         """A fresh ID: 32 hex digits."""
-        return self._bits(128).to_bytes(16).hex()
+        return self.bits(128).to_bytes(16).hex()
 
     def take(self, headers: Headers, trusted: bool) -> str:
         """The ID of a request: the trusted peer's (first header of that name) when
@@ -60,14 +60,19 @@ class RequestIds:
                     if _VALID.fullmatch(value) is not None:
                         return value.decode("ascii")
                     break
-        return self._bits(128).to_bytes(16).hex()
+        return self.bits(128).to_bytes(16).hex()
 
     def assign(self, headers: Headers, trusted: bool, extensions: dict[str, Any]) -> bytes:
-        """:meth:`take`, put in ``extensions["request_id"]``; returns the HTTP/1.1
-        response header line (``b"x-request-id: <id>\\r\\n"``)."""
-        rid = self.take(headers, True) if trusted else self._bits(128).to_bytes(16).hex()
+        """:meth:`take`, put in ``extensions["request_id"]``; returns the ID as ASCII
+        bytes, for the response header.  (The HTTP/1.1 connection says the untrusted
+        case inline: it runs once per request.)"""
+        rid = self.take(headers, True) if trusted else self.bits(128).to_bytes(16).hex()
         extensions["request_id"] = rid
-        return self.field + rid.encode() + b"\r\n"
+        return rid.encode()
+
+    def line(self, rid: bytes) -> bytes:
+        """The HTTP/1.1 header line of the ID ``rid``: ``b"x-request-id: <id>\\r\\n"``."""
+        return self.field + rid + b"\r\n"
 
     def pair(self, scope: Scope) -> tuple[bytes, bytes] | None:
         """The response header ``(name, id)`` of a scope's request (None without an ID)."""

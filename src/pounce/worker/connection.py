@@ -83,6 +83,8 @@ class HTTPConnection(asyncio.Protocol):
         self._scope_base: dict[str, Any] = {}
         self._access_log = state.config.logging.access_log
         self._request_ids = state.request_ids  # None: [request_id] is off
+        #: The request ID's header field, ``b"x-request-id: "`` (read by HTTPCycle).
+        self.id_field = b"" if state.request_ids is None else state.request_ids.field
         self._max_requests = http.max_requests_per_connection
         self._header_timeout = http.header_timeout
         self._keep_alive_timeout = http.keep_alive_timeout
@@ -294,7 +296,14 @@ class HTTPConnection(asyncio.Protocol):
         # The scope (asgi/scope.py), from the connection's template.
         extensions: dict[str, Any] = {} if self.tls is None else {"tls": self.tls}
         ids = self._request_ids
-        id_line = b"" if ids is None else ids.assign(request.headers, self.trusted, extensions)
+        if ids is None:
+            request_id = b""
+        elif self.trusted:
+            request_id = ids.assign(request.headers, True, extensions)
+        else:  # RequestIds.assign for an untrusted peer, said inline: once per request
+            rid = ids.bits(128).to_bytes(16).hex()
+            extensions["request_id"] = rid
+            request_id = rid.encode()
         scope = http_scope(
             self._scope_base,
             request.http_version,
@@ -321,12 +330,19 @@ class HTTPConnection(asyncio.Protocol):
                 self._access_log,
                 state.metrics,
                 state.tasks,
-                id_line,
+                request_id,
             )
             self._unlaunched = state.app
         else:
             self.cycle = HTTPCycle(
-                self, scope, keep_alive, request.expect_continue, False, None, state.tasks, id_line
+                self,
+                scope,
+                keep_alive,
+                request.expect_continue,
+                False,
+                None,
+                state.tasks,
+                request_id,
             )
             self._unlaunched = special
 
